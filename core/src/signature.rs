@@ -1,0 +1,6 @@
+//! (in progress)
+
+/// (in progress)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {}
