@@ -4,6 +4,8 @@
 //! once the modules below are complete.)
 
 pub mod batch;
+mod codec;
+pub mod decimal;
 pub mod epc;
 mod error;
 pub mod hash;
