@@ -1,0 +1,43 @@
+# Shared helpers for wardseal's scripts. Sourced, not run.
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command after printing it.
+run() {
+    log "$*"
+    "$@"
+}
+
+# Makes sure the Debian packages named are installed. As root, installs the missing
+# ones with apt-get; otherwise prints the exact command to run and stops, since the
+# tests that need them would fail.
+ensure_packages() {
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        log "installing Debian packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq || die "apt-get update failed"
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+            || die "apt-get install ${missing[*]} failed"
+        return 0
+    fi
+    die "missing Debian packages: ${missing[*]}
+  install them with:  sudo apt-get install -y ${missing[*]}"
+}
+
+# Fails unless the named commands are on PATH.
+require_commands() {
+    local command
+    for command in "$@"; do
+        command -v "$command" >/dev/null || die "required command '$command' not found on PATH"
+    done
+}
+
+# The Debian packages the test suite needs, one place for all scripts.
+TEST_PACKAGES=(openssl)
