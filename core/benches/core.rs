@@ -1,1 +1,2 @@
+//! Benchmarks of wardseal-core.
 fn main() {}

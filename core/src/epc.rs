@@ -702,7 +702,6 @@ fn pow10(digits: usize) -> u64 {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -1135,7 +1135,6 @@ fn push_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
 mod tests {
     use super::*;
     use crate::epc::tests::any_sgtin96;

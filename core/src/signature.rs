@@ -692,7 +692,6 @@ fn describe_oid(oid: &Oid<'_>) -> String {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test reports failure by panicking")]
 mod tests {
     use super::*;
     use proptest::prelude::*;

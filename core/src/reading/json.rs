@@ -310,7 +310,8 @@ mod tests {
 
     #[test]
     fn each_rejection_is_specific() {
-        let cases: &[(&str, fn(&ReadingError) -> bool)] = &[
+        type Expectation = fn(&ReadingError) -> bool;
+        let cases: &[(&str, Expectation)] = &[
             (
                 r#"{"type":"pulse","value":1,"unit":"/min","time":"2026-11-21T08:00:00Z","seq":1}"#,
                 |e| matches!(e, ReadingError::UnknownDataType(name) if name == "pulse"),
