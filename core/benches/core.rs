@@ -7,7 +7,9 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use wardseal_core::Hash;
+use wardseal_core::batch::BatchHeader;
 use wardseal_core::merkle::{self, MerkleTree};
+use wardseal_core::reading::{Reading, json};
 
 /// Leaves in the benchmarked trees: a large ward's readings over a long batch window.
 const MERKLE_LEAVES: u64 = 1_000_000;
@@ -71,5 +73,78 @@ fn merkle_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, merkle_benches);
+/// A vital-sign reading and an ECG block (10 s at 250 Hz), as devices send them.
+fn sample_readings() -> [(&'static str, Reading); 2] {
+    let device: wardseal_core::epc::Sgtin96 = "urn:epc:tag:sgtin-96:3.0614141.812345.6789"
+        .parse()
+        .unwrap();
+    let vital = json::parse_measurement(
+        r#"{"type":"body_temperature","value":36.6,"unit":"Cel","time":"2026-11-21T08:00:00.25Z","seq":1041}"#,
+    )
+    .unwrap();
+    let samples: Vec<String> = (0..2_500)
+        .map(|i| ((i * 37) % 400 - 200).to_string())
+        .collect();
+    let ecg = json::parse_measurement(&format!(
+        r#"{{"type":"ecg","unit":"mV","time":"2026-11-21T08:00:00Z","seq":9,"samples":{{"origin":0,"period_ms":4,"factor":0.005,"data":[{}]}}}}"#,
+        samples.join(",")
+    ))
+    .unwrap();
+    [
+        ("vital", Reading::new(device.clone(), vital)),
+        ("ecg_2500", Reading::new(device, ecg)),
+    ]
+}
+
+/// Group `canonical`: canonical encoding, decoding and leaf hashing of readings, the JSON
+/// front door, and batch-header encoding.
+#[expect(
+    clippy::unwrap_used,
+    reason = "benchmarks of valid inputs must stop loudly if one fails"
+)]
+fn canonical_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("canonical");
+    for (name, reading) in sample_readings() {
+        let bytes = reading.canonical_bytes();
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("encode_{name}"), |b| {
+            b.iter(|| black_box(&reading).canonical_bytes())
+        });
+        group.bench_function(format!("leaf_hash_{name}"), |b| {
+            b.iter(|| black_box(&reading).leaf_hash())
+        });
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function(format!("decode_{name}"), |b| {
+            b.iter(|| Reading::from_canonical_bytes(black_box(&bytes)).unwrap())
+        });
+    }
+
+    let one = r#"{"type":"heart_rate","value":72,"unit":"/min","time":"2026-11-21T08:00:00.250Z","seq":1041}"#;
+    let body = format!("[{}]", vec![one; json::MAX_READINGS_PER_REQUEST].join(","));
+    group.throughput(Throughput::Elements(json::MAX_READINGS_PER_REQUEST as u64));
+    group.bench_function("json_parse_body_1000", |b| {
+        b.iter(|| json::parse_body(black_box(body.as_bytes())).unwrap())
+    });
+
+    let leaves: Vec<Hash> = (0u64..1_000)
+        .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+        .collect();
+    let time = "2026-11-21T08:00:00Z".parse().unwrap();
+    let header = BatchHeader::for_leaves(
+        "P-000123".parse().unwrap(),
+        "ward-3A".parse().unwrap(),
+        None,
+        &leaves,
+        (time, time),
+        wardseal_core::signature::SignatureAlgorithm::EcdsaP256Sha256,
+    )
+    .unwrap();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("batch_header_hash", |b| {
+        b.iter(|| black_box(&header).hash())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, merkle_benches, canonical_benches);
 criterion_main!(benches);

@@ -5,7 +5,10 @@
 //! Run it with `./scripts/demo` or `cargo run -p wardseal-core --example ward_tour`.
 //! The patient's card is played by a fixed software P-256 key: the real collector asks a
 //! smart card or SoftHSM token (wardseal-card) for this signature.
-#![expect(clippy::print_stdout, reason = "printing the tour is this program's job")]
+#![expect(
+    clippy::print_stdout,
+    reason = "printing the tour is this program's job"
+)]
 
 use std::error::Error;
 
@@ -41,7 +44,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("binary (hex)      {}", epc.to_hex());
     let identity = Identity::device(epc.clone(), GroupId(7), RuleId(3));
     let extension = identity.to_der();
-    println!("identity extension (DER, {} bytes) {}", extension.len(), hex::encode(&extension));
+    println!(
+        "identity extension (DER, {} bytes) {}",
+        extension.len(),
+        hex::encode(&extension)
+    );
     let decoded = Identity::from_der(&extension)?;
     println!(
         "decoded           role {}, group {}, rule {}",
@@ -52,10 +59,17 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     step("2. The device POSTs readings (JSON); each is checked on its own");
     let mut readings = Vec::new();
-    for (index, parsed) in json::parse_body(DEVICE_BODY.as_bytes())?.into_iter().enumerate() {
+    for (index, parsed) in json::parse_body(DEVICE_BODY.as_bytes())?
+        .into_iter()
+        .enumerate()
+    {
         match parsed {
             Ok(measurement) => {
-                println!("#{index} accepted    {} seq {}", measurement.data_type(), measurement.sequence());
+                println!(
+                    "#{index} accepted    {} seq {}",
+                    measurement.data_type(),
+                    measurement.sequence()
+                );
                 // The collector binds each reading to the EPC of the certificate that sent it.
                 readings.push(Reading::new(epc.clone(), measurement));
             }
@@ -81,8 +95,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let tree = MerkleTree::from_leaf_hashes(leaves.clone());
     let patient: SubjectId = "P-000123".parse()?;
     let collector: SubjectId = "ward-3A".parse()?;
-    let first = readings.iter().map(|r| r.measurement().time()).min().ok_or("no readings")?;
-    let last = readings.iter().map(|r| r.measurement().time()).max().ok_or("no readings")?;
+    let first = readings
+        .iter()
+        .map(|r| r.measurement().time())
+        .min()
+        .ok_or("no readings")?;
+    let last = readings
+        .iter()
+        .map(|r| r.measurement().time())
+        .max()
+        .ok_or("no readings")?;
     let header = BatchHeader::for_leaves(
         patient.clone(),
         collector.clone(),
@@ -95,14 +117,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("header hash       {} (what the card signs)", header.hash());
     let card = SigningKey::from_slice(Hash::sha256(b"wardseal demo patient card").as_bytes())?;
     let signature: DerSignature = card.sign(&header.canonical_bytes());
-    println!("card signature    {} bytes, ECDSA P-256", signature.as_bytes().len());
+    println!(
+        "card signature    {} bytes, ECDSA P-256",
+        signature.as_bytes().len()
+    );
 
     step("5. Storage checks before it keeps anything");
     let card_public = card.verifying_key().to_public_key_der()?;
     let key = VerifyingKey::from_spki_der(card_public.as_bytes())?;
     header.verify_signature(&key, signature.as_bytes())?;
     println!("signature         valid ({key})");
-    let recomputed = MerkleTree::from_leaf_hashes(readings.iter().map(Reading::leaf_hash).collect());
+    let recomputed =
+        MerkleTree::from_leaf_hashes(readings.iter().map(Reading::leaf_hash).collect());
     println!("root recomputed   {}", recomputed.root() == header.root());
     header.check_continues(None)?;
     println!("chain             batch 1 starts the patient's chain");
@@ -112,8 +138,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         r#"{"type":"heart_rate","value":180,"unit":"/min","time":"2026-11-21T08:00:00Z","seq":1041}"#,
     )?;
     tampered[0] = Reading::new(epc.clone(), forged);
-    let forged_root = MerkleTree::from_leaf_hashes(tampered.iter().map(Reading::leaf_hash).collect()).root();
-    println!("tampered reading  root matches signed header: {}", forged_root == header.root());
+    let forged_root =
+        MerkleTree::from_leaf_hashes(tampered.iter().map(Reading::leaf_hash).collect()).root();
+    println!(
+        "tampered reading  root matches signed header: {}",
+        forged_root == header.root()
+    );
 
     let second = BatchHeader::for_leaves(
         patient,
@@ -127,12 +157,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         Err(error @ BatchError::Replay { .. }) => println!("replayed batch    refused: {error}"),
         other => println!("replayed batch    unexpected: {other:?}"),
     }
-    println!("next batch        {:?}", second.check_continues(Some(&header.tip())).map(|()| "continues the chain"));
+    println!(
+        "next batch        {:?}",
+        second
+            .check_continues(Some(&header.tip()))
+            .map(|()| "continues the chain")
+    );
 
     step("6. Proof that one reading is in the signed batch");
     let proof = tree.inclusion_proof(2, tree.len())?;
     proof.verify(&leaves[2], &header.root())?;
-    println!("reading #2 ({}) is in the batch signed by the card", readings[2].measurement().data_type());
+    println!(
+        "reading #2 ({}) is in the batch signed by the card",
+        readings[2].measurement().data_type()
+    );
     println!("proof             {}", serde_json::to_string(&proof)?);
     println!("reading as stored {}", serde_json::to_string(&readings[2])?);
     Ok(())

@@ -62,7 +62,7 @@ impl fmt::Debug for Hash {
     }
 }
 
-/// Why a text or byte string is not a [`Hash`].
+/// Why a text or byte string is not a [`Hash`](struct@Hash).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HashParseError {

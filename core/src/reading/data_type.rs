@@ -186,6 +186,14 @@ mod tests {
     }
 
     #[test]
+    fn local_system_is_the_arc_s_third_oid() {
+        assert_eq!(
+            LOCAL_SYSTEM,
+            format!("urn:oid:{}", crate::identity::LOCAL_CODE_SYSTEM_OID)
+        );
+    }
+
+    #[test]
     fn design_codes_are_kept() {
         assert_eq!(DataType::HeartRate.coding().loinc, Some("8867-4"));
         assert_eq!(DataType::HeartRate.coding().mdc, Some(147_842));

@@ -90,12 +90,7 @@ struct WireSamples<'a> {
 fn decimal(field: &'static str, raw: &RawValue) -> Result<Decimal, ReadingError> {
     let text = raw.get();
     if text.starts_with('"') {
-        return Err(ReadingError::Decimal {
-            field,
-            source: crate::decimal::DecimalError::Syntax(
-                "a JSON string (send a JSON number)".to_owned(),
-            ),
-        });
+        return Err(ReadingError::NumberAsString { field });
     }
     Decimal::parse(text).map_err(|source| ReadingError::Decimal { field, source })
 }

@@ -82,6 +82,12 @@ pub enum ReadingError {
         /// What is wrong with it.
         source: DecimalError,
     },
+    /// A numeric field holds a JSON string.
+    #[error("field `{field}` must be a JSON number, not a string (write 36.6, not \"36.6\")")]
+    NumberAsString {
+        /// The field that holds the string.
+        field: &'static str,
+    },
     /// The unit is not a plausible UCUM code.
     #[error(
         "unit `{0}` is not a UCUM code (1 to 32 printable ASCII characters, no spaces, e.g. /min, Cel, mm[Hg])"
