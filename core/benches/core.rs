@@ -2,6 +2,10 @@
 //! and listing it in `criterion_group!` at the bottom.
 //!
 //! Run one group with `cargo bench -p wardseal-core --bench core -- merkle`.
+#![expect(
+    clippy::unwrap_used,
+    reason = "benchmarks of valid inputs must stop loudly if one fails"
+)]
 
 use std::hint::black_box;
 
@@ -22,10 +26,6 @@ fn merkle_leaf_hashes(count: u64) -> Vec<Hash> {
 }
 
 /// Group `merkle`: roots, tree building and proofs over a 1,000,000-leaf tree.
-#[expect(
-    clippy::unwrap_used,
-    reason = "a benchmark of valid proofs must stop loudly if one fails"
-)]
 fn merkle_benches(c: &mut Criterion) {
     let leaves = merkle_leaf_hashes(MERKLE_LEAVES);
     let mut group = c.benchmark_group("merkle");
@@ -98,10 +98,6 @@ fn sample_readings() -> [(&'static str, Reading); 2] {
 
 /// Group `canonical`: canonical encoding, decoding and leaf hashing of readings, the JSON
 /// front door, and batch-header encoding.
-#[expect(
-    clippy::unwrap_used,
-    reason = "benchmarks of valid inputs must stop loudly if one fails"
-)]
 fn canonical_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("canonical");
     for (name, reading) in sample_readings() {
