@@ -3,67 +3,17 @@
 //!
 //! This test needs `/usr/bin/openssl` and fails without it: a missing interop check must
 //! not pass silently.
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test fails by panicking"
-)]
+#![expect(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod common;
+use common::{Scratch, path_str};
 use wardseal_core::epc::Sgtin96;
 use wardseal_core::identity::{
     EthereumAddress, GroupId, IDENTITY_EXTENSION_OID, IDENTITY_EXTENSION_OID_STRING, Identity,
     PATIENT_DATA_SIGNING_OID, PATIENT_DATA_SIGNING_OID_STRING, Role, RuleId, SubjectId,
 };
-
-const OPENSSL: &str = "/usr/bin/openssl";
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "wardseal-identity-openssl-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn openssl(args: &[&str]) -> String {
-    let output = Command::new(OPENSSL)
-        .args(args)
-        .output()
-        .expect("cannot run /usr/bin/openssl: install the openssl package");
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8 here")
-}
 
 /// The `asn1parse -genconf` description of `identity`, written from its accessors
 /// following the ASN.1 module (not from wardseal's encoder).
@@ -159,12 +109,12 @@ fn identities() -> Vec<Identity> {
 
 #[test]
 fn encoding_matches_openssl_genconf_byte_for_byte() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("identity-openssl");
     for (index, identity) in identities().iter().enumerate() {
         let config = scratch.path(&format!("{index}.cnf"));
         let generated = scratch.path(&format!("{index}.openssl.der"));
         std::fs::write(&config, genconf(identity)).unwrap();
-        openssl(&[
+        scratch.openssl_text(&[
             "asn1parse",
             "-genconf",
             path_str(&config),
@@ -184,11 +134,12 @@ fn encoding_matches_openssl_genconf_byte_for_byte() {
 
 #[test]
 fn openssl_parses_what_wardseal_writes() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("identity-openssl");
     for (index, identity) in identities().iter().enumerate() {
         let der = scratch.path(&format!("{index}.der"));
         std::fs::write(&der, identity.to_der()).unwrap();
-        let dump = openssl(&["asn1parse", "-inform", "DER", "-in", path_str(&der), "-i"]);
+        let dump =
+            scratch.openssl_text(&["asn1parse", "-inform", "DER", "-in", path_str(&der), "-i"]);
         let lines: Vec<&str> = dump.lines().collect();
         assert!(lines[0].contains("cons: SEQUENCE"), "{dump}");
         assert!(
@@ -220,13 +171,13 @@ fn openssl_parses_what_wardseal_writes() {
 
 #[test]
 fn oids_match_openssl_encoding() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("identity-openssl");
     for (oid, text) in [
         (IDENTITY_EXTENSION_OID, IDENTITY_EXTENSION_OID_STRING),
         (PATIENT_DATA_SIGNING_OID, PATIENT_DATA_SIGNING_OID_STRING),
     ] {
         let out = scratch.path("oid.der");
-        openssl(&[
+        scratch.openssl_text(&[
             "asn1parse",
             "-genstr",
             &format!("OID:{text}"),

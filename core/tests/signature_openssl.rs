@@ -12,13 +12,11 @@
     reason = "a test reports failure by panicking"
 )]
 
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
 use proptest::prelude::*;
+mod common;
+use common::Scratch;
 use wardseal_core::signature::{
     SignatureAlgorithm, SignatureError, VerifyingKey, ecdsa_p256_der_to_raw, ecdsa_p256_raw_to_der,
 };
@@ -258,15 +256,12 @@ fn ecdsa_high_s_and_low_s_both_verify_here_and_in_openssl() {
         "negating a low s gives a high s"
     );
 
-    let dir = TempDir::new("high-s");
-    write(&dir, "message.bin", &message);
-    write(&dir, "cert.pem", &fixture("ecdsa-p256.cert.pem"));
-    openssl(
-        &dir,
-        &[
-            "x509", "-in", "cert.pem", "-pubkey", "-noout", "-out", "pub.pem",
-        ],
-    );
+    let dir = Scratch::new("high-s");
+    dir.write("message.bin", &message);
+    dir.write("cert.pem", &fixture("ecdsa-p256.cert.pem"));
+    dir.openssl(&[
+        "x509", "-in", "cert.pem", "-pubkey", "-noout", "-out", "pub.pem",
+    ]);
     for (name, form) in [("low", low), ("high", high)] {
         let der = form.to_der().as_bytes().to_vec();
         let raw = form.to_bytes().to_vec();
@@ -281,19 +276,16 @@ fn ecdsa_high_s_and_low_s_both_verify_here_and_in_openssl() {
             "{name}-S raw"
         );
         let file = format!("{name}.sig");
-        write(&dir, &file, &der);
-        openssl(
-            &dir,
-            &[
-                "dgst",
-                "-sha256",
-                "-verify",
-                "pub.pem",
-                "-signature",
-                &file,
-                "message.bin",
-            ],
-        );
+        dir.write(&file, &der);
+        dir.openssl(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "pub.pem",
+            "-signature",
+            &file,
+            "message.bin",
+        ]);
     }
 }
 
@@ -375,15 +367,12 @@ fn key_sizes_outside_policy_are_refused() {
 #[test]
 fn certificates_in_der_and_pem_give_the_same_key() {
     let message = fixture("message.bin");
-    let dir = TempDir::new("der");
-    write(&dir, "cert.pem", &fixture("dsa-2048.cert.pem"));
-    openssl(
-        &dir,
-        &[
-            "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
-        ],
-    );
-    let key = VerifyingKey::from_certificate_der(&read(&dir, "cert.der")).unwrap();
+    let dir = Scratch::new("der");
+    dir.write("cert.pem", &fixture("dsa-2048.cert.pem"));
+    dir.openssl(&[
+        "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
+    ]);
+    let key = VerifyingKey::from_certificate_der(&dir.read("cert.der")).unwrap();
     assert_eq!(
         key.verify(
             SignatureAlgorithm::DsaSha256,
@@ -430,9 +419,9 @@ fn spki_der_from_openssl_verifies() {
 /// New keys, certificates and signatures from openssl over a random message, every run.
 #[test]
 fn fresh_openssl_signatures_verify() {
-    let dir = TempDir::new("fresh");
-    openssl(&dir, &["rand", "-out", "message.bin", "317"]);
-    let message = read(&dir, "message.bin");
+    let dir = Scratch::new("fresh");
+    dir.openssl(&["rand", "-out", "message.bin", "317"]);
+    let message = dir.read("message.bin");
     let tampered = flip_bit(&message, 1000);
 
     // Generates KEY from ALGORITHM_ARGS, a self-signed certificate and the SPKI, and
@@ -441,27 +430,21 @@ fn fresh_openssl_signatures_verify() {
         let key = format!("{name}.key");
         let mut args = vec!["genpkey", "-quiet", "-out", &key];
         args.extend_from_slice(genpkey);
-        openssl(&dir, &args);
+        dir.openssl(&args);
         let cert = format!("{name}.cert.pem");
         let subject = format!("/CN=wardseal fresh {name}");
-        openssl(
-            &dir,
-            &[
-                "req", "-new", "-x509", "-key", &key, "-sha256", "-days", "1", "-subj", &subject,
-                "-out", &cert,
-            ],
-        );
+        dir.openssl(&[
+            "req", "-new", "-x509", "-key", &key, "-sha256", "-days", "1", "-subj", &subject,
+            "-out", &cert,
+        ]);
         let spki = format!("{name}.spki.der");
-        openssl(
-            &dir,
-            &[
-                "pkey", "-in", &key, "-pubout", "-outform", "DER", "-out", &spki,
-            ],
-        );
-        let pem = String::from_utf8(read(&dir, &cert)).unwrap();
+        dir.openssl(&[
+            "pkey", "-in", &key, "-pubout", "-outform", "DER", "-out", &spki,
+        ]);
+        let pem = String::from_utf8(dir.read(&cert)).unwrap();
         [
             VerifyingKey::from_certificate_pem(&pem).unwrap(),
-            VerifyingKey::from_spki_der(&read(&dir, &spki)).unwrap(),
+            VerifyingKey::from_spki_der(&dir.read(&spki)).unwrap(),
         ]
     };
     let sign = |name: &str, out: &str, sigopts: &[&str]| -> Vec<u8> {
@@ -471,8 +454,8 @@ fn fresh_openssl_signatures_verify() {
             args.extend_from_slice(&["-sigopt", sigopt]);
         }
         args.extend_from_slice(&["-out", out, "message.bin"]);
-        openssl(&dir, &args);
-        read(&dir, out)
+        dir.openssl(&args);
+        dir.read(out)
     };
     let check = |keys: &[VerifyingKey; 2], algorithm, signature: &[u8]| {
         for key in keys {
@@ -501,17 +484,14 @@ fn fresh_openssl_signatures_verify() {
             "ec_param_enc:named_curve",
         ],
     );
-    openssl(
-        &dir,
-        &[
-            "pkey",
-            "-in",
-            "ecdsa.key",
-            "-pubout",
-            "-out",
-            "ecdsa.pub.pem",
-        ],
-    );
+    dir.openssl(&[
+        "pkey",
+        "-in",
+        "ecdsa.key",
+        "-pubout",
+        "-out",
+        "ecdsa.pub.pem",
+    ]);
     for round in 0..8 {
         let der = sign("ecdsa", &format!("ecdsa-{round}.sig"), &[]);
         check(&ecdsa, SignatureAlgorithm::EcdsaP256Sha256, &der);
@@ -520,19 +500,16 @@ fn fresh_openssl_signatures_verify() {
         // What the collector sends after converting PKCS#11 output must satisfy openssl.
         let converted = ecdsa_p256_raw_to_der(&raw).unwrap();
         let file = format!("ecdsa-{round}.converted.sig");
-        write(&dir, &file, &converted);
-        openssl(
-            &dir,
-            &[
-                "dgst",
-                "-sha256",
-                "-verify",
-                "ecdsa.pub.pem",
-                "-signature",
-                &file,
-                "message.bin",
-            ],
-        );
+        dir.write(&file, &converted);
+        dir.openssl(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "ecdsa.pub.pem",
+            "-signature",
+            &file,
+            "message.bin",
+        ]);
     }
 
     // RSA-PSS, salt 32; the largest salt is refused.
@@ -565,84 +542,23 @@ fn fresh_openssl_signatures_verify() {
     );
 
     // DSA 2048/256, new domain parameters.
-    openssl(
-        &dir,
-        &[
-            "genpkey",
-            "-quiet",
-            "-genparam",
-            "-algorithm",
-            "DSA",
-            "-pkeyopt",
-            "dsa_paramgen_bits:2048",
-            "-pkeyopt",
-            "dsa_paramgen_q_bits:256",
-            "-out",
-            "dsa.params",
-        ],
-    );
+    dir.openssl(&[
+        "genpkey",
+        "-quiet",
+        "-genparam",
+        "-algorithm",
+        "DSA",
+        "-pkeyopt",
+        "dsa_paramgen_bits:2048",
+        "-pkeyopt",
+        "dsa_paramgen_q_bits:256",
+        "-out",
+        "dsa.params",
+    ]);
     let dsa = new_key("dsa", &["-paramfile", "dsa.params"]);
     check(
         &dsa,
         SignatureAlgorithm::DsaSha256,
         &sign("dsa", "dsa.sig", &[]),
-    );
-}
-
-/// A directory under the system temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(purpose: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "wardseal-signature-{purpose}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Best effort: a leftover directory in /tmp is not worth a second panic.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn write(dir: &TempDir, name: &str, bytes: &[u8]) {
-    std::fs::write(dir.0.join(name), bytes).unwrap();
-}
-
-fn read(dir: &TempDir, name: &str) -> Vec<u8> {
-    std::fs::read(dir.0.join(name)).unwrap()
-}
-
-/// Runs openssl in `dir` and fails the test if it is missing or reports an error.
-fn openssl(dir: &TempDir, args: &[&str]) {
-    let output = match Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .output()
-    {
-        Ok(output) => output,
-        Err(error) if error.kind() == ErrorKind::NotFound => panic!(
-            "openssl is not installed; these interop tests need it: install the Debian \
-             package `openssl` (apt-get install openssl)"
-        ),
-        Err(error) => panic!("cannot run openssl: {error}"),
-    };
-    assert!(
-        output.status.success(),
-        "openssl {} failed ({}): {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
     );
 }
