@@ -134,18 +134,7 @@ fn rsa_pss_signed_header_verifies() {
 #[test]
 fn dsa_signed_header_verifies() {
     let dir = Scratch::new("batch-dsa");
-    dir.openssl(&[
-        "genpkey",
-        "-genparam",
-        "-algorithm",
-        "DSA",
-        "-pkeyopt",
-        "dsa_paramgen_bits:2048",
-        "-pkeyopt",
-        "dsa_paramgen_q_bits:256",
-        "-out",
-        "params.pem",
-    ]);
+    dir.dsa_2048_256_params("params.pem");
     let header = header(SignatureAlgorithm::DsaSha256);
     let (key, signature) = openssl_signs(&dir, &header, &["-paramfile", "params.pem"], &[]);
     check(&header, &key, &signature);

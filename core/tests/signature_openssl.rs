@@ -542,19 +542,7 @@ fn fresh_openssl_signatures_verify() {
     );
 
     // DSA 2048/256, new domain parameters.
-    dir.openssl(&[
-        "genpkey",
-        "-quiet",
-        "-genparam",
-        "-algorithm",
-        "DSA",
-        "-pkeyopt",
-        "dsa_paramgen_bits:2048",
-        "-pkeyopt",
-        "dsa_paramgen_q_bits:256",
-        "-out",
-        "dsa.params",
-    ]);
+    dir.dsa_2048_256_params("dsa.params");
     let dsa = new_key("dsa", &["-paramfile", "dsa.params"]);
     check(
         &dsa,

@@ -64,6 +64,23 @@ impl Scratch {
         output.stdout
     }
 
+    /// Generates new FIPS 186-4 DSA domain parameters (p 2048 bits, q 256 bits) into `name`.
+    pub(crate) fn dsa_2048_256_params(&self, name: &str) {
+        self.openssl(&[
+            "genpkey",
+            "-quiet",
+            "-genparam",
+            "-algorithm",
+            "DSA",
+            "-pkeyopt",
+            "dsa_paramgen_bits:2048",
+            "-pkeyopt",
+            "dsa_paramgen_q_bits:256",
+            "-out",
+            name,
+        ]);
+    }
+
     /// [`openssl`](Self::openssl) for commands that print text.
     pub(crate) fn openssl_text(&self, args: &[&str]) -> String {
         String::from_utf8(self.openssl(args)).expect("openssl printed UTF-8")
