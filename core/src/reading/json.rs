@@ -297,10 +297,10 @@ mod tests {
                         {"type":"spo2","value":"97","unit":"%","time":"2026-11-21T08:00:00Z","seq":4}]"#;
         let parsed = parse_body(body).unwrap();
         assert!(parsed[0].is_ok());
-        assert!(matches!(
+        assert_eq!(
             parsed[1],
-            Err(ReadingError::Decimal { field: "value", .. })
-        ));
+            Err(ReadingError::NumberAsString { field: "value" })
+        );
     }
 
     #[test]
