@@ -518,6 +518,66 @@ impl SoftHsm {
     }
 }
 
+impl SoftHsm {
+    /// Marks the user PIN of `token` as locked (`CKF_USER_PIN_LOCKED`) in its object store.
+    ///
+    /// SoftHSM 2.6.1 never locks a PIN by itself: a failed login only sets
+    /// `CKF_USER_PIN_COUNT_LOW`, however many follow. Real cards lock after a few tries,
+    /// so this sets the flag in the token file the way such a token would; the real
+    /// module then reports the token as locked in `C_GetTokenInfo` (SoftHSM 2.6.1 still
+    /// accepts the PIN in `C_Login`: callers must check the flag, as `wardseal-card`
+    /// does). Call it before any process has the module loaded (SoftHSM reads the token
+    /// file when it initialises).
+    pub fn lock_user_pin(&self, token: &Token) -> Result<(), Error> {
+        const CKF_USER_PIN_LOCKED: u64 = 0x0004_0000;
+        // Object store record: attribute type CKA_VENDOR_DEFINED + 0x534B (SoftHSM's token
+        // flags), kind 2 (unsigned long), then the value as 8 big-endian bytes.
+        const FLAGS_RECORD: [u8; 16] = [0, 0, 0, 0, 0x80, 0, 0x53, 0x4b, 0, 0, 0, 0, 0, 0, 0, 2];
+        let file = self.token_object_file(token)?;
+        let mut bytes = fs::read(&file).map_err(|source| Error::Io {
+            action: "read",
+            path: file.clone(),
+            source,
+        })?;
+        let bad = || Error::BadConfiguration { path: file.clone() };
+        let at = bytes
+            .windows(FLAGS_RECORD.len())
+            .position(|window| window == FLAGS_RECORD)
+            .ok_or_else(bad)?
+            + FLAGS_RECORD.len();
+        let value = bytes.get_mut(at..at + 8).ok_or_else(bad)?;
+        let flags = u64::from_be_bytes(value.try_into().map_err(|_| bad())?) | CKF_USER_PIN_LOCKED;
+        value.copy_from_slice(&flags.to_be_bytes());
+        fs::write(&file, bytes).map_err(|source| Error::Io {
+            action: "write",
+            path: file.clone(),
+            source,
+        })
+    }
+
+    /// The `token.object` file of `token`: the token directory whose file holds its serial.
+    fn token_object_file(&self, token: &Token) -> Result<PathBuf, Error> {
+        let entries = fs::read_dir(&self.tokens).map_err(|source| Error::Io {
+            action: "list",
+            path: self.tokens.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let file = entry.path().join("token.object");
+            if let Ok(bytes) = fs::read(&file)
+                && bytes
+                    .windows(token.serial.len())
+                    .any(|window| window == token.serial.as_bytes())
+            {
+                return Ok(file);
+            }
+        }
+        Err(Error::BadConfiguration {
+            path: self.tokens.clone(),
+        })
+    }
+}
+
 /// Runs `command`, returning its output when it exits with success.
 fn run(command: &mut Command, tool: &str) -> Result<Output, Error> {
     let output = command.output().map_err(|source| Error::ToolMissing {

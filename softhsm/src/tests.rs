@@ -78,3 +78,19 @@ fn token_spec_debug_hides_pins() {
         "{text}"
     );
 }
+
+#[test]
+fn a_locked_pin_is_reported_by_the_real_module() {
+    let hsm = SoftHsm::new().unwrap();
+    let token = hsm.init_token(&TokenSpec::new("fixture-a")).unwrap();
+    hsm.init_token(&TokenSpec::new("fixture-b")).unwrap();
+    hsm.lock_user_pin(&token).unwrap();
+    let output = hsm.pkcs11_tool().arg("--list-slots").output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    // Exactly one token (fixture-a) now says its user PIN is locked.
+    assert_eq!(text.matches("user PIN locked").count(), 1, "{text}");
+    let locked_block = text
+        .split("Slot ")
+        .find(|block| block.contains("user PIN locked"));
+    assert!(locked_block.unwrap().contains("fixture-a"), "{text}");
+}
