@@ -1,7 +1,7 @@
 //! [`SoftwareSigner`]: a key kept in an encrypted PKCS#8 file, the embedded default when
 //! no token or card is present.
 //!
-//! Files are `ENCRYPTED PRIVATE KEY` PEM (PBES2: scrypt + AES-256-CBC), created with mode
+//! Files are `ENCRYPTED PRIVATE KEY` PEM (PBES2: scrypt N=2^14 r=8 + AES-256-CBC), created with mode
 //! 0600 and never overwritten; openssl reads them (`openssl pkey -in F -passin …`), and
 //! keys openssl writes with `openssl pkcs8 -topk8 -v2 aes-256-cbc` open here.
 
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use pkcs8::der::Decode as _;
 use pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore as _};
 use sha2::Sha256;
 use signature::hazmat::PrehashSigner as _;
 use signature::{SignatureEncoding as _, Signer as _};
@@ -188,14 +188,24 @@ impl SoftwareSigner {
         let plain = match &self.key {
             Key::EcdsaP256(key) => key.to_pkcs8_der(),
             Key::Rsa(key) => key.to_pkcs8_der(),
-            Key::Ed25519(key) => key.to_pkcs8_der(),
+            Key::Ed25519(key) => ed25519_pkcs8_v1(key),
             Key::Dsa(key) => key.to_pkcs8_der(),
         }
         .map_err(encoding)?;
         let info = pkcs8::PrivateKeyInfo::from_der(plain.as_bytes())
             .map_err(|error| Error::KeyEncoding(error.to_string()))?;
+        // scrypt with N = 2^14, r = 8 (16 MiB): pkcs8's default (2^15, 32 MiB) is over
+        // openssl's default scrypt memory limit, and openssl then cannot read the file.
+        let mut salt = [0u8; 16];
+        let mut iv = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        OsRng.fill_bytes(&mut iv);
+        let scrypt = pkcs8::pkcs5::scrypt::Params::new(14, 8, 1, 32)
+            .map_err(|error| Error::KeyEncoding(error.to_string()))?;
+        let parameters = pkcs8::pkcs5::pbes2::Parameters::scrypt_aes256cbc(scrypt, &salt, &iv)
+            .map_err(|error| Error::KeyEncoding(error.to_string()))?;
         let encrypted = info
-            .encrypt(OsRng, passphrase.expose().as_bytes())
+            .encrypt_with_params(parameters, passphrase.expose().as_bytes())
             .map_err(|error| Error::KeyEncoding(error.to_string()))?;
         let pem = encrypted
             .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
@@ -260,4 +270,18 @@ impl Signer for SoftwareSigner {
             Key::Dsa(key) => key.sign_prehash(digest).map_err(failed)?.to_vec(),
         })
     }
+}
+
+/// Ed25519 as PKCS#8 v1 (RFC 8410 `CurvePrivateKey`, no public key), the form openssl
+/// writes and reads; ed25519-dalek writes v2 with the public key, which openssl 3.0 refuses
+/// inside an encrypted file.
+fn ed25519_pkcs8_v1(key: &ed25519_dalek::SigningKey) -> pkcs8::Result<pkcs8::SecretDocument> {
+    let mut curve_private_key = Zeroizing::new(Vec::with_capacity(34));
+    curve_private_key.extend_from_slice(&[0x04, 0x20]);
+    curve_private_key.extend_from_slice(key.as_bytes());
+    let algorithm = pkcs8::AlgorithmIdentifierRef {
+        oid: OID_ED25519,
+        parameters: None,
+    };
+    pkcs8::SecretDocument::try_from(pkcs8::PrivateKeyInfo::new(algorithm, &curve_private_key))
 }
