@@ -7,6 +7,8 @@ mod secret;
 mod signer;
 mod software;
 mod verify;
+pub mod virtual_card;
+pub mod watcher;
 
 pub use algorithm::{EcdsaEncoding, SignatureAlgorithm, ecdsa_p256_raw_to_der};
 pub use error::{Error, PinTries};
@@ -15,3 +17,4 @@ pub use secret::{Passphrase, Pin, SecretSource};
 pub use signer::{RcgenKey, Signer};
 pub use software::{KeyKind, SoftwareSigner};
 pub use verify::PublicKey;
+pub use watcher::{CardEvent, CardWatcher};
