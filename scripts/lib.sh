@@ -40,4 +40,24 @@ require_commands() {
 }
 
 # The Debian packages the test suite needs, one place for all scripts.
-TEST_PACKAGES=(openssl)
+TEST_PACKAGES=(
+    openssl pkg-config libssl-dev                       # interop checks, -sys crates
+    softhsm2 opensc opensc-pkcs11                       # PKCS#11 tokens, pkcs11-tool
+    pcscd pcsc-tools libpcsclite-dev vsmartcard-vpcd    # PC/SC with a virtual reader
+)
+
+# The PC/SC tests start their own pcscd and need the reader ports to themselves. Debian's
+# pcscd package starts a daemon when it is installed; in CI that one is stopped, on a
+# workstation the user is asked to stop it.
+stop_stray_pcscd() {
+    pgrep -x pcscd >/dev/null || return 0
+    if [ "${CI:-}" = "true" ]; then
+        log "stopping the system pcscd: the PC/SC tests run their own"
+        pkill -x pcscd || true
+        local waited=0
+        while pgrep -x pcscd >/dev/null && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+        pgrep -x pcscd >/dev/null && die "pcscd did not stop"
+        return 0
+    fi
+    die "a pcscd is running; the PC/SC tests start their own. Stop it first (e.g. sudo pkill -x pcscd)"
+}
