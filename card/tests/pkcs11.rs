@@ -3,12 +3,7 @@
 //! Every test that loads the module runs in its own child process with its own token
 //! store (`run_isolated_test`): one PKCS#11 context per process, as SoftHSM needs.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::path::Path;
 use std::process::Command;
