@@ -4,7 +4,8 @@
 //! the batch in a [`BatchHeader`]: patient, collector, batch sequence number, the hash of
 //! the patient's previous header, the Merkle root, the number of readings, the range of
 //! device times and the signature algorithm. The patient's card signs the header's
-//! canonical bytes (it signs their SHA-256, which is [`BatchHeader::hash`]).
+//! canonical bytes (for ECDSA, RSA-PSS and DSA it signs their SHA-256, which is
+//! [`BatchHeader::hash`]; Ed25519 signs the bytes themselves).
 //!
 //! Because each header names the hash of the one before, a patient's batches form a
 //! private chain sealed by the patient's own card (Chendeb et al., layer 1). Storage keeps
@@ -362,7 +363,7 @@ impl BatchHeader {
     }
 
     /// SHA-256 of the canonical bytes: the header's name in the chain, and the digest the
-    /// patient's card signs.
+    /// patient's card signs (for every algorithm but Ed25519).
     pub fn hash(&self) -> Hash {
         Hash::sha256(&self.canonical_bytes())
     }

@@ -14,10 +14,13 @@
 //! | [`EcdsaP256Sha256Raw`](SignatureAlgorithm::EcdsaP256Sha256Raw) | `0x02` | `ecdsa-p256-sha256-raw` | IEEE P1363 `r ‖ s`, 64 bytes (PKCS#11 `CKM_ECDSA`) |
 //! | [`RsaPssSha256`](SignatureAlgorithm::RsaPssSha256) | `0x03` | `rsa-pss-sha256` | RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32 bytes |
 //! | [`DsaSha256`](SignatureAlgorithm::DsaSha256) | `0x04` | `dsa-sha256` | DER `SEQUENCE { r, s }`, FIPS 186-4 L=2048, N=256 |
+//! | [`Ed25519`](SignatureAlgorithm::Ed25519) | `0x05` | `ed25519` | RFC 8032 pure Ed25519 over the message, 64 bytes `R ‖ S` |
 //!
-//! Every algorithm hashes the message with SHA-256 once; [`VerifyingKey::verify`] takes the
-//! message, [`VerifyingKey::verify_prehashed`] the 32-byte digest of it. Both run the same
-//! check.
+//! The ECDSA, RSA-PSS and DSA algorithms hash the message with SHA-256 once;
+//! [`VerifyingKey::verify`] takes the message, [`VerifyingKey::verify_prehashed`] the
+//! 32-byte digest of it, and both run the same check. Ed25519 (pure EdDSA, as in X.509,
+//! TLS 1.3 and PKCS#11 `CKM_EDDSA`) signs the message itself, so it can be verified only
+//! from the message: `verify_prehashed` refuses it.
 //!
 //! # Decisions a reviewer should know
 //!
@@ -72,7 +75,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use signature::hazmat::PrehashVerifier;
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_DSA, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, Oid,
+    OID_EC_P256, OID_KEY_TYPE_DSA, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519, Oid,
 };
 use x509_parser::prelude::{FromDer, X509Certificate, parse_x509_pem};
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -89,6 +93,8 @@ const DSA_P_BITS: usize = 2048;
 const DSA_Q_BITS: usize = 256;
 /// Length of an IEEE P1363 P-256 signature: r and s, 32 bytes each.
 const ECDSA_P256_RAW_LEN: usize = 64;
+/// Length of an Ed25519 signature: R and S, 32 bytes each.
+const ED25519_SIGNATURE_LEN: usize = 64;
 
 /// A signature scheme a batch header can be signed with, including how the signature bytes
 /// are encoded.
@@ -112,15 +118,19 @@ pub enum SignatureAlgorithm {
     /// DSA (FIPS 186-4) with a 2048-bit p and a 256-bit q, over SHA-256; the signature is
     /// DER `SEQUENCE { r INTEGER, s INTEGER }`.
     DsaSha256,
+    /// Ed25519 (RFC 8032, pure: over the message, no pre-hash); the signature is 64 bytes
+    /// `R ‖ S`. Verification is strict (non-canonical S and small-order keys are refused).
+    Ed25519,
 }
 
 impl SignatureAlgorithm {
     /// Every algorithm, in code order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::EcdsaP256Sha256,
         Self::EcdsaP256Sha256Raw,
         Self::RsaPssSha256,
         Self::DsaSha256,
+        Self::Ed25519,
     ];
 
     /// The stable one-byte wire code.
@@ -130,6 +140,7 @@ impl SignatureAlgorithm {
             Self::EcdsaP256Sha256Raw => 0x02,
             Self::RsaPssSha256 => 0x03,
             Self::DsaSha256 => 0x04,
+            Self::Ed25519 => 0x05,
         }
     }
 
@@ -148,6 +159,7 @@ impl SignatureAlgorithm {
             Self::EcdsaP256Sha256Raw => "ecdsa-p256-sha256-raw",
             Self::RsaPssSha256 => "rsa-pss-sha256",
             Self::DsaSha256 => "dsa-sha256",
+            Self::Ed25519 => "ed25519",
         }
     }
 
@@ -164,7 +176,14 @@ impl SignatureAlgorithm {
             Self::DsaSha256 => {
                 "a DER SEQUENCE of two INTEGERs r and s, each between 1 and the DSA subgroup order q"
             }
+            Self::Ed25519 => "64 bytes R || S with S below the group order",
         }
+    }
+
+    /// Whether signatures are made over the SHA-256 digest of the message (all but
+    /// Ed25519, which signs the message itself).
+    pub const fn signs_sha256_digest(self) -> bool {
+        !matches!(self, Self::Ed25519)
     }
 }
 
@@ -205,13 +224,13 @@ pub enum SignatureError {
     /// A wire code names no signature algorithm.
     #[error(
         "unknown signature algorithm code {0:#04x}; known codes are 0x01 (ecdsa-p256-sha256), \
-         0x02 (ecdsa-p256-sha256-raw), 0x03 (rsa-pss-sha256) and 0x04 (dsa-sha256)"
+         0x02 (ecdsa-p256-sha256-raw), 0x03 (rsa-pss-sha256), 0x04 (dsa-sha256) and 0x05 (ed25519)"
     )]
     UnknownAlgorithmCode(u8),
     /// A text names no signature algorithm.
     #[error(
         "unknown signature algorithm {0:?}; expected one of ecdsa-p256-sha256, \
-         ecdsa-p256-sha256-raw, rsa-pss-sha256, dsa-sha256"
+         ecdsa-p256-sha256-raw, rsa-pss-sha256, dsa-sha256, ed25519"
     )]
     UnknownAlgorithmName(String),
     /// The certificate is not a parsable X.509 certificate (DER, or PEM with a
@@ -230,7 +249,7 @@ pub enum SignatureError {
     /// The key is of a type this module does not verify with.
     #[error(
         "public key algorithm {algorithm} is not supported; expected an EC key on P-256, an RSA \
-         key (rsaEncryption) or a DSA key"
+         key (rsaEncryption), a DSA key or an Ed25519 key"
     )]
     UnsupportedKeyType {
         /// The key's algorithm OID, with its name when known.
@@ -298,6 +317,12 @@ pub enum SignatureError {
         /// The algorithm asked for.
         algorithm: SignatureAlgorithm,
     },
+    /// The algorithm signs the message itself, so it cannot be checked from a digest.
+    #[error("{algorithm} signs the message itself; verify it from the message, not a digest")]
+    PrehashUnsupported {
+        /// The algorithm asked for.
+        algorithm: SignatureAlgorithm,
+    },
     /// The signature is well formed but does not verify: wrong key, altered message or
     /// altered signature. Deliberately says no more.
     #[error("the signature does not verify with this key over this message")]
@@ -309,7 +334,7 @@ pub enum SignatureError {
 /// Built from the patient's certificate ([`from_certificate_der`](Self::from_certificate_der),
 /// [`from_certificate_pem`](Self::from_certificate_pem)) or from a bare
 /// SubjectPublicKeyInfo ([`from_spki_der`](Self::from_spki_der)). Only keys wardseal
-/// accepts can be built: EC P-256, RSA 2048–4096 bits, DSA 2048/256.
+/// accepts can be built: EC P-256, RSA 2048–4096 bits, DSA 2048/256, Ed25519.
 #[derive(Clone)]
 pub struct VerifyingKey {
     key: Key,
@@ -324,6 +349,7 @@ enum Key {
         bits: usize,
     },
     Dsa(dsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
 }
 
 impl VerifyingKey {
@@ -394,6 +420,8 @@ impl VerifyingKey {
             rsa_key(&spki.subject_public_key.data)?
         } else if *algorithm == OID_KEY_TYPE_DSA {
             dsa_key(spki.raw)?
+        } else if *algorithm == OID_SIG_ED25519 {
+            ed25519_key(spki)?
         } else {
             return Err(SignatureError::UnsupportedKeyType {
                 algorithm: describe_oid(algorithm),
@@ -411,6 +439,7 @@ impl VerifyingKey {
             ],
             Key::RsaPss { .. } => &[SignatureAlgorithm::RsaPssSha256],
             Key::Dsa(_) => &[SignatureAlgorithm::DsaSha256],
+            Key::Ed25519(_) => &[SignatureAlgorithm::Ed25519],
         }
     }
 
@@ -419,25 +448,39 @@ impl VerifyingKey {
         self.algorithms().contains(&algorithm)
     }
 
-    /// The key type and size: `"ECDSA P-256"`, `"RSA 3072"` or `"DSA 2048/256"`.
+    /// The key type and size: `"ECDSA P-256"`, `"RSA 3072"`, `"DSA 2048/256"` or `"Ed25519"`.
     pub fn description(&self) -> String {
         match &self.key {
             Key::EcdsaP256(_) => "ECDSA P-256".to_owned(),
             Key::RsaPss { bits, .. } => format!("RSA {bits}"),
             Key::Dsa(_) => format!("DSA {DSA_P_BITS}/{DSA_Q_BITS}"),
+            Key::Ed25519(_) => "Ed25519".to_owned(),
         }
     }
 
     /// Checks `signature` over `message` (the canonical batch-header bytes).
     ///
-    /// The message is hashed with SHA-256 here; do not hash it first. Equivalent to
-    /// [`verify_prehashed`](Self::verify_prehashed) with the SHA-256 digest of `message`.
+    /// The message is hashed with SHA-256 here; do not hash it first. Except for Ed25519,
+    /// equivalent to [`verify_prehashed`](Self::verify_prehashed) with the SHA-256 digest
+    /// of `message`.
     pub fn verify(
         &self,
         algorithm: SignatureAlgorithm,
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError> {
+        if let (Key::Ed25519(key), SignatureAlgorithm::Ed25519) = (&self.key, algorithm) {
+            let signature = <[u8; ED25519_SIGNATURE_LEN]>::try_from(signature).map_err(|_| {
+                SignatureError::SignatureLength {
+                    algorithm,
+                    actual: signature.len(),
+                    expected: ED25519_SIGNATURE_LEN,
+                }
+            })?;
+            return key
+                .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&signature))
+                .map_err(|_| SignatureError::SignatureInvalid);
+        }
         self.verify_prehashed(algorithm, &Sha256::digest(message).into(), signature)
     }
 
@@ -495,6 +538,9 @@ impl VerifyingKey {
                 }
                 key.verify_prehash(digest, &signature)
             }
+            (Key::Ed25519(_), SignatureAlgorithm::Ed25519) => {
+                return Err(SignatureError::PrehashUnsupported { algorithm });
+            }
             _ => {
                 return Err(SignatureError::AlgorithmKeyMismatch {
                     algorithm,
@@ -548,6 +594,25 @@ pub fn ecdsa_p256_der_to_raw(der: &[u8]) -> Result<[u8; 64], SignatureError> {
     };
     let signature = p256::ecdsa::Signature::from_der(der).map_err(|_| malformed.clone())?;
     <[u8; 64]>::try_from(&signature.to_bytes()[..]).map_err(|_| malformed)
+}
+
+fn ed25519_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<Key, SignatureError> {
+    // RFC 8410: the parameters are absent and the key is the 32-byte encoded point.
+    if spki.algorithm.parameters.is_some() {
+        return Err(SignatureError::PublicKeyUnparsable {
+            reason: "Ed25519 keys take no algorithm parameters (RFC 8410)",
+        });
+    }
+    let bytes = <[u8; 32]>::try_from(spki.subject_public_key.data.as_ref()).map_err(|_| {
+        SignatureError::PublicKeyUnparsable {
+            reason: "an Ed25519 public key is 32 bytes",
+        }
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map(Key::Ed25519)
+        .map_err(|_| SignatureError::PublicKeyUnparsable {
+            reason: "the Ed25519 public key is not a valid curve point",
+        })
 }
 
 fn ecdsa_p256_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<Key, SignatureError> {
@@ -736,7 +801,7 @@ mod tests {
         let known: Vec<u8> = (0..=u8::MAX)
             .filter(|&code| SignatureAlgorithm::from_code(code).is_ok())
             .collect();
-        assert_eq!(known, [1, 2, 3, 4]);
+        assert_eq!(known, [1, 2, 3, 4, 5]);
         assert_eq!(
             SignatureAlgorithm::from_code(0),
             Err(SignatureError::UnknownAlgorithmCode(0))
@@ -752,7 +817,8 @@ mod tests {
                 "ecdsa-p256-sha256",
                 "ecdsa-p256-sha256-raw",
                 "rsa-pss-sha256",
-                "dsa-sha256"
+                "dsa-sha256",
+                "ed25519"
             ]
         );
         assert_eq!(
@@ -761,7 +827,7 @@ mod tests {
                 "ECDSA-P256-SHA256".to_owned()
             ))
         );
-        assert!(serde_json::from_str::<SignatureAlgorithm>("\"ed25519\"").is_err());
+        assert!(serde_json::from_str::<SignatureAlgorithm>("\"eddsa\"").is_err());
         assert!(serde_json::from_str::<SignatureAlgorithm>("1").is_err());
     }
 

@@ -141,6 +141,53 @@ fn dsa_signed_header_verifies() {
 }
 
 #[test]
+fn ed25519_signed_header_verifies() {
+    let dir = Scratch::new("batch-ed25519");
+    let header = header(SignatureAlgorithm::Ed25519);
+    dir.openssl(&["genpkey", "-algorithm", "ED25519", "-out", "key.pem"]);
+    dir.openssl(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "key.pem",
+        "-subj",
+        "/CN=P-000123",
+        "-days",
+        "1",
+        "-out",
+        "cert.pem",
+    ]);
+    dir.write("header.bin", &header.canonical_bytes());
+    // Pure Ed25519 signs the message itself: pkeyutl -rawin, not dgst -sha256.
+    dir.openssl(&[
+        "pkeyutl",
+        "-sign",
+        "-rawin",
+        "-inkey",
+        "key.pem",
+        "-in",
+        "header.bin",
+        "-out",
+        "header.sig",
+    ]);
+    let key = VerifyingKey::from_certificate_pem(&String::from_utf8(dir.read("cert.pem")).unwrap())
+        .unwrap();
+    let signature = dir.read("header.sig");
+    check(&header, &key, &signature);
+    assert_eq!(
+        key.verify_prehashed(
+            SignatureAlgorithm::Ed25519,
+            header.hash().as_bytes(),
+            &signature
+        ),
+        Err(SignatureError::PrehashUnsupported {
+            algorithm: SignatureAlgorithm::Ed25519
+        })
+    );
+}
+
+#[test]
 fn a_header_signed_for_one_algorithm_is_refused_under_another() {
     let dir = Scratch::new("batch-mismatch");
     let header = header(SignatureAlgorithm::EcdsaP256Sha256);
