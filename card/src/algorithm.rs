@@ -1,45 +1,7 @@
-//! Which signature a signer produces.
-//!
-//! SWITCH (merge with the signature work in wardseal-core): the four ECDSA/RSA/DSA
-//! variants mirror `wardseal_core::signature::SignatureAlgorithm` one to one, with the
-//! same names, codes and wire names; when that lands, replace this enum by a re-export and
-//! keep [`SignatureAlgorithm::Ed25519`] only if core gains it (storage does not verify
-//! Ed25519 yet).
+//! Which signature a signer produces. The algorithms are wardseal-core's
+//! [`SignatureAlgorithm`]: what a signer produces is exactly what storage verifies.
 
-/// A signature algorithm over a SHA-256 digest, including the signature's encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SignatureAlgorithm {
-    /// ECDSA P-256 over SHA-256, signature as DER `SEQUENCE { r, s }` (X.509, openssl).
-    EcdsaP256Sha256,
-    /// ECDSA P-256 over SHA-256, signature as raw `r ‖ s` (64 bytes; what PKCS#11 returns).
-    EcdsaP256Sha256Raw,
-    /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt.
-    RsaPssSha256,
-    /// DSA (FIPS 186-4, 2048/256) over SHA-256, signature as DER `SEQUENCE { r, s }`.
-    DsaSha256,
-    /// Ed25519 (pure EdDSA) over the 32 bytes of the SHA-256 digest. Software keys only.
-    Ed25519,
-}
-
-impl SignatureAlgorithm {
-    /// The stable wire name (the same as wardseal-core's `as_str`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EcdsaP256Sha256 => "ecdsa-p256-sha256",
-            Self::EcdsaP256Sha256Raw => "ecdsa-p256-sha256-raw",
-            Self::RsaPssSha256 => "rsa-pss-sha256",
-            Self::DsaSha256 => "dsa-sha256",
-            Self::Ed25519 => "ed25519-sha256",
-        }
-    }
-}
-
-impl std::fmt::Display for SignatureAlgorithm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use wardseal_core::signature::SignatureAlgorithm;
 
 /// How ECDSA signatures from a P-256 key are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,11 +23,10 @@ impl EcdsaEncoding {
     }
 }
 
-/// Converts a raw `r ‖ s` P-256 signature to DER.
-///
-/// SWITCH: `wardseal_core::signature::ecdsa_p256_raw_to_der` once merged.
+/// Converts a raw `r ‖ s` P-256 signature (what PKCS#11 `CKM_ECDSA` returns) to DER.
 pub fn ecdsa_p256_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, crate::Error> {
-    let signature = p256::ecdsa::Signature::from_slice(raw)
-        .map_err(|_| crate::Error::Signing("token returned a malformed ECDSA signature".into()))?;
-    Ok(signature.to_der().as_bytes().to_vec())
+    let malformed =
+        || crate::Error::Signing("the token returned a malformed ECDSA signature".into());
+    let raw = <&[u8; 64]>::try_from(raw).map_err(|_| malformed())?;
+    wardseal_core::signature::ecdsa_p256_raw_to_der(raw).map_err(|_| malformed())
 }

@@ -181,9 +181,12 @@ pub enum Error {
     /// A certificate could not be parsed.
     #[error("cannot parse certificate: {0}")]
     Certificate(String),
-    /// A signature did not verify.
-    #[error("signature does not verify with the given certificate or key")]
-    SignatureInvalid,
+    /// The key signs whole messages (Ed25519), so it cannot sign a digest.
+    #[error("{algorithm} keys sign whole messages, not digests; call sign_message")]
+    DigestUnsupported {
+        /// The key's algorithm.
+        algorithm: crate::SignatureAlgorithm,
+    },
     /// Signing failed in software.
     #[error("signing failed: {0}")]
     Signing(String),

@@ -39,10 +39,10 @@
 //! # Example
 //!
 //! ```no_run
-//! use wardseal_card::{KeySelector, Pkcs11Config, Pkcs11Signer, PublicKey, SecretSource, Signer, TokenSelector};
+//! use wardseal_card::{KeySelector, Pkcs11Config, Pkcs11Signer, SecretSource, Signer, TokenSelector, VerifyingKey};
 //! use wardseal_core::hash::Hash;
 //!
-//! # fn main() -> Result<(), wardseal_card::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Pkcs11Config::new(
 //!     "/usr/lib/softhsm/libsofthsm2.so",
 //!     TokenSelector::Label("patient-0001".into()),
@@ -54,7 +54,7 @@
 //! let digest = Hash::sha256(b"batch header");
 //! let signature = signer.sign_digest(&digest)?; // DER ECDSA P-256
 //! if let Some(certificate) = signer.certificate_der() {
-//!     PublicKey::from_certificate_der(certificate)?.verify_digest(signer.algorithm(), &digest, &signature)?;
+//!     VerifyingKey::from_certificate_der(certificate)?.verify_prehashed(signer.algorithm(), digest.as_bytes(), &signature)?;
 //! }
 //! # Ok(())
 //! # }
@@ -85,7 +85,6 @@ pub mod pkcs11;
 mod secret;
 mod signer;
 mod software;
-mod verify;
 pub mod virtual_card;
 pub mod watcher;
 
@@ -95,5 +94,5 @@ pub use pkcs11::{KeySelector, Pkcs11Config, Pkcs11Signer, Pkcs11Token, TokenSele
 pub use secret::{Passphrase, Pin, SecretSource};
 pub use signer::{RcgenKey, Signer};
 pub use software::{KeyKind, SoftwareSigner};
-pub use verify::PublicKey;
+pub use wardseal_core::signature::VerifyingKey;
 pub use watcher::{CardEvent, CardWatcher};

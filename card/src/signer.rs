@@ -8,7 +8,10 @@ use crate::algorithm::{SignatureAlgorithm, ecdsa_p256_raw_to_der};
 
 /// A private key that signs SHA-256 digests: a token key, a card key or a key file.
 ///
-/// Implementations are shared between threads; each call is independent.
+/// Ed25519 keys are the exception: pure Ed25519 (RFC 8032) signs the message itself, so
+/// they implement [`Signer::sign_message`] and refuse [`Signer::sign_digest`] with
+/// [`Error::DigestUnsupported`]. Implementations are shared between threads; each call is
+/// independent.
 pub trait Signer: Send + Sync {
     /// The algorithm and encoding of the signatures [`Signer::sign_digest`] returns.
     fn algorithm(&self) -> SignatureAlgorithm;
@@ -19,7 +22,7 @@ pub trait Signer: Send + Sync {
     /// The public key as a DER `SubjectPublicKeyInfo`.
     fn public_key_der(&self) -> &[u8];
 
-    /// Signs a SHA-256 digest the caller computed.
+    /// Signs a SHA-256 digest the caller computed (not for Ed25519 keys).
     fn sign_digest(&self, digest: &Hash) -> Result<Vec<u8>, Error>;
 
     /// Signs a message: SHA-256 of it, then [`Signer::sign_digest`]. Token signers may
@@ -55,7 +58,8 @@ impl<'a> RcgenKey<'a> {
                 &rcgen::PKCS_ECDSA_P256_SHA256
             }
             SignatureAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
-            SignatureAlgorithm::RsaPssSha256 | SignatureAlgorithm::DsaSha256 => {
+            // RSA-PSS, DSA, and whatever core adds later.
+            _ => {
                 return Err(Error::UnsupportedKey(format!(
                     "rcgen 0.14 cannot write {} CSRs or certificates; use a P-256 or Ed25519 key",
                     signer.algorithm()

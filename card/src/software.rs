@@ -266,9 +266,23 @@ impl Signer for SoftwareSigner {
             Key::Rsa(key) => key
                 .sign_with_rng(&mut OsRng, rsa::Pss::new_with_salt::<Sha256>(32), digest)
                 .map_err(|error| Error::Signing(error.to_string()))?,
-            Key::Ed25519(key) => key.try_sign(digest).map_err(failed)?.to_vec(),
+            Key::Ed25519(_) => {
+                return Err(Error::DigestUnsupported {
+                    algorithm: self.algorithm,
+                });
+            }
             Key::Dsa(key) => key.sign_prehash(digest).map_err(failed)?.to_vec(),
         })
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        match &self.key {
+            Key::Ed25519(key) => Ok(key
+                .try_sign(message)
+                .map_err(|error| Error::Signing(error.to_string()))?
+                .to_vec()),
+            _ => self.sign_digest(&Hash::sha256(message)),
+        }
     }
 }
 

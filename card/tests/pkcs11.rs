@@ -12,8 +12,8 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use wardseal_card::pkcs11::{EnrollmentRequest, Pkcs11Token, TokenSelector};
 use wardseal_card::{
-    EcdsaEncoding, Error, KeySelector, PinTries, Pkcs11Config, Pkcs11Signer, PublicKey,
-    SecretSource, SignatureAlgorithm, Signer,
+    EcdsaEncoding, Error, KeySelector, PinTries, Pkcs11Config, Pkcs11Signer, SecretSource,
+    SignatureAlgorithm, Signer, VerifyingKey,
 };
 use wardseal_core::hash::Hash;
 use wardseal_softhsm::{SoftHsm, Token, TokenSpec, run_isolated_test};
@@ -202,7 +202,7 @@ fn enroll_then_sign_1000_digests_from_8_threads_all_verified_by_openssl() {
                     "pub.pem",
                 ],
             );
-            let public = PublicKey::from_certificate_der(&certificate).unwrap();
+            let public = VerifyingKey::from_certificate_der(&certificate).unwrap();
             for (n, (message, signature)) in signed.iter().enumerate() {
                 let message_file = format!("m{n}");
                 let signature_file = format!("s{n}");
@@ -222,7 +222,7 @@ fn enroll_then_sign_1000_digests_from_8_threads_all_verified_by_openssl() {
                 );
                 assert_eq!(String::from_utf8_lossy(&stdout).trim(), "Verified OK");
                 public
-                    .verify_message(SignatureAlgorithm::EcdsaP256Sha256, message, signature)
+                    .verify(SignatureAlgorithm::EcdsaP256Sha256, message, signature)
                     .unwrap();
             }
             // And openssl does refuse a signature over something else.
@@ -251,7 +251,11 @@ fn enroll_then_sign_1000_digests_from_8_threads_all_verified_by_openssl() {
             let signature = raw.sign_digest(&digest).unwrap();
             assert_eq!(signature.len(), 64);
             public
-                .verify_digest(SignatureAlgorithm::EcdsaP256Sha256Raw, &digest, &signature)
+                .verify_prehashed(
+                    SignatureAlgorithm::EcdsaP256Sha256Raw,
+                    digest.as_bytes(),
+                    &signature,
+                )
                 .unwrap();
         },
     )
@@ -497,9 +501,9 @@ fn a_pkcs11_uri_selects_module_token_key_and_pin_file() {
         assert_eq!(signer.key().label, "signing key");
         let digest = Hash::sha256(b"uri");
         let signature = signer.sign_digest(&digest).unwrap();
-        PublicKey::from_spki_der(signer.public_key_der())
+        VerifyingKey::from_spki_der(signer.public_key_der())
             .unwrap()
-            .verify_digest(SignatureAlgorithm::EcdsaP256Sha256, &digest, &signature)
+            .verify_prehashed(SignatureAlgorithm::EcdsaP256Sha256, digest.as_bytes(), &signature)
             .unwrap();
         // The PIN never shows in Debug output.
         let debug = format!("{signer:?} {config:?}");

@@ -7,10 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use wardseal_card::{
-    EcdsaEncoding, Error, KeyKind, Passphrase, PublicKey, SignatureAlgorithm, Signer,
-    SoftwareSigner,
+    EcdsaEncoding, Error, KeyKind, Passphrase, SignatureAlgorithm, Signer, SoftwareSigner,
+    VerifyingKey,
 };
 use wardseal_core::hash::Hash;
+use wardseal_core::signature::SignatureError;
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -39,10 +40,10 @@ fn check_signature_with_openssl(
 ) {
     let message = b"batch header bytes";
     let digest = Hash::sha256(message);
-    let signature = signer.sign_digest(&digest).unwrap();
-    PublicKey::from_spki_der(signer.public_key_der())
+    let signature = signer.sign_message(message).unwrap();
+    VerifyingKey::from_spki_der(signer.public_key_der())
         .unwrap()
-        .verify_digest(signer.algorithm(), &digest, &signature)
+        .verify(signer.algorithm(), message, &signature)
         .unwrap();
     openssl_ok(
         dir,
@@ -110,12 +111,12 @@ fn generated_keys_round_trip_through_0600_files_that_openssl_reads() {
                 "rsa_pss_saltlen:32",
             ][..],
         ),
-        // Ed25519 signs the 32 digest bytes as its message.
+        // Pure Ed25519 signs the message itself.
         (
             KeyKind::Ed25519,
             "ed25519.pem",
             SignatureAlgorithm::Ed25519,
-            &["-rawin", "-in", "digest"][..],
+            &["-rawin", "-in", "message"][..],
         ),
     ] {
         let generated = SoftwareSigner::generate(kind).unwrap();
@@ -203,18 +204,22 @@ fn raw_ecdsa_encoding_is_64_bytes_and_verifies() {
     let digest = Hash::sha256(b"x");
     let signature = signer.sign_digest(&digest).unwrap();
     assert_eq!(signature.len(), 64);
-    let public = PublicKey::from_spki_der(signer.public_key_der()).unwrap();
+    let public = VerifyingKey::from_spki_der(signer.public_key_der()).unwrap();
     public
-        .verify_digest(SignatureAlgorithm::EcdsaP256Sha256Raw, &digest, &signature)
+        .verify_prehashed(
+            SignatureAlgorithm::EcdsaP256Sha256Raw,
+            digest.as_bytes(),
+            &signature,
+        )
         .unwrap();
     let error = public
-        .verify_digest(
+        .verify_prehashed(
             SignatureAlgorithm::EcdsaP256Sha256Raw,
-            &Hash::sha256(b"y"),
+            Hash::sha256(b"y").as_bytes(),
             &signature,
         )
         .unwrap_err();
-    assert!(matches!(error, Error::SignatureInvalid));
+    assert_eq!(error, SignatureError::SignatureInvalid);
 }
 
 #[test]
@@ -231,6 +236,22 @@ fn a_csr_signed_through_rcgen_is_accepted_by_openssl() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("csr.pem"), csr.pem().unwrap()).unwrap();
     openssl_ok(dir.path(), &["req", "-in", "csr.pem", "-verify", "-noout"]);
+    // Ed25519 signs the to-be-signed bytes themselves, as X.509 requires (RFC 8410).
+    let ed25519 = SoftwareSigner::generate(KeyKind::Ed25519).unwrap();
+    let csr = params
+        .serialize_request(&wardseal_card::RcgenKey::new(&ed25519).unwrap())
+        .unwrap();
+    std::fs::write(dir.path().join("ed25519.csr.pem"), csr.pem().unwrap()).unwrap();
+    openssl_ok(
+        dir.path(),
+        &["req", "-in", "ed25519.csr.pem", "-verify", "-noout"],
+    );
+    assert!(matches!(
+        ed25519.sign_digest(&Hash::sha256(b"x")),
+        Err(Error::DigestUnsupported {
+            algorithm: SignatureAlgorithm::Ed25519
+        })
+    ));
     // rcgen 0.14 cannot write RSA-PSS: refused up front, not mid-way.
     let rsa = SoftwareSigner::generate(KeyKind::Rsa { bits: 2048 }).unwrap();
     assert!(matches!(
@@ -244,8 +265,8 @@ fn generated_dsa_keys_sign() {
     let signer = SoftwareSigner::generate(KeyKind::Dsa2048).unwrap();
     let digest = Hash::sha256(b"dsa");
     let signature = signer.sign_digest(&digest).unwrap();
-    PublicKey::from_spki_der(signer.public_key_der())
+    VerifyingKey::from_spki_der(signer.public_key_der())
         .unwrap()
-        .verify_digest(SignatureAlgorithm::DsaSha256, &digest, &signature)
+        .verify_prehashed(SignatureAlgorithm::DsaSha256, digest.as_bytes(), &signature)
         .unwrap();
 }
