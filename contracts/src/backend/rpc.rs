@@ -57,7 +57,14 @@ impl RpcBackend {
 
     fn with_url(url: reqwest_url::Url, signer: PrivateKeySigner) -> Self {
         let account = signer.address();
+        // The nonce is asked of the node for every transaction (pending count): a cached
+        // nonce would be consumed by a transaction that estimation refused (a revert
+        // never sent), leaving a gap that stalls every later transaction.
         let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_simple_nonce_management()
+            .with_gas_estimation()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
             .connect_http(url.clone())
             .erased();
