@@ -1,5 +1,11 @@
 //! The Ledger's behaviour, run once per backend: the embedded revm chain and a real anvil.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: a failure is a failing test"
+)]
+
 mod common;
 
 use alloy::primitives::{Address, B256};

@@ -1,6 +1,12 @@
 //! Test fixtures: the same suite on the embedded chain and on a real anvil.
 
 #![allow(dead_code, reason = "each test file uses a different part")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test fixtures: a failure here is a failing test"
+)]
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
