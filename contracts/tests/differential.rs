@@ -2,6 +2,11 @@
 //! decision (verdict and failing component) from `RuleBook::check`, built from followed
 //! events as a collector builds it, and from the RuleManager's `check`, on each backend.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a failing test"
+)]
+
 mod common;
 
 use common::Rng;
