@@ -284,6 +284,33 @@ pub struct Suite {
 }
 
 impl Suite {
+    /// Reads a suite file written by [`Suite::save`].
+    pub fn load(path: &std::path::Path) -> Result<Self, crate::Error> {
+        let fail = |reason: String| crate::Error::SuiteFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| {
+            fail(format!(
+                "{e} (deploy a suite first with `wardseal-ledger deploy`)"
+            ))
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a suite file: {e}")))
+    }
+
+    /// Writes the suite as JSON, replacing the file atomically.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), crate::Error> {
+        let fail = |reason: String| crate::Error::SuiteFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| fail(e.to_string()))?;
+        text.push('\n');
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, text).map_err(|e| fail(e.to_string()))?;
+        std::fs::rename(&temporary, path).map_err(|e| fail(e.to_string()))
+    }
+
     /// The four contract addresses.
     pub fn addresses(&self) -> [Address; 4] {
         [
@@ -293,6 +320,16 @@ impl Suite {
             self.audit_anchor,
         ]
     }
+}
+
+/// The data type with this name (`heart_rate`) or numeric code (`1`).
+pub fn parse_data_type(text: &str) -> Result<wardseal_core::reading::DataType, RuleError> {
+    use wardseal_core::reading::DataType;
+    let found = match text.parse::<u16>() {
+        Ok(code) => DataType::from_code(code),
+        Err(_) => DataType::ALL.iter().copied().find(|t| t.name() == text),
+    };
+    found.ok_or_else(|| RuleError::UnknownDataType(text.to_owned()))
 }
 
 /// The roles the suite knows, each held in one contract.
@@ -305,6 +342,21 @@ pub enum Role {
     Registrar,
     /// Anchors log roots: registered collectors and storage servers (AuditAnchor).
     Anchorer,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "rule-admin" => Ok(Role::RuleAdmin),
+            "registrar" => Ok(Role::Registrar),
+            "anchorer" => Ok(Role::Anchorer),
+            _ => Err(format!(
+                "unknown role `{text}`: use rule-admin, registrar or anchorer"
+            )),
+        }
+    }
 }
 
 impl Role {
