@@ -690,7 +690,6 @@ fn decode_log(log: &LogEntry) -> Option<LedgerEvent> {
     use DeviceRegistry::DeviceRegistryEvents as D;
     use RuleManager::RuleManagerEvents as M;
     let (topics, data) = (log.topics.as_slice(), log.data.as_ref());
-    let role_event = |contract, e: LedgerEvent| Some(e).filter(|_| contract == log.address);
     if let Ok(e) = M::decode_raw_log(topics, data) {
         return match e {
             M::RuleRegistered(e) => Some(LedgerEvent::RuleRegistered {
@@ -714,22 +713,17 @@ fn decode_log(log: &LogEntry) -> Option<LedgerEvent> {
                 rule_id: e.ruleId,
                 data_type: e.dataType,
             }),
-            M::RoleGranted(e) => role_event(
-                log.address,
-                LedgerEvent::RoleGranted {
-                    contract: log.address,
-                    role: e.role,
-                    account: e.account,
-                },
-            ),
-            M::RoleRevoked(e) => role_event(
-                log.address,
-                LedgerEvent::RoleRevoked {
-                    contract: log.address,
-                    role: e.role,
-                    account: e.account,
-                },
-            ),
+            // AccessControl's events have one signature in every contract that has roles.
+            M::RoleGranted(e) => Some(LedgerEvent::RoleGranted {
+                contract: log.address,
+                role: e.role,
+                account: e.account,
+            }),
+            M::RoleRevoked(e) => Some(LedgerEvent::RoleRevoked {
+                contract: log.address,
+                role: e.role,
+                account: e.account,
+            }),
             M::RoleAdminChanged(_) => None,
         };
     }

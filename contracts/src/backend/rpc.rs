@@ -14,6 +14,7 @@ use alloy::primitives::{Address, Bytes};
 use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::http::reqwest::Url;
 use alloy::transports::{RpcError, TransportErrorKind};
 
 use super::{Backend, LogEntry, SentTx, TxRequest};
@@ -26,14 +27,9 @@ const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// A [`Backend`] on a JSON-RPC node.
 #[derive(Clone)]
 pub struct RpcBackend {
-    url: reqwest_url::Url,
+    url: Url,
     provider: DynProvider,
     account: Address,
-}
-
-/// The URL type alloy's HTTP transport takes.
-mod reqwest_url {
-    pub(crate) use alloy::transports::http::reqwest::Url;
 }
 
 impl std::fmt::Debug for RpcBackend {
@@ -49,13 +45,13 @@ impl RpcBackend {
     /// A backend on the node at `url` (e.g. `http://127.0.0.1:8545`), signing with
     /// `signer`. Nothing is sent until the first request.
     pub fn connect(url: &str, signer: PrivateKeySigner) -> Result<Self, Error> {
-        let url: reqwest_url::Url = url
+        let url: Url = url
             .parse()
             .map_err(|e| BackendError::Unreachable(format!("`{url}` is not a URL: {e}")))?;
         Ok(Self::with_url(url, signer))
     }
 
-    fn with_url(url: reqwest_url::Url, signer: PrivateKeySigner) -> Self {
+    fn with_url(url: Url, signer: PrivateKeySigner) -> Self {
         let account = signer.address();
         // The nonce is asked of the node for every transaction (pending count): a cached
         // nonce would be consumed by a transaction that estimation refused (a revert
