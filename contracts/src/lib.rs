@@ -62,7 +62,7 @@ pub mod follow;
 mod ledger;
 pub mod model;
 
-pub use backend::{Backend, EmbeddedBackend, EmbeddedChain, RpcBackend};
+pub use backend::{AnyBackend, Backend, EmbeddedBackend, EmbeddedChain, RpcBackend};
 pub use error::{BackendError, ContractError, Error, RuleError};
 pub use evaluator::RuleBook;
 pub use follow::{Cursor, EventFollower};

@@ -7,7 +7,8 @@
 //!   consortium, anvil in tests) through an alloy provider and a local signer.
 //!
 //! The trait is deliberately small (send, call, logs, head): everything that knows the
-//! contracts is written once, in [`crate::Ledger`], over any backend.
+//! contracts is written once, in [`crate::Ledger`], over any backend. [`AnyBackend`]
+//! picks one at run time.
 
 use std::future::Future;
 
@@ -17,9 +18,11 @@ use alloy::signers::local::PrivateKeySigner;
 use crate::error::Error;
 use crate::model::TxOutcome;
 
+pub mod any;
 pub mod embedded;
 pub mod rpc;
 
+pub use any::AnyBackend;
 pub use embedded::{EmbeddedBackend, EmbeddedChain};
 pub use rpc::RpcBackend;
 

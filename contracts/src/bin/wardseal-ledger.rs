@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use wardseal_contracts::model::parse_data_type;
 use wardseal_contracts::{
-    Backend, Device, EmbeddedChain, Ledger, Range, Role, RpcBackend, Suite, TypeRule, WideDecimal,
+    AnyBackend, Device, EmbeddedChain, Ledger, Range, Role, RpcBackend, Suite, TypeRule,
+    WideDecimal,
 };
 
 /// Administer the wardseal contracts: rules, device registry, consent, audit anchors.
@@ -257,14 +258,12 @@ async fn main() -> anyhow::Result<()> {
         return key(command, &cli.chain);
     }
     let signer = read_key(&cli.chain)?;
-    match (&cli.chain.embedded, &cli.chain.rpc) {
-        (Some(dir), None) => {
-            let chain = EmbeddedChain::open(dir)?;
-            run(chain.backend(signer.address()), &cli).await
-        }
-        (None, Some(url)) => run(RpcBackend::connect(url, signer)?, &cli).await,
+    let backend: AnyBackend = match (&cli.chain.embedded, &cli.chain.rpc) {
+        (Some(dir), None) => EmbeddedChain::open(dir)?.backend(signer.address()).into(),
+        (None, Some(url)) => RpcBackend::connect(url, signer)?.into(),
         _ => bail!("say which chain: --embedded DIR or --rpc URL"),
-    }
+    };
+    run(backend, &cli).await
 }
 
 fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
@@ -342,7 +341,7 @@ fn show_rule(rule: &wardseal_contracts::Rule) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run<B: Backend>(backend: B, cli: &Cli) -> anyhow::Result<()> {
+async fn run(backend: AnyBackend, cli: &Cli) -> anyhow::Result<()> {
     if let Command::Deploy = cli.command {
         let ledger = Ledger::deploy(backend).await?;
         ledger.suite().save(&cli.chain.suite)?;
