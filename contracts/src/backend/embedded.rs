@@ -476,6 +476,17 @@ fn read_log(file: &mut File, path: &Path) -> Result<Vec<(u64, Record)>, Error> {
     Ok(records)
 }
 
+/// Runs a transaction (which ends in an `fsync`) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        Error::Backend(BackendError::Evm(format!(
+            "embedded chain task failed: {e}"
+        )))
+    })?
+}
+
 /// A [`Backend`] on an [`EmbeddedChain`], sending from one account.
 #[derive(Debug, Clone)]
 pub struct EmbeddedBackend {
@@ -500,13 +511,13 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn send(&self, tx: TxRequest) -> Result<SentTx, Error> {
-        self.chain.send(self.account, tx)
+        let (chain, account) = (self.chain.clone(), self.account);
+        blocking(move || chain.send(account, tx)).await
     }
 
     async fn send_many(&self, txs: Vec<TxRequest>) -> Result<Vec<SentTx>, Error> {
-        txs.into_iter()
-            .map(|tx| self.chain.send(self.account, tx))
-            .collect()
+        let (chain, account) = (self.chain.clone(), self.account);
+        blocking(move || txs.into_iter().map(|tx| chain.send(account, tx)).collect()).await
     }
 
     async fn call(&self, to: Address, input: Bytes) -> Result<Bytes, Error> {
