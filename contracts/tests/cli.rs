@@ -1,0 +1,238 @@
+//! The `wardseal-ledger` binary, end to end on an embedded chain and on anvil.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a failing test"
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Cli<'a> {
+    dir: &'a Path,
+    chain: Vec<String>,
+}
+
+impl Cli<'_> {
+    fn run(&self, key: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wardseal-ledger"))
+            .args(&self.chain)
+            .arg("--key-file")
+            .arg(self.dir.join(key))
+            .arg("--suite")
+            .arg(self.dir.join("suite.json"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, key: &str, args: &[&str]) -> String {
+        let output = self.run(key, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?} failed: {stderr}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn fails(&self, key: &str, args: &[&str]) -> String {
+        let output = self.run(key, args);
+        assert!(!output.status.success(), "{args:?} should have failed");
+        String::from_utf8(output.stderr).unwrap()
+    }
+}
+
+fn write_key(dir: &Path, name: &str, index: usize) {
+    let signer = common::signer(index);
+    std::fs::write(dir.join(name), hex::encode(signer.to_bytes())).unwrap();
+}
+
+fn admin_session(cli: &Cli<'_>) {
+    write_key(cli.dir, "admin.key", 0);
+    write_key(cli.dir, "other.key", 1);
+    let other = common::address(1).to_string();
+
+    assert!(cli.ok("admin.key", &["deploy"]).contains("AuditAnchor"));
+    cli.ok("admin.key", &["rule", "create", "7"]);
+    cli.ok(
+        "admin.key",
+        &[
+            "rule",
+            "set",
+            "7",
+            "--type",
+            "heart_rate",
+            "--range",
+            "30..220",
+            "--max-per-minute",
+            "6",
+        ],
+    );
+    cli.ok(
+        "admin.key",
+        &[
+            "rule",
+            "set",
+            "7",
+            "--type",
+            "blood_pressure",
+            "--range",
+            "60..250",
+            "--range",
+            "30..150",
+        ],
+    );
+    cli.ok(
+        "admin.key",
+        &[
+            "rule",
+            "set",
+            "7",
+            "--type",
+            "ecg",
+            "--range",
+            "-5.5..5.5",
+            "--range",
+            "-5.5..5.5",
+        ],
+    );
+    cli.ok(
+        "admin.key",
+        &["rule", "assign", "--group", "3", "--rule", "7"],
+    );
+    let shown = cli.ok("admin.key", &["rule", "show"]);
+    assert!(
+        shown.contains("heart_rate [/min] 30..220 at most 6/min"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("blood_pressure [mm[Hg]] 60..250 30..150"),
+        "{shown}"
+    );
+    assert!(shown.contains("group 3 follows rule 7"), "{shown}");
+    assert!(
+        shown.contains("ecg [mV] -5.5..5.5 -5.5..5.5 no rate limit"),
+        "{shown}"
+    );
+    // Not a rule admin: refused with the contract's error.
+    let refused = cli.fails(
+        "other.key",
+        &["rule", "assign", "--group", "4", "--rule", "7"],
+    );
+    assert!(refused.contains("lacks role"), "{refused}");
+
+    let epc = "3074257BF7194E4000001A85";
+    let register = [
+        "device", "register", "--epc", epc, "--group", "3", "--rule", "7", "--ward", "ward-3A",
+    ];
+    cli.ok("admin.key", &register);
+    assert!(
+        cli.fails("admin.key", &register)
+            .contains("already registered")
+    );
+    cli.ok("admin.key", &["device", "deactivate", "--epc", epc]);
+    assert!(
+        cli.ok("admin.key", &["device", "list"])
+            .contains(&format!("{epc} group 3 rule 7 ward ward-3A inactive"))
+    );
+
+    let root = format!("0x{}", "ab".repeat(32));
+    let log = format!("0x{}", "01".repeat(32));
+    let add = [
+        "anchor", "add", "--log-id", &log, "--root", &root, "--count", "1000", "--first", "1",
+        "--last", "2",
+    ];
+    assert!(cli.fails("admin.key", &add).contains("lacks role"));
+    cli.ok(
+        "admin.key",
+        &["role", "grant", "anchorer", &common::address(0).to_string()],
+    );
+    assert!(cli.ok("admin.key", &add).contains("anchored in block"));
+    assert!(
+        cli.ok("admin.key", &["anchor", "verify", &root])
+            .contains("\"count\": 1000")
+    );
+    assert!(
+        cli.fails("admin.key", &["anchor", "verify", &log])
+            .contains("not anchored")
+    );
+    assert!(cli.ok("admin.key", &["anchors", "list"]).contains(&root));
+
+    let patient = common::address(0).to_string();
+    let consent = [
+        "consent",
+        "grant",
+        "--patient",
+        &patient,
+        "--authority",
+        &other,
+    ];
+    assert!(
+        cli.fails("other.key", &consent)
+            .contains("may not change the consent")
+    );
+    cli.ok("admin.key", &consent);
+    assert_eq!(
+        cli.ok(
+            "other.key",
+            &[
+                "consent",
+                "show",
+                "--patient",
+                &patient,
+                "--authority",
+                &other
+            ]
+        )
+        .trim(),
+        "true"
+    );
+}
+
+#[test]
+fn admin_session_on_embedded_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain_dir = dir.path().join("chain");
+    let cli = Cli {
+        dir: dir.path(),
+        chain: vec!["--embedded".into(), chain_dir.display().to_string()],
+    };
+    admin_session(&cli);
+}
+
+#[tokio::test]
+async fn admin_session_on_anvil() {
+    let fixture = common::anvil().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: dir.path(),
+        chain: vec!["--rpc".into(), fixture.node.url()],
+    };
+    admin_session(&cli);
+}
+
+#[test]
+fn key_new_writes_a_private_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k");
+    let output = Command::new(env!("CARGO_BIN_EXE_wardseal-ledger"))
+        .args(["key", "new"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let address = String::from_utf8(output.stdout).unwrap();
+    assert!(address.trim().starts_with("0x") && address.trim().len() == 42);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // It refuses to overwrite a key.
+    let again = Command::new(env!("CARGO_BIN_EXE_wardseal-ledger"))
+        .args(["key", "new"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
