@@ -130,10 +130,11 @@ pub struct InitOptions {
 }
 
 impl InitOptions {
-    /// Defaults: P-256 keys in files, root valid 20 years, issuing CA 5 years, CRLs every
+    /// Defaults: P-256 keys in files, root valid 20 years, issuing CA 5 years (both from
+    /// an hour ago, so that certificates backdated for clock skew fall inside), CRLs every
     /// 7 days, no CRL URL.
     pub fn new(dir: impl Into<PathBuf>, organisation: impl Into<String>) -> Self {
-        let now = now();
+        let now = now() - Duration::hours(1);
         Self {
             dir: dir.into(),
             organisation: organisation.into(),

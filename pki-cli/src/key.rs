@@ -1,7 +1,7 @@
 //! Private keys: algorithms, generation, passphrases, and the files they live in.
 //!
 //! CA keys are stored as encrypted PKCS#8 (`ENCRYPTED PRIVATE KEY`: PBES2 with scrypt
-//! N=2^15, r=8, p=1 and AES-256-CBC), which openssl reads with
+//! N=2^14, r=8, p=1 and AES-256-CBC), which openssl reads with
 //! `openssl pkey -in issuing.key -passin file:…`. Keys generated for subjects are written
 //! as plain PKCS#8 PEM, since devices load them unattended. Every private-key file is
 //! created new with mode 0600 and never overwritten.
@@ -16,11 +16,14 @@ use std::str::FromStr;
 use pkcs8::der::Decode;
 use pkcs8::der::pem::LineEnding;
 use pkcs8::{EncryptedPrivateKeyInfo, PrivateKeyInfo, SecretDocument};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use rcgen::KeyPair;
 use zeroize::Zeroizing;
 
 use crate::error::{Cause, Error, KeyError};
+
+/// log2 of the scrypt cost N used for CA key files.
+pub const SCRYPT_LOG_N: u8 = 14;
 
 /// The shortest passphrase accepted for a new CA key.
 pub const MINIMUM_PASSPHRASE_LENGTH: usize = 12;
@@ -265,8 +268,27 @@ pub fn write_encrypted_key(
     let der = Zeroizing::new(key.serialize_der());
     let info = PrivateKeyInfo::from_der(&der)
         .map_err(|error| Error::encoding("encode the CA key as PKCS#8", error))?;
+    let mut salt = [0_u8; 16];
+    let mut iv = [0_u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    OsRng.fill_bytes(&mut iv);
+    // N=2^14, r=8 needs 16 MiB: OpenSSL 3 refuses scrypt above 32 MiB by default, and
+    // N=2^15 (the pkcs8 crate's default) is just over it with OpenSSL's accounting.
+    let cost = pkcs8::pkcs5::scrypt::Params::new(SCRYPT_LOG_N, 8, 1, 32).map_err(|error| {
+        Error::encoding(
+            "choose scrypt parameters",
+            Cause::message(error.to_string()),
+        )
+    })?;
+    let params =
+        pkcs8::pkcs5::pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).map_err(|error| {
+            Error::encoding(
+                "choose scrypt parameters",
+                Cause::message(error.to_string()),
+            )
+        })?;
     let encrypted = info
-        .encrypt(OsRng, passphrase.as_bytes())
+        .encrypt_with_params(params, passphrase.as_bytes())
         .map_err(|error| Error::encoding("encrypt the CA key", error))?;
     let pem = encrypted
         .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)

@@ -6,13 +6,14 @@
 //! | collector | serverAuth, clientAuth | digitalSignature | DNS and/or IP (at least one) | 397 / 825 |
 //! | storage | serverAuth, clientAuth | digitalSignature | DNS and/or IP (at least one) | 397 / 825 |
 //! | staff | clientAuth | digitalSignature | optional email | 365 / 825 |
-//! | patient | wardseal patient data signing | digitalSignature, nonRepudiation | none | 1826 / 3650 |
+//! | patient | wardseal patient data signing | digitalSignature, nonRepudiation | none | 1095 / 3650 |
 //! | admin | clientAuth | digitalSignature | optional email | 365 / 825 |
 //!
 //! Every certificate also gets: the wardseal identity extension (non-critical), basic
 //! constraints `cA=FALSE` (critical), subject and authority key identifiers, and the CRL
 //! distribution point of the CA when one is configured. The subject is `O=<CA
-//! organisation>, CN=<name>` with the name taken from the identity unless given.
+//! organisation>, CN=<name>` with the name taken from the identity unless given; `notBefore`
+//! is 5 minutes before the moment of issue, for devices whose clocks lag.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -30,6 +31,9 @@ use wardseal_core::identity::{
 
 use crate::error::{Error, ProfileError};
 use crate::serial::SerialNumber;
+
+/// How far `notBefore` is set before the moment of issue, for clock skew.
+pub const BACKDATE_SECONDS: i64 = 300;
 
 /// A certificate profile: one per role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -62,7 +66,7 @@ impl Profile {
         match self.0 {
             Role::Device => 730,
             Role::Collector | Role::Storage => 397,
-            Role::Patient => 1826,
+            Role::Patient => 1095,
             Role::Staff | Role::Admin => 365,
         }
     }
@@ -258,7 +262,9 @@ impl Request {
         let profile = self.profile();
         let mut params = CertificateParams::default();
         params.serial_number = Some(serial.to_rcgen());
-        params.not_before = now;
+        // Backdated a little so that a device whose clock runs slightly behind the CA's
+        // accepts a certificate it just received.
+        params.not_before = now - Duration::seconds(BACKDATE_SECONDS);
         params.not_after = now + Duration::days(i64::from(self.days()));
         params
             .distinguished_name
