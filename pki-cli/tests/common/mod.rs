@@ -2,6 +2,11 @@
 //! directory, and the external tools the interop tests call.
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test helper fails the test by panicking"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
