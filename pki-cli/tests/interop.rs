@@ -1,7 +1,10 @@
 //! What the CA produces, checked by independent implementations: openssl, webpki (as
 //! rustls uses it) and pkilint.
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail the test by panicking")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
 
 mod common;
 
