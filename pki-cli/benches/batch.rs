@@ -6,6 +6,7 @@
 //! `WARDSEAL_BENCH_OPENSSL` change the counts.
 #![expect(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::print_stdout,
     reason = "a benchmark reports by printing and stops on failure"
 )]
