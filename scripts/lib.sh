@@ -42,6 +42,7 @@ require_commands() {
 # The Debian packages the test suite needs, one place for all scripts.
 TEST_PACKAGES=(
     openssl pkg-config libssl-dev                       # interop checks, -sys crates
+    python3-venv                                        # pkilint from PyPI, in a venv
     softhsm2 opensc opensc-pkcs11                       # PKCS#11 tokens, pkcs11-tool
     pcscd pcsc-tools libpcsclite-dev vsmartcard-vpcd    # PC/SC with a virtual reader
 )
@@ -60,4 +61,24 @@ stop_stray_pcscd() {
         return 0
     fi
     die "a pcscd is running; the PC/SC tests start their own. Stop it first (e.g. sudo pkill -x pcscd)"
+}
+
+# Installs pkilint (PyPI, every package pinned in scripts/pkilint-requirements.txt) into a
+# virtualenv under the cargo target directory and exports WARDSEAL_PKILINT_BIN, where the
+# CA's interop tests find lint_pkix_cert and lint_crl.
+ensure_pkilint() {
+    local target="${CARGO_TARGET_DIR:-$PWD/target}"
+    local venv="$target/pkilint-venv"
+    local requirements="$PWD/scripts/pkilint-requirements.txt"
+    local stamp="$venv/.wardseal-requirements.sha256"
+    local want
+    want=$(sha256sum "$requirements" | cut -d' ' -f1)
+    if [ ! -x "$venv/bin/lint_pkix_cert" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing pkilint into $venv"
+        python3 -m venv "$venv" || die "python3 -m venv failed (Debian package python3-venv)"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" \
+            || die "pip install of pkilint failed"
+        echo "$want" >"$stamp"
+    fi
+    export WARDSEAL_PKILINT_BIN="$venv/bin"
 }

@@ -1,0 +1,296 @@
+//! The issuing CA key on a SoftHSM2 token, addressed by a `pkcs11:` URI.
+//!
+//! Each test makes its own token store (private `SOFTHSM2_CONF`, given only to the child
+//! processes), generates the key with OpenSC's pkcs11-tool, and drives the binary, so
+//! every PKCS#11 module instance lives in its own process.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{TestCa, openssl_verify, require_tool, run, text};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN: &str = "246810";
+
+struct Token {
+    ca: TestCa,
+    conf: PathBuf,
+    tokens: PathBuf,
+    pin_file: PathBuf,
+}
+
+impl Token {
+    fn new() -> Self {
+        require_tool(
+            "softhsm2-util",
+            "run `apt-get install softhsm2` (or ./scripts/test, which installs it)",
+        );
+        require_tool(
+            "pkcs11-tool",
+            "run `apt-get install opensc` (or ./scripts/test, which installs it)",
+        );
+        assert!(
+            std::path::Path::new(MODULE).is_file(),
+            "{MODULE} is missing; run `apt-get install softhsm2` (or ./scripts/test, which installs it)"
+        );
+        let mut ca = TestCa::uninitialised();
+        let tokens = ca.path("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let conf = ca.path("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        ca.environment
+            .push(("SOFTHSM2_CONF".into(), conf.display().to_string()));
+        let pin_file = ca.path("pin");
+        std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+        let token = Self {
+            ca,
+            conf,
+            tokens,
+            pin_file,
+        };
+        token.tool(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                "hospital-ca",
+                "--pin",
+                PIN,
+                "--so-pin",
+                "13579246",
+            ],
+        );
+        token.tool(
+            "pkcs11-tool",
+            &[
+                "--module",
+                MODULE,
+                "--token-label",
+                "hospital-ca",
+                "--login",
+                "--pin",
+                PIN,
+                "--keypairgen",
+                "--key-type",
+                "EC:prime256v1",
+                "--label",
+                "issuing",
+                "--id",
+                "01",
+            ],
+        );
+        token
+    }
+
+    fn tool(&self, tool: &str, args: &[&str]) -> String {
+        let output = run(Command::new(tool)
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.conf));
+        assert!(
+            output.status.success(),
+            "{tool} {args:?}: {}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    fn uri(&self) -> String {
+        format!("pkcs11:token=hospital-ca;object=issuing?module-path={MODULE}")
+    }
+
+    fn command(&self, args: &[&str], pin_file: &std::path::Path) -> std::process::Output {
+        run(self.ca.command(args).arg("--pin-file").arg(pin_file))
+    }
+
+    /// Sets CKF_USER_PIN_LOCKED in the token's object store, as a real token does after
+    /// too many wrong PINs (SoftHSM 2.6 never locks by itself).
+    fn lock(&self) {
+        const FLAGS_RECORD: [u8; 16] = [0, 0, 0, 0, 0x80, 0, 0x53, 0x4b, 0, 0, 0, 0, 0, 0, 0, 2];
+        const CKF_USER_PIN_LOCKED: u64 = 0x0004_0000;
+        let mut locked = false;
+        for entry in std::fs::read_dir(&self.tokens).unwrap() {
+            let file = entry.unwrap().path().join("token.object");
+            let Ok(mut bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            let at = bytes
+                .windows(16)
+                .position(|window| window == FLAGS_RECORD)
+                .unwrap()
+                + 16;
+            let flags =
+                u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap()) | CKF_USER_PIN_LOCKED;
+            bytes[at..at + 8].copy_from_slice(&flags.to_be_bytes());
+            std::fs::write(&file, bytes).unwrap();
+            locked = true;
+        }
+        assert!(
+            locked,
+            "no token.object found under {}",
+            self.tokens.display()
+        );
+    }
+}
+
+#[test]
+fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
+    let token = Token::new();
+    let ca = &token.ca;
+    let uri = token.uri();
+    let output = token.command(
+        &[
+            "init",
+            "--organisation",
+            "St Example Hospital",
+            "--issuing-key",
+            &uri,
+            "--crl-url",
+            "http://127.0.0.1:8099/crl",
+        ],
+        &token.pin_file,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        !ca.file("issuing.key").exists(),
+        "the issuing key must stay on the token"
+    );
+    assert!(ca.file("root.key").exists());
+
+    let certificate = ca.path("device.crt");
+    let output = token.command(
+        &[
+            "issue",
+            "--profile",
+            "device",
+            "--epc",
+            "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
+            "--group",
+            "3",
+            "--rule",
+            "128",
+            "--key-out",
+            ca.path("device.key").to_str().unwrap(),
+            "--out",
+            certificate.to_str().unwrap(),
+        ],
+        &token.pin_file,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let verified = openssl_verify(ca, &certificate, None);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
+
+    // CRLs are signed on the token as well, and openssl takes them.
+    let output = token.command(&["crl"], &token.pin_file);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let verified = openssl_verify(ca, &certificate, Some(&ca.file("crl.pem")));
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
+    // The token's public key is the issuing certificate's.
+    let objects = token.tool(
+        "pkcs11-tool",
+        &[
+            "--module",
+            MODULE,
+            "--token-label",
+            "hospital-ca",
+            "--list-objects",
+        ],
+    );
+    assert!(objects.contains("issuing"), "{objects}");
+}
+
+#[test]
+fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
+    let token = Token::new();
+    let uri = token.uri();
+    let output = token.command(
+        &[
+            "init",
+            "--organisation",
+            "St Example Hospital",
+            "--issuing-key",
+            &uri,
+        ],
+        &token.pin_file,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let wrong = token.ca.path("wrong-pin");
+    std::fs::write(&wrong, "000000\n").unwrap();
+    let output = token.command(
+        &[
+            "issue",
+            "--profile",
+            "staff",
+            "--subject-id",
+            "s-1",
+            "--key-out",
+            "k",
+        ],
+        &wrong,
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("refused the PIN"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let missing = format!("pkcs11:token=absent;object=issuing?module-path={MODULE}");
+    let other = TestCa::uninitialised();
+    let output = run(other
+        .command(&["init", "--organisation", "X", "--issuing-key", &missing])
+        .env("SOFTHSM2_CONF", &token.conf)
+        .arg("--pin-file")
+        .arg(&token.pin_file));
+    assert!(
+        text(&output.stderr).contains("no token labelled \"absent\""),
+        "{}",
+        text(&output.stderr)
+    );
+
+    token.lock();
+    let output = token.command(
+        &[
+            "issue",
+            "--profile",
+            "staff",
+            "--subject-id",
+            "s-1",
+            "--key-out",
+            "k",
+        ],
+        &token.pin_file,
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("is locked"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!token.ca.path("k").exists());
+}
