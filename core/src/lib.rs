@@ -14,7 +14,8 @@
 //! | [`decimal`] | exact decimal values (`1.50` and `1.5` are one value) |
 //! | [`merkle`] | RFC 9162 Merkle trees, inclusion and consistency proofs |
 //! | [`batch`] | batch headers the patient's card signs, chained per patient |
-//! | [`signature`] | verification of card signatures: ECDSA P-256, RSA-PSS, DSA, with keys from X.509 certificates |
+//! | [`signature`] | verification of card signatures: ECDSA P-256, RSA-PSS, DSA, Ed25519, with keys from X.509 certificates |
+//! | [`exchange`] | the JSON documents collectors and storage exchange (batch submissions, receipts, ward assignments) |
 //!
 //! Design rules: every parser is strict and returns a typed error (one [`Error`] with a
 //! sub-enum per domain); every encoding that is hashed or signed is canonical (one value,
@@ -67,6 +68,7 @@ mod codec;
 pub mod decimal;
 pub mod epc;
 mod error;
+pub mod exchange;
 pub mod hash;
 pub mod identity;
 pub mod merkle;
