@@ -130,6 +130,33 @@ fn admin_session(cli: &Cli<'_>) {
         cli.fails("admin.key", &register)
             .contains("already registered")
     );
+    // The same device named by its EPC URI is the same registry key.
+    let by_uri = [
+        "device",
+        "register",
+        "--epc",
+        "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
+        "--group",
+        "3",
+        "--rule",
+        "7",
+        "--ward",
+        "ward-3A",
+    ];
+    assert!(
+        cli.fails("admin.key", &by_uri)
+            .contains("already registered")
+    );
+    let malformed = cli.fails(
+        "admin.key",
+        &[
+            "device",
+            "show",
+            "--epc",
+            "urn:epc:id:sgtin:614141.812345.6789",
+        ],
+    );
+    assert!(malformed.contains("company prefix"), "{malformed}");
     cli.ok("admin.key", &["device", "deactivate", "--epc", epc]);
     assert!(
         cli.ok("admin.key", &["device", "list"])

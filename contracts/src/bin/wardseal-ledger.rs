@@ -121,7 +121,7 @@ enum RoleCommand {
 enum DeviceCommand {
     /// Register a device (active); an EPC registers once.
     Register {
-        /// The SGTIN-96 EPC: 24 hex digits, e.g. 3074257BF7194E4000001A85.
+        /// The SGTIN-96 EPC: a tag URI (urn:epc:tag:sgtin-96:3.0614141.812345.6789), a pure-identity URI or 24 hex digits (3074257BF7194E4000001A85).
         #[arg(long)]
         epc: String,
         /// Its group id.
@@ -136,13 +136,13 @@ enum DeviceCommand {
     },
     /// Deactivate a device for good (captured or retired).
     Deactivate {
-        /// The EPC (24 hex digits).
+        /// The EPC (tag URI, pure-identity URI or 24 hex digits).
         #[arg(long)]
         epc: String,
     },
     /// Show one device.
     Show {
-        /// The EPC (24 hex digits).
+        /// The EPC (tag URI, pure-identity URI or 24 hex digits).
         #[arg(long)]
         epc: String,
     },
@@ -301,11 +301,14 @@ fn key(command: &KeyCommand, chain: &ChainArgs) -> anyhow::Result<()> {
     }
 }
 
+/// An SGTIN-96 EPC as a tag URI, a pure-identity URI or 24 hex digits; the registry keys
+/// devices by its 12-byte binary form.
 fn parse_epc(text: &str) -> anyhow::Result<[u8; 12]> {
-    let bytes = hex::decode(text.trim_start_matches("0x"))
-        .ok()
-        .and_then(|b| <[u8; 12]>::try_from(b).ok());
-    bytes.ok_or_else(|| anyhow::anyhow!("EPC `{text}` is not 24 hex digits (96 bits)"))
+    let epc: wardseal_core::epc::Sgtin96 = text
+        .trim_start_matches("0x")
+        .parse()
+        .with_context(|| format!("EPC `{text}`"))?;
+    Ok(epc.to_bytes())
 }
 
 fn parse_range(text: &str) -> anyhow::Result<Range> {
