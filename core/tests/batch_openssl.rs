@@ -31,38 +31,68 @@ fn header(algorithm: SignatureAlgorithm) -> BatchHeader {
     .unwrap()
 }
 
-/// Generates a key with `genpkey_args`, a self-signed certificate for it, signs the
-/// header's canonical bytes with `sign_options`, and returns (key, signature).
+/// How openssl signs the header file.
+enum Signing<'a> {
+    /// `openssl dgst -sha256 -sign` with these extra options (ECDSA, RSA-PSS, DSA).
+    Sha256(&'a [&'a str]),
+    /// `openssl pkeyutl -sign -rawin`: pure Ed25519 over the bytes themselves.
+    Raw,
+}
+
+/// Generates a key with `keygen`, a self-signed certificate for it, signs the header's
+/// canonical bytes as `signing` says, and returns (key from the certificate, signature).
 fn openssl_signs(
     dir: &Scratch,
     header: &BatchHeader,
     keygen: &[&str],
-    sign_options: &[&str],
+    signing: Signing<'_>,
 ) -> (VerifyingKey, Vec<u8>) {
     dir.openssl(&[&["genpkey"], keygen, &["-out", "key.pem"]].concat());
-    dir.openssl(&[
-        "req",
-        "-new",
-        "-x509",
-        "-key",
-        "key.pem",
-        "-subj",
-        "/CN=P-000123",
-        "-days",
-        "1",
-        "-sha256",
-        "-out",
-        "cert.pem",
-    ]);
-    dir.write("header.bin", &header.canonical_bytes());
+    // Ed25519 certificates take no digest option; the others are signed with SHA-256.
+    let digest: &[&str] = match signing {
+        Signing::Sha256(_) => &["-sha256"],
+        Signing::Raw => &[],
+    };
     dir.openssl(
         &[
-            &["dgst", "-sha256", "-sign", "key.pem"],
-            sign_options,
-            &["-out", "header.sig", "header.bin"],
+            &[
+                "req",
+                "-new",
+                "-x509",
+                "-key",
+                "key.pem",
+                "-subj",
+                "/CN=P-000123",
+                "-days",
+                "1",
+            ],
+            digest,
+            &["-out", "cert.pem"],
         ]
         .concat(),
     );
+    dir.write("header.bin", &header.canonical_bytes());
+    match signing {
+        Signing::Sha256(options) => dir.openssl(
+            &[
+                &["dgst", "-sha256", "-sign", "key.pem"],
+                options,
+                &["-out", "header.sig", "header.bin"],
+            ]
+            .concat(),
+        ),
+        Signing::Raw => dir.openssl(&[
+            "pkeyutl",
+            "-sign",
+            "-rawin",
+            "-inkey",
+            "key.pem",
+            "-in",
+            "header.bin",
+            "-out",
+            "header.sig",
+        ]),
+    };
     let certificate = String::from_utf8(dir.read("cert.pem")).unwrap();
     (
         VerifyingKey::from_certificate_pem(&certificate).unwrap(),
@@ -96,7 +126,7 @@ const P256: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256
 fn ecdsa_p256_der_signed_header_verifies() {
     let dir = Scratch::new("batch-ecdsa");
     let header = header(SignatureAlgorithm::EcdsaP256Sha256);
-    let (key, signature) = openssl_signs(&dir, &header, P256, &[]);
+    let (key, signature) = openssl_signs(&dir, &header, P256, Signing::Sha256(&[]));
     check(&header, &key, &signature);
 }
 
@@ -104,7 +134,7 @@ fn ecdsa_p256_der_signed_header_verifies() {
 fn ecdsa_p256_raw_signed_header_verifies() {
     let dir = Scratch::new("batch-ecdsa-raw");
     let header = header(SignatureAlgorithm::EcdsaP256Sha256Raw);
-    let (key, der) = openssl_signs(&dir, &header, P256, &[]);
+    let (key, der) = openssl_signs(&dir, &header, P256, Signing::Sha256(&[]));
     let raw = ecdsa_p256_der_to_raw(&der).unwrap();
     check(&header, &key, &raw);
     // The DER form is not accepted where the header promises r‖s.
@@ -119,14 +149,14 @@ fn rsa_pss_signed_header_verifies() {
         &dir,
         &header,
         &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-        &[
+        Signing::Sha256(&[
             "-sigopt",
             "rsa_padding_mode:pss",
             "-sigopt",
             "rsa_pss_saltlen:32",
             "-sigopt",
             "rsa_mgf1_md:sha256",
-        ],
+        ]),
     );
     check(&header, &key, &signature);
 }
@@ -136,7 +166,12 @@ fn dsa_signed_header_verifies() {
     let dir = Scratch::new("batch-dsa");
     dir.dsa_2048_256_params("params.pem");
     let header = header(SignatureAlgorithm::DsaSha256);
-    let (key, signature) = openssl_signs(&dir, &header, &["-paramfile", "params.pem"], &[]);
+    let (key, signature) = openssl_signs(
+        &dir,
+        &header,
+        &["-paramfile", "params.pem"],
+        Signing::Sha256(&[]),
+    );
     check(&header, &key, &signature);
 }
 
@@ -144,36 +179,7 @@ fn dsa_signed_header_verifies() {
 fn ed25519_signed_header_verifies() {
     let dir = Scratch::new("batch-ed25519");
     let header = header(SignatureAlgorithm::Ed25519);
-    dir.openssl(&["genpkey", "-algorithm", "ED25519", "-out", "key.pem"]);
-    dir.openssl(&[
-        "req",
-        "-new",
-        "-x509",
-        "-key",
-        "key.pem",
-        "-subj",
-        "/CN=P-000123",
-        "-days",
-        "1",
-        "-out",
-        "cert.pem",
-    ]);
-    dir.write("header.bin", &header.canonical_bytes());
-    // Pure Ed25519 signs the message itself: pkeyutl -rawin, not dgst -sha256.
-    dir.openssl(&[
-        "pkeyutl",
-        "-sign",
-        "-rawin",
-        "-inkey",
-        "key.pem",
-        "-in",
-        "header.bin",
-        "-out",
-        "header.sig",
-    ]);
-    let key = VerifyingKey::from_certificate_pem(&String::from_utf8(dir.read("cert.pem")).unwrap())
-        .unwrap();
-    let signature = dir.read("header.sig");
+    let (key, signature) = openssl_signs(&dir, &header, &["-algorithm", "ED25519"], Signing::Raw);
     check(&header, &key, &signature);
     assert_eq!(
         key.verify_prehashed(
@@ -191,7 +197,7 @@ fn ed25519_signed_header_verifies() {
 fn a_header_signed_for_one_algorithm_is_refused_under_another() {
     let dir = Scratch::new("batch-mismatch");
     let header = header(SignatureAlgorithm::EcdsaP256Sha256);
-    let (key, signature) = openssl_signs(&dir, &header, P256, &[]);
+    let (key, signature) = openssl_signs(&dir, &header, P256, Signing::Sha256(&[]));
     let mut parts = header.parts().clone();
     parts.algorithm = SignatureAlgorithm::RsaPssSha256;
     let relabelled = BatchHeader::new(parts).unwrap();
