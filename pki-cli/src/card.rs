@@ -131,7 +131,8 @@ pub struct TokenEntry {
     pub model: String,
     /// The slot (reader) it is in.
     pub slot: String,
-    /// PIN and reader flags: `pin-locked`, `pin-count-low`, `pin-final-try`, `pinpad`.
+    /// Flags: `not-initialised` (a free slot), `pin-locked`, `pin-count-low`,
+    /// `pin-final-try`, `pinpad`.
     pub flags: Vec<&'static str>,
     /// Public keys and certificates (readable without the PIN).
     pub objects: Vec<ObjectEntry>,
@@ -166,7 +167,11 @@ pub fn list(module: &Path) -> Result<CardListing, Error> {
     let module = Module::load(module)?;
     let mut tokens = Vec::new();
     for token in module.tokens()? {
+        // SoftHSM (and some readers) show a free slot as a token with no label and no
+        // serial: it has no objects to read.
+        let uninitialised = token.label.is_empty() && token.serial.is_empty();
         let flags = [
+            (uninitialised, "not-initialised"),
             (token.user_pin_locked, "pin-locked"),
             (token.user_pin_count_low, "pin-count-low"),
             (token.user_pin_final_try, "pin-final-try"),
@@ -175,7 +180,12 @@ pub fn list(module: &Path) -> Result<CardListing, Error> {
         .into_iter()
         .filter_map(|(set, name)| set.then_some(name))
         .collect();
-        let (objects, objects_error) = match module.public_objects(&token) {
+        let listed = if uninitialised {
+            Ok(Vec::new())
+        } else {
+            module.public_objects(&token)
+        };
+        let (objects, objects_error) = match listed {
             Ok(objects) => (
                 objects
                     .into_iter()

@@ -292,3 +292,53 @@ fn card_errors_are_specific() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn card_sign_takes_an_encrypted_key_file_too() {
+    let ca = TestCa::new();
+    let key = ca.path("patient.key");
+    // openssl writes the encrypted PKCS#8 file; the passphrase is the one the CLI reads.
+    openssl_ok(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-aes-256-cbc",
+        "-pass",
+        &format!("file:{}", ca.passphrase_file.display()),
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let public_key = ca.path("patient.pub");
+    openssl_ok(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-passin",
+        &format!("file:{}", ca.passphrase_file.display()),
+        "-pubout",
+        "-out",
+        public_key.to_str().unwrap(),
+    ]);
+    let data = ca.path("reading.json");
+    std::fs::write(&data, b"{\"temperature\":\"36.9\"}").unwrap();
+    let output = ca.ok(&[
+        "card",
+        "sign",
+        data.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(output.contains("ecdsa-p256-sha256"), "{output}");
+    let checked = openssl_ok(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        public_key.to_str().unwrap(),
+        "-signature",
+        ca.path("reading.json.sig").to_str().unwrap(),
+        data.to_str().unwrap(),
+    ]);
+    assert!(checked.contains("Verified OK"), "{checked}");
+}
