@@ -26,6 +26,8 @@
 //!   when no card is present.
 //! - [`CardWatcher`] — PC/SC readers and cards as a tokio stream of [`CardEvent`]s, so a
 //!   bedside collector knows when a patient's card is inserted or pulled.
+//! - [`Pkcs11X509Key`] — an EC P-256 or P-384 token key as an rcgen `SigningKey`, for a
+//!   CA whose keys stay on a token (P-384 is not a batch-header algorithm, so not a `Signer`).
 //! - Enrollment ([`Pkcs11Token::enroll`], [`Pkcs11Token::install_certificate`]) — a key
 //!   generated on the card, a CSR signed by it, the issued certificate written back.
 //!
@@ -90,9 +92,11 @@ pub mod watcher;
 
 pub use algorithm::{EcdsaEncoding, SignatureAlgorithm, ecdsa_p256_raw_to_der};
 pub use error::{Error, PinTries};
-pub use pkcs11::{KeySelector, Pkcs11Config, Pkcs11Signer, Pkcs11Token, TokenSelector};
+pub use pkcs11::{
+    EcCurve, KeySelector, Pkcs11Config, Pkcs11Signer, Pkcs11Token, Pkcs11X509Key, TokenSelector,
+};
 pub use secret::{Passphrase, Pin, SecretSource};
 pub use signer::{RcgenKey, Signer};
 pub use software::{KeyKind, SoftwareSigner};
 pub use wardseal_core::signature::VerifyingKey;
-pub use watcher::{CardEvent, CardWatcher};
+pub use watcher::{CardEvent, CardWatcher, ReaderStatus};

@@ -93,7 +93,45 @@ fn reader_names(context: &Context) -> Result<Vec<CString>, Error> {
     }
 }
 
+/// A reader and the card in it, at one moment ([`CardWatcher::reader_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReaderStatus {
+    /// The reader's name, as PC/SC gives it.
+    pub reader: String,
+    /// The card's answer-to-reset, when a card is present.
+    pub atr: Option<Vec<u8>>,
+}
+
 impl CardWatcher {
+    /// Each reader present now, with the ATR of the card in it, if any. Fails with
+    /// [`Error::PcscUnavailable`] when pcscd is not running.
+    pub fn reader_status() -> Result<Vec<ReaderStatus>, Error> {
+        let context = establish()?;
+        let mut states: Vec<ReaderState> = reader_names(&context)?
+            .into_iter()
+            .map(|name| ReaderState::new(name, State::UNAWARE))
+            .collect();
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Against UNAWARE every reader's state counts as a change: this returns at once.
+        match context.get_status_change(std::time::Duration::ZERO, &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(error) => return Err(pcsc_error("SCardGetStatusChange", error)),
+        }
+        Ok(states
+            .iter()
+            .map(|state| ReaderStatus {
+                reader: state.name().to_string_lossy().into_owned(),
+                atr: state
+                    .event_state()
+                    .contains(State::PRESENT)
+                    .then(|| state.atr().to_vec()),
+            })
+            .collect())
+    }
+
     /// The readers present now.
     pub fn readers() -> Result<Vec<String>, Error> {
         let context = establish()?;

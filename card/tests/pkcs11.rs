@@ -10,9 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use secrecy::SecretString;
-use wardseal_card::pkcs11::{EnrollmentRequest, Pkcs11Token, TokenSelector};
+use wardseal_card::pkcs11::{EnrollmentRequest, Pkcs11Token, Pkcs11X509Key, TokenSelector};
 use wardseal_card::{
-    EcdsaEncoding, Error, KeySelector, PinTries, Pkcs11Config, Pkcs11Signer, SecretSource,
+    EcCurve, EcdsaEncoding, Error, KeySelector, PinTries, Pkcs11Config, Pkcs11Signer, SecretSource,
     SignatureAlgorithm, Signer, VerifyingKey,
 };
 use wardseal_core::hash::Hash;
@@ -509,5 +509,69 @@ fn a_pkcs11_uri_selects_module_token_key_and_pin_file() {
         let debug = format!("{signer:?} {config:?}");
         assert!(!debug.contains("246810"), "{debug}");
     })
+    .unwrap();
+}
+
+#[test]
+fn x509_keys_on_p256_and_p384_sign_certificates_openssl_verifies() {
+    run_isolated_test(
+        "x509_keys_on_p256_and_p384_sign_certificates_openssl_verifies",
+        |hsm| {
+            let token = hsm.init_token(&TokenSpec::new("hospital-ca")).unwrap();
+            hsm.generate_ec_p256(&token, "issuing-256", &[0x01])
+                .unwrap();
+            // wardseal-softhsm has no P-384 helper; pkcs11-tool generates it.
+            let output = hsm
+                .pkcs11_tool()
+                .args(["--token-label", "hospital-ca", "--login", "--pin"])
+                .arg(secrecy::ExposeSecret::expose_secret(token.user_pin()))
+                .args(["--keypairgen", "--key-type", "EC:secp384r1", "--usage-sign"])
+                .args(["--label", "issuing-384", "--id", "02"])
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let opened = open(hsm, &token);
+            let dir = tempfile::tempdir().unwrap();
+            for (id, curve, digest_name) in [
+                (0x01_u8, EcCurve::P256, "SHA256"),
+                (0x02, EcCurve::P384, "SHA384"),
+            ] {
+                let key = Pkcs11X509Key::new(&opened, &KeySelector::Id(vec![id])).unwrap();
+                assert_eq!(key.curve(), curve);
+                let mut params =
+                    rcgen::CertificateParams::new(vec!["ca.hospital.example".to_owned()]).unwrap();
+                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                let certificate = params.self_signed(&key).unwrap();
+                let path = dir.path().join(format!("{curve}.pem"));
+                std::fs::write(&path, certificate.pem()).unwrap();
+                let text = String::from_utf8(openssl_ok(
+                    dir.path(),
+                    &["x509", "-in", path.to_str().unwrap(), "-noout", "-text"],
+                ))
+                .unwrap();
+                assert!(
+                    text.contains(&format!("ecdsa-with-{digest_name}")),
+                    "{text}"
+                );
+                // openssl checks the self-signature the token made.
+                openssl_ok(
+                    dir.path(),
+                    &[
+                        "verify",
+                        "-CAfile",
+                        path.to_str().unwrap(),
+                        path.to_str().unwrap(),
+                    ],
+                );
+            }
+            let error =
+                Pkcs11X509Key::new(&opened, &KeySelector::Label("absent".into())).unwrap_err();
+            assert!(matches!(error, Error::KeyNotFound { .. }), "{error}");
+        },
+    )
     .unwrap();
 }

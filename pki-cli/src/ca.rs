@@ -678,6 +678,18 @@ impl SigningCa<'_> {
         actor: &str,
         operation: &str,
     ) -> Result<(), Error> {
+        self.record_with(records, actor, operation, &serde_json::Value::Null)
+            .await
+    }
+
+    /// [`Self::record`], with `extra`'s fields (an object) added to each audit entry.
+    pub(crate) async fn record_with(
+        &self,
+        records: &[CertificateRecord],
+        actor: &str,
+        operation: &str,
+        extra: &serde_json::Value,
+    ) -> Result<(), Error> {
         let inventory = &self.ca.inventory;
         let now = now();
         let mut transaction = inventory.write().await?;
@@ -696,9 +708,7 @@ impl SigningCa<'_> {
             inventory.insert(&mut transaction, record).await?;
         }
         let entries = records.iter().map(|record| {
-            (
-                operation,
-                serde_json::json!({
+            let mut detail = serde_json::json!({
                     "serial": record.serial.to_string(),
                     "role": record.role.name(),
                     "common_name": record.common_name,
@@ -706,9 +716,12 @@ impl SigningCa<'_> {
                     "group_id": record.group_id,
                     "rule_id": record.rule_id,
                     "subject_id": record.subject_id,
-                    "renewal_of": record.renewal_of.as_ref().map(ToString::to_string),
-                }),
-            )
+                "renewal_of": record.renewal_of.as_ref().map(ToString::to_string),
+            });
+            if let (Some(detail), Some(extra)) = (detail.as_object_mut(), extra.as_object()) {
+                detail.extend(extra.clone());
+            }
+            (operation, detail)
         });
         audit::append_many(inventory, &mut transaction, actor, entries).await?;
         inventory.commit(transaction).await

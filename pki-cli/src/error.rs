@@ -1,7 +1,7 @@
 //! The one error type of the CA library, with a typed sub-enum per domain.
 //!
 //! Every message says what went wrong in the user's terms and, where there is one, what
-//! to do about it. Errors from dependencies (sqlx, rcgen, pkcs8, cryptoki) are kept out of
+//! to do about it. Errors from dependencies (sqlx, rcgen, pkcs8, wardseal-card) are kept out of
 //! the public API: they travel as an opaque [`Cause`] that still shows in the source chain.
 
 use std::fmt;
@@ -231,33 +231,24 @@ pub enum KeyError {
     },
 }
 
-/// PKCS#11 tokens holding CA keys.
+/// PKCS#11 tokens: the CA's own keys and patients' cards.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
     /// A `pkcs11:` URI that does not parse or lacks what is needed.
     #[error("bad PKCS#11 URI {uri:?}: {reason}")]
     BadUri {
-        /// The URI (with any PIN removed).
+        /// The URI (a PIN in it is refused, never echoed).
         uri: String,
         /// What is wrong with it.
         reason: String,
     },
-    /// The PKCS#11 module could not be loaded or initialised.
-    #[error("cannot load PKCS#11 module {module}")]
-    Module {
-        /// The module path.
-        module: String,
-        /// The loader's error.
-        #[source]
-        source: Cause,
-    },
-    /// No token with the label asked for.
-    #[error("no token labelled {label:?}; tokens present: {present}")]
+    /// No token matches.
+    #[error("no token {wanted}; tokens present: {present}")]
     NotFound {
-        /// The label asked for.
-        label: String,
-        /// The labels present.
+        /// The token asked for (`labelled "x"`, `with serial "y"`).
+        wanted: String,
+        /// The tokens present.
         present: String,
     },
     /// The token's user PIN is locked.
@@ -270,36 +261,49 @@ pub enum TokenError {
         label: String,
     },
     /// The PIN was refused.
-    #[error("token {label:?} refused the PIN")]
+    #[error("token {label:?} refused the PIN ({tries}); check the PIN file or variable")]
     WrongPin {
         /// The token label.
         label: String,
+        /// What the token says about the tries left.
+        tries: wardseal_card::PinTries,
     },
-    /// No private key matching the URI on the token.
-    #[error("no private key {object} on token {label:?}")]
+    /// The token went away during the operation.
+    #[error("token {label:?} was removed; insert it again and retry")]
+    Removed {
+        /// The token label.
+        label: String,
+    },
+    /// No private key matching the URI or option on the token.
+    #[error("no private key {object} on token {label:?}; keys present: {present}")]
     KeyNotFound {
         /// The token label.
         label: String,
-        /// The object label or id asked for.
+        /// The key label or id asked for.
         object: String,
+        /// The private keys present.
+        present: String,
     },
-    /// The key is of a type the CA cannot sign with from a token.
-    #[error("key {object} on token {label:?} is not an EC P-256 or P-384 key")]
-    UnsupportedKey {
+    /// A card's certificate was issued and recorded but could not be written to the card.
+    #[error(
+        "certificate {serial} was issued and recorded but could not be written to token \
+         {label:?}; write it with `pkcs11-tool --write-object` (same label and id as the key) \
+         or revoke it"
+    )]
+    CertificateNotWritten {
+        /// The serial of the issued certificate.
+        serial: String,
         /// The token label.
         label: String,
-        /// The object label or id.
-        object: String,
-    },
-    /// A PKCS#11 call failed.
-    #[error("PKCS#11 {operation} failed")]
-    Call {
-        /// The operation.
-        operation: &'static str,
-        /// The module's error.
+        /// Why it could not be written.
         #[source]
         source: Cause,
     },
+    /// Anything else the card library reports (module missing, mechanism or key type
+    /// unsupported, a key that wants the PIN before every signature, pcscd not running…),
+    /// with its message.
+    #[error(transparent)]
+    Card(Cause),
 }
 
 /// A request that does not fit the certificate profile it asks for.
@@ -533,6 +537,18 @@ pub enum VerifyError {
     BadCrl {
         /// What is wrong with it.
         reason: String,
+    },
+    /// A file's signature does not verify with the certificate's key.
+    #[error(
+        "the signature does not verify as {algorithm} with the certificate's {key} key: {reason}"
+    )]
+    FileSignature {
+        /// The algorithm it was checked as.
+        algorithm: String,
+        /// The key (`ECDSA P-256`, …).
+        key: String,
+        /// Why (wrong key, altered file, malformed signature).
+        reason: Cause,
     },
     /// The wardseal identity extension is missing, malformed or does not fit the
     /// certificate's key usages.

@@ -5,7 +5,8 @@
 //! # Design
 //!
 //! - A CA is a directory ([`ca`]): an offline root, an issuing CA (path length 0) whose key
-//!   is an encrypted PKCS#8 file ([`key`]) or stays on a PKCS#11 token ([`token`]), and a
+//!   is an encrypted PKCS#8 file ([`key`]) or stays on a PKCS#11 token ([`token`], through
+//!   wardseal-card: EC P-256 or P-384), and a
 //!   SQLite database ([`inventory`]) written only in `BEGIN IMMEDIATE` transactions, so
 //!   several processes can issue at once.
 //! - Certificates are built from a [`profile::Profile`] per role, never from what a CSR
@@ -17,6 +18,9 @@
 //!   [`describe`]) independently of rcgen.
 //! - [`batch`] onboards a fleet all or nothing; [`serve`] publishes CRLs over HTTP;
 //!   [`audit`] chains every operation's record to the previous one.
+//! - [`card`] enrolls patients' cards (key generated on the card, CSR, `patient`
+//!   certificate written back), lists tokens and readers, and signs and verifies files
+//!   with card keys, all through wardseal-card.
 //! - One error type, [`Error`], with a sub-enum per domain; messages say what to do.
 //!
 //! # Example
@@ -60,6 +64,7 @@
 pub mod audit;
 pub mod batch;
 pub mod ca;
+pub mod card;
 pub mod crl;
 pub mod csr;
 pub mod describe;

@@ -9,11 +9,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use time::OffsetDateTime;
+use wardseal_card::KeySelector;
 use wardseal_core::identity::{
     EthereumAddress, GroupId, Identity, IdentityFields, Role, RuleId, SubjectId,
 };
 use wardseal_pki::batch::BatchOptions;
 use wardseal_pki::ca::{Ca, InitOptions, KeyPlacement, Secrets, SubjectKey};
+use wardseal_pki::card::{self, EnrollOptions, SigningKeySource, TokenChoice};
 use wardseal_pki::describe::CertificateDescription;
 use wardseal_pki::inventory::{Filter, Status, format_time};
 use wardseal_pki::key::{KeyAlgorithm, SecretSource};
@@ -79,7 +81,109 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    // `card list|enroll|sign|verify` (smart cards through wardseal-card) come here.
+    /// Patients' smart cards and tokens: list, enroll, sign, verify.
+    Card(CardArgs),
+}
+
+#[derive(Args)]
+struct CardArgs {
+    /// PKCS#11 module (default: $WARDSEAL_PKCS11_MODULE, else OpenSC's opensc-pkcs11.so).
+    #[arg(long, global = true)]
+    module: Option<PathBuf>,
+    /// Read the card's PIN from the first line of this file (else a prompt).
+    #[arg(long, global = true, conflicts_with = "card_pin_env")]
+    card_pin_file: Option<PathBuf>,
+    /// Read the card's PIN from this environment variable.
+    #[arg(long, global = true, value_name = "VARIABLE")]
+    card_pin_env: Option<String>,
+    #[command(subcommand)]
+    command: CardCommand,
+}
+
+#[derive(Subcommand)]
+enum CardCommand {
+    /// List the module's tokens (label, serial, flags, public keys and certificates) and the PC/SC readers.
+    List,
+    /// Generate a key on a patient's card, issue its patient certificate and write it back to the card.
+    Enroll(EnrollArgs),
+    /// Sign a file with a card key (or an encrypted key file); writes the signature.
+    Sign(SignArgs),
+    /// Verify a file's signature with a certificate's key. Exit 1 when it fails.
+    Verify(CardVerifyArgs),
+}
+
+#[derive(Args)]
+struct EnrollArgs {
+    /// The patient's subject id.
+    #[arg(long)]
+    patient: String,
+    /// The card: token label, serial number or pkcs11: URI.
+    #[arg(long)]
+    token: String,
+    /// Label of the key and certificate on the card.
+    #[arg(long, default_value = "wardseal patient")]
+    key_label: String,
+    /// CKA_ID of the key and certificate (hex).
+    #[arg(long, default_value = "01")]
+    key_id: HexBytes,
+    /// Ward, recorded in the inventory.
+    #[arg(long)]
+    ward: Option<String>,
+    /// Validity in days (default: the patient profile's).
+    #[arg(long)]
+    days: Option<u32>,
+    /// Also write the certificate (PEM) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The file to sign.
+    file: PathBuf,
+    /// Where the signature goes (default: FILE.sig).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The card: token label, serial number or pkcs11: URI.
+    #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+    token: Option<String>,
+    /// CKA_ID of the key on the card (hex; default: the card's only key).
+    #[arg(long)]
+    key_id: Option<HexBytes>,
+    /// Label of the key on the card.
+    #[arg(long)]
+    key_label: Option<String>,
+    /// Sign with this encrypted PKCS#8 key file instead (passphrase: --passphrase-file/--passphrase-env, else a prompt).
+    #[arg(long)]
+    key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CardVerifyArgs {
+    /// The signed file.
+    file: PathBuf,
+    /// The signature.
+    signature: PathBuf,
+    /// The signer's certificate (PEM or DER).
+    certificate: PathBuf,
+    /// Signature algorithm (default from the certificate's key: ecdsa-p256-sha256 (DER) for P-256;
+    /// also ecdsa-p256-sha256-raw, rsa-pss-sha256, dsa-sha256, ed25519).
+    #[arg(long)]
+    algorithm: Option<wardseal_core::signature::SignatureAlgorithm>,
+}
+
+/// A CKA_ID on the command line: hex, colons allowed.
+#[derive(Clone)]
+struct HexBytes(Vec<u8>);
+
+impl std::str::FromStr for HexBytes {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        hex::decode(text.trim_start_matches("0x").replace(':', ""))
+            .map(Self)
+            .map_err(|error| format!("expected hexadecimal bytes like 01 or 9c01: {error}"))
+    }
 }
 
 #[derive(Args)]
@@ -308,6 +412,14 @@ impl Cli {
         Secrets {
             passphrase: source(&self.passphrase_file, &self.passphrase_env),
             pin: source(&self.pin_file, &self.pin_env),
+        }
+    }
+
+    fn card_pin(&self, args: &CardArgs) -> Option<SecretSource> {
+        match (&args.card_pin_file, &args.card_pin_env) {
+            (Some(path), _) => Some(SecretSource::File(path.clone())),
+            (None, Some(name)) => Some(SecretSource::Environment(name.clone())),
+            (None, None) => None,
         }
     }
 
@@ -669,8 +781,180 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 out(&text)?;
             }
         }
+        Command::Card(args) => return run_card(cli, args, &secrets, &actor).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_card(
+    cli: &Cli,
+    args: &CardArgs,
+    secrets: &Secrets,
+    actor: &str,
+) -> anyhow::Result<ExitCode> {
+    let module = card::module_path(args.module.as_deref());
+    let token = |text: &str| TokenChoice {
+        module: module.clone(),
+        token: text.to_owned(),
+    };
+    match &args.command {
+        CardCommand::List => {
+            let listing = card::list(&module)?;
+            if cli.json {
+                json(&listing)?;
+            } else {
+                out(&card_listing_text(&listing))?;
+            }
+        }
+        CardCommand::Enroll(enroll) => {
+            let ca = Ca::open(&cli.ca_dir).await?;
+            let signing = ca.unlock(secrets)?;
+            let mut options =
+                EnrollOptions::new(token(&enroll.token), cli.card_pin(args), &enroll.patient);
+            options.key_label.clone_from(&enroll.key_label);
+            options.key_id.clone_from(&enroll.key_id.0);
+            options.ward.clone_from(&enroll.ward);
+            options.validity_days = enroll.days;
+            let enrolled = signing.enroll_card(&options, actor).await?;
+            if let Some(path) = &enroll.out {
+                std::fs::write(path, &enrolled.issued.pem)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if cli.json {
+                json(&enrolled)?;
+            } else {
+                out(&format!(
+                    "enrolled patient {} on token {:?} (serial {}): key {:?} id {}, certificate serial {}",
+                    enroll.patient,
+                    enrolled.token_label,
+                    enrolled.token_serial,
+                    enrolled.key_label,
+                    enrolled.key_id,
+                    enrolled.issued.record.serial
+                ))?;
+            }
+        }
+        CardCommand::Sign(sign) => {
+            let source = match (&sign.token, &sign.key) {
+                (_, Some(path)) => SigningKeySource::File {
+                    path: path.clone(),
+                    passphrase: secrets.passphrase.clone().unwrap_or(SecretSource::Prompt),
+                },
+                (Some(text), None) => SigningKeySource::Token {
+                    token: token(text),
+                    pin: cli.card_pin(args),
+                    key: match (&sign.key_id, &sign.key_label) {
+                        (Some(id), Some(label)) => {
+                            Some(KeySelector::IdAndLabel(id.0.clone(), label.clone()))
+                        }
+                        (Some(id), None) => Some(KeySelector::Id(id.0.clone())),
+                        (None, Some(label)) => Some(KeySelector::Label(label.clone())),
+                        (None, None) => None,
+                    },
+                },
+                (None, None) => bail!("give --token (a card) or --key (a key file)"),
+            };
+            let message = std::fs::read(&sign.file)
+                .with_context(|| format!("reading {}", sign.file.display()))?;
+            let signer = card::open_signer(&source)?;
+            let signature = signer
+                .sign_message(&message)
+                .map_err(wardseal_pki::Error::from)?;
+            let path = sign.out.clone().unwrap_or_else(|| {
+                let mut name = sign.file.clone().into_os_string();
+                name.push(".sig");
+                PathBuf::from(name)
+            });
+            std::fs::write(&path, &signature)
+                .with_context(|| format!("writing {}", path.display()))?;
+            if cli.json {
+                json(&serde_json::json!({
+                    "signature": path,
+                    "algorithm": signer.algorithm(),
+                    "bytes": signature.len(),
+                }))?;
+            } else {
+                out(&format!(
+                    "signed {} ({}) into {}",
+                    sign.file.display(),
+                    signer.algorithm(),
+                    path.display()
+                ))?;
+            }
+        }
+        CardCommand::Verify(verify) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let message = read(&verify.file)?;
+            let signature = read(&verify.signature)?;
+            let certificate = read(&verify.certificate)?;
+            match card::verify_signature(&message, &signature, &certificate, verify.algorithm) {
+                Ok(verified) => {
+                    if cli.json {
+                        json(&serde_json::json!({ "valid": true, "result": verified }))?;
+                    } else {
+                        out(&format!(
+                            "OK: signed by {} ({}, {})",
+                            verified.subject, verified.key, verified.algorithm
+                        ))?;
+                    }
+                }
+                Err(error) => {
+                    if cli.json {
+                        json(&serde_json::json!({ "valid": false, "reason": error.to_string() }))?;
+                    } else {
+                        out(&format!("FAILED: {error}"))?;
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn card_listing_text(listing: &card::CardListing) -> String {
+    let mut text = format!("PKCS#11 tokens in {}:\n", listing.module.display());
+    if listing.tokens.is_empty() {
+        text.push_str("  (none)\n");
+    }
+    for token in &listing.tokens {
+        let flags = if token.flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", token.flags.join(", "))
+        };
+        text.push_str(&format!(
+            "  {:?} serial {} ({} {}) in {:?}{flags}\n",
+            token.label, token.serial, token.manufacturer, token.model, token.slot
+        ));
+        for object in &token.objects {
+            text.push_str(&format!(
+                "    {:<11} {:?} id {}\n",
+                object.kind, object.label, object.id
+            ));
+        }
+        if let Some(error) = &token.objects_error {
+            text.push_str(&format!("    (objects unreadable: {error})\n"));
+        }
+    }
+    text.push_str("PC/SC readers:\n");
+    match &listing.readers {
+        Ok(readers) if readers.is_empty() => text.push_str("  (none)\n"),
+        Ok(readers) => {
+            for reader in readers {
+                match &reader.atr {
+                    Some(atr) => {
+                        text.push_str(&format!("  {}: card present, ATR {atr}\n", reader.reader))
+                    }
+                    None => text.push_str(&format!("  {}: no card\n", reader.reader)),
+                }
+            }
+        }
+        Err(reason) => text.push_str(&format!("  (cannot list readers: {reason})\n")),
+    }
+    text
 }
 
 fn main() -> ExitCode {

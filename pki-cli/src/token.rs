@@ -4,120 +4,138 @@
 //! pkcs11:token=hospital-ca;object=issuing?module-path=/usr/lib/softhsm/libsofthsm2.so
 //! ```
 //!
-//! The token is found by label (slot numbers change when tokens are added), the private
-//! key by `object` (label) or `id`, its public key from the matching public-key object.
-//! Only EC P-256 and P-384 keys are used; the message is hashed here and signed with raw
-//! `CKM_ECDSA` (SoftHSM 2.6 has no hash-and-sign ECDSA), and the raw `r‖s` the token
-//! returns is re-encoded as the DER `SEQUENCE { r, s }` X.509 needs.
-//!
-//! This is the [`CaSigner`] seam's token side. When `wardseal-card`'s `Pkcs11Signer`
-//! lands, [`TokenKey`] becomes a thin adapter over it.
+//! Everything PKCS#11 is wardseal-card's: the URI parser, loading the module once per
+//! process (the SoftHSM 2.6.1 crash rules), finding the token by label or serial (never
+//! by slot number), the login with a zeroized PIN, the session pool, and the signing key
+//! itself ([`Pkcs11X509Key`]: EC P-256 with SHA-256 or P-384 with SHA-384, DER out). This
+//! module keeps what is the CA's: the URI text stored in the CA database, where the PIN
+//! comes from, the module fallback ([`MODULE_ENVIRONMENT_VARIABLE`]), the [`CaSigner`]
+//! seam, and turning the card's errors into the CA's ([`From<wardseal_card::Error>`]).
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CryptokiError, RvError};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::AuthPin;
-use sha2::Digest;
+use wardseal_card::pkcs11::Pkcs11Uri as CardUri;
+use wardseal_card::{KeySelector, Pkcs11Config, Pkcs11X509Key, TokenSelector};
 
-use crate::error::{Cause, Error, TokenError};
+use crate::error::{Cause, Error, KeyError, TokenError};
 use crate::key::SecretSource;
 use crate::signer::CaSigner;
 
-/// DER of the P-256 curve OID, as in `CKA_EC_PARAMS`.
-const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-/// DER of the P-384 curve OID.
-const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+/// Where the module is when the URI does not say (`module-path=`).
+pub const MODULE_ENVIRONMENT_VARIABLE: &str = "WARDSEAL_PKCS11_MODULE";
 
-/// A parsed `pkcs11:` URI naming a token key. Never holds a PIN: `pin-value` is refused.
+/// A `pkcs11:` URI naming a token key, kept as written (that is what the CA database
+/// stores). Never holds a PIN: `pin-value` is refused, and so is `slot-id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pkcs11Uri {
-    /// The token label (`token=`).
-    pub token: String,
-    /// The key's label (`object=`), if given.
-    pub object: Option<String>,
-    /// The key's `CKA_ID` (`id=`, percent-encoded bytes), if given.
-    pub id: Option<Vec<u8>>,
-    /// The module to load (`module-path=`).
-    pub module_path: Option<PathBuf>,
-    /// A file holding the PIN (`pin-source=file:…` or a plain path).
-    pub pin_source: Option<PathBuf>,
     text: String,
+    // Boxed: the parsed form is ten optional fields, and this sits in small enums.
+    parsed: Box<CardUri>,
 }
 
 impl Pkcs11Uri {
-    /// Parses a URI. Attributes other than those above are ignored, as RFC 7512 allows.
+    /// Parses a URI; it must name a token (`token=` or `serial=`) and a key (`object=`
+    /// or `id=`).
     pub fn parse(text: &str) -> Result<Self, TokenError> {
+        let parsed = CardUri::parse(text).map_err(|error| {
+            // The card library's URI in its error has any PIN elided already.
+            let (uri, reason) = match error {
+                wardseal_card::Error::InvalidUri { uri, reason } => (uri, reason),
+                other => (text.to_owned(), other.to_string()),
+            };
+            let reason = if text.contains("pin-value=") {
+                "a PIN in the URI is refused (it ends up in shell history and process lists); \
+                 use pin-source=file:…, --pin-file or --pin-env"
+                    .to_owned()
+            } else {
+                reason
+            };
+            TokenError::BadUri { uri, reason }
+        })?;
         let bad = |reason: &str| TokenError::BadUri {
-            uri: redact(text),
+            uri: text.to_owned(),
             reason: reason.to_owned(),
         };
-        let rest = text
-            .strip_prefix("pkcs11:")
-            .ok_or_else(|| bad("it does not start with \"pkcs11:\""))?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut uri = Self {
-            token: String::new(),
-            object: None,
-            id: None,
-            module_path: None,
-            pin_source: None,
-            text: text.to_owned(),
-        };
-        let mut token = None;
-        for attribute in path.split(';').filter(|part| !part.is_empty()) {
-            let (name, value) = attribute
-                .split_once('=')
-                .ok_or_else(|| bad("a path attribute has no '='"))?;
-            let value = percent_decode(value).ok_or_else(|| bad("bad percent-encoding"))?;
-            match name {
-                "token" => token = Some(utf8(value).ok_or_else(|| bad("token is not UTF-8"))?),
-                "object" => {
-                    uri.object = Some(utf8(value).ok_or_else(|| bad("object is not UTF-8"))?);
-                }
-                "id" => uri.id = Some(value),
-                _ => {}
-            }
+        if parsed.token.is_none() && parsed.serial.is_none() {
+            return Err(bad("it names no token (token=… or serial=…)"));
         }
-        for attribute in query.split('&').filter(|part| !part.is_empty()) {
-            let (name, value) = attribute
-                .split_once('=')
-                .ok_or_else(|| bad("a query attribute has no '='"))?;
-            let value = percent_decode(value).ok_or_else(|| bad("bad percent-encoding"))?;
-            let value = utf8(value).ok_or_else(|| bad("query value is not UTF-8"))?;
-            match name {
-                "module-path" => uri.module_path = Some(PathBuf::from(value)),
-                "pin-source" => {
-                    let path = value.strip_prefix("file:").unwrap_or(&value);
-                    uri.pin_source = Some(PathBuf::from(path));
-                }
-                "pin-value" => {
-                    return Err(bad(
-                        "a PIN in the URI is refused (it ends up in shell history and process \
-                         lists); use pin-source=file:…, --pin-file or --pin-env",
-                    ));
-                }
-                _ => {}
-            }
-        }
-        uri.token = token.ok_or_else(|| bad("it names no token (token=…)"))?;
-        if uri.object.is_none() && uri.id.is_none() {
+        if parsed.object.is_none() && parsed.id.is_none() {
             return Err(bad("it names no key (object=… or id=…)"));
         }
-        Ok(uri)
+        Ok(Self {
+            text: text.to_owned(),
+            parsed: Box::new(parsed),
+        })
     }
 
-    fn object_description(&self) -> String {
-        match (&self.object, &self.id) {
-            (Some(label), _) => format!("{label:?}"),
-            (None, Some(id)) => format!("id {}", hex::encode(id)),
+    /// The token label (`token=`), if given.
+    pub fn token(&self) -> Option<&str> {
+        self.parsed.token.as_deref()
+    }
+
+    /// The key label (`object=`), if given.
+    pub fn object(&self) -> Option<&str> {
+        self.parsed.object.as_deref()
+    }
+
+    /// The key's `CKA_ID` (`id=`), if given.
+    pub fn id(&self) -> Option<&[u8]> {
+        self.parsed.id.as_deref()
+    }
+
+    /// The module (`module-path=`), else [`MODULE_ENVIRONMENT_VARIABLE`].
+    pub fn module(&self) -> Result<PathBuf, TokenError> {
+        match (
+            &self.parsed.module_path,
+            std::env::var_os(MODULE_ENVIRONMENT_VARIABLE),
+        ) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(path)) => Ok(PathBuf::from(path)),
+            (None, None) => Err(TokenError::BadUri {
+                uri: self.text.clone(),
+                reason: format!(
+                    "no module: add ?module-path=… or set {MODULE_ENVIRONMENT_VARIABLE}"
+                ),
+            }),
+        }
+    }
+
+    /// The token as the CA's messages name it: `labelled "x"` or `with serial "y"`.
+    fn token_description(&self) -> String {
+        match (&self.parsed.token, &self.parsed.serial) {
+            (Some(label), _) => format!("labelled {label:?}"),
+            (None, Some(serial)) => format!("with serial {serial:?}"),
             (None, None) => "(unnamed)".to_owned(),
         }
+    }
+
+    /// The card library's configuration: `pin` if given, else the URI's `pin-source`,
+    /// else a prompt.
+    fn config(&self, pin: Option<&SecretSource>) -> Result<Pkcs11Config, TokenError> {
+        let key = match (self.parsed.id.clone(), self.parsed.object.clone()) {
+            (Some(id), Some(label)) => KeySelector::IdAndLabel(id, label),
+            (Some(id), None) => KeySelector::Id(id),
+            (None, Some(label)) => KeySelector::Label(label),
+            (None, None) => {
+                return Err(TokenError::BadUri {
+                    uri: self.text.clone(),
+                    reason: "it names no key (object=… or id=…)".to_owned(),
+                });
+            }
+        };
+        let pin = match (pin, &self.parsed.pin_source) {
+            (Some(source), _) => card_secret_source(source, &self.token_description()),
+            (None, Some(source)) => wardseal_card::SecretSource::parse(source)
+                .unwrap_or_else(|| wardseal_card::SecretSource::File(PathBuf::from(source))),
+            (None, None) => card_secret_source(&SecretSource::Prompt, &self.token_description()),
+        };
+        Ok(Pkcs11Config::new(
+            self.module()?,
+            TokenSelector::Uri(self.parsed.clone()),
+            key,
+            Some(pin),
+        ))
     }
 }
 
@@ -127,284 +145,111 @@ impl fmt::Display for Pkcs11Uri {
     }
 }
 
-fn redact(text: &str) -> String {
-    match text.find("pin-value=") {
-        Some(at) => format!("{}pin-value=[secret elided]", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
-fn utf8(bytes: Vec<u8>) -> Option<String> {
-    String::from_utf8(bytes).ok()
-}
-
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        if byte == b'%' {
-            let digits = std::str::from_utf8(bytes.get(index + 1..index + 3)?).ok()?;
-            out.push(u8::from_str_radix(digits, 16).ok()?);
-            index += 3;
-        } else {
-            out.push(byte);
-            index += 1;
+/// The card library's form of a PIN source; `token` names the token in a prompt.
+pub fn card_secret_source(source: &SecretSource, token: &str) -> wardseal_card::SecretSource {
+    match source {
+        SecretSource::File(path) => wardseal_card::SecretSource::File(path.clone()),
+        SecretSource::Environment(name) => wardseal_card::SecretSource::Env(name.clone()),
+        SecretSource::Prompt => {
+            wardseal_card::SecretSource::Prompt(format!("PIN of token {token}: "))
         }
     }
-    Some(out)
 }
 
-/// Where the module is when the URI does not say.
-pub const MODULE_ENVIRONMENT_VARIABLE: &str = "WARDSEAL_PKCS11_MODULE";
-
-/// A private key on a token, logged in and ready to sign.
-pub struct TokenKey {
-    // Session is Send but not Sync; signing is serialised, which is what one session
-    // allows anyway.
-    session: Mutex<Session>,
-    key: ObjectHandle,
-    public_key: Vec<u8>,
-    algorithm: &'static rcgen::SignatureAlgorithm,
-    // Keeps the module loaded for as long as the session lives.
-    _context: Pkcs11,
-}
-
-impl fmt::Debug for TokenKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenKey")
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
-    }
-}
-
-fn call(operation: &'static str) -> impl Fn(CryptokiError) -> TokenError {
-    move |error| TokenError::Call {
-        operation,
-        source: Cause::new(error),
-    }
-}
+/// A CA key on a token, logged in and ready to sign.
+#[derive(Debug)]
+pub struct TokenKey(Pkcs11X509Key);
 
 impl TokenKey {
-    /// Loads the module, finds the token by label, checks it is not locked, logs in with
-    /// the PIN from `pin` (or the URI's `pin-source`), and finds the key.
+    /// Loads the module, finds the token, checks its PIN is not locked, logs in with the
+    /// PIN from `pin` (else the URI's `pin-source`, else a prompt), and finds the key.
     pub fn open(uri: &Pkcs11Uri, pin: Option<&SecretSource>) -> Result<Self, Error> {
-        let module = match (
-            &uri.module_path,
-            std::env::var_os(MODULE_ENVIRONMENT_VARIABLE),
-        ) {
-            (Some(path), _) => path.clone(),
-            (None, Some(path)) => PathBuf::from(path),
-            (None, None) => {
-                return Err(TokenError::BadUri {
-                    uri: uri.to_string(),
-                    reason: format!(
-                        "no module: add ?module-path=… or set {MODULE_ENVIRONMENT_VARIABLE}"
-                    ),
+        let config = uri.config(pin)?;
+        Pkcs11X509Key::open(&config)
+            .map(Self)
+            .map_err(|error| match error {
+                // The CA names the token as its URI does, not as the card's selector prints.
+                wardseal_card::Error::TokenNotFound { present, .. } => TokenError::NotFound {
+                    wanted: uri.token_description(),
+                    present: present_list(&present),
                 }
-                .into());
-            }
-        };
-        let module_error = |source: CryptokiError| TokenError::Module {
-            module: module.display().to_string(),
-            source: Cause::new(source),
-        };
-        let context = Pkcs11::new(&module).map_err(module_error)?;
-        context
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(module_error)?;
-        let mut present = Vec::new();
-        let mut found = None;
-        for slot in context
-            .get_slots_with_token()
-            .map_err(call("C_GetSlotList"))?
-        {
-            let info = context
-                .get_token_info(slot)
-                .map_err(call("C_GetTokenInfo"))?;
-            let label = info.label().trim_end().to_owned();
-            if label == uri.token {
-                found = Some((slot, info));
-                break;
-            }
-            present.push(format!("{label:?}"));
-        }
-        let Some((slot, info)) = found else {
-            return Err(TokenError::NotFound {
-                label: uri.token.clone(),
-                present: if present.is_empty() {
-                    "none".into()
-                } else {
-                    present.join(", ")
-                },
-            }
-            .into());
-        };
-        let label = uri.token.clone();
-        if info.user_pin_locked() {
-            return Err(TokenError::Locked { label }.into());
-        }
-        let pin_source = match (pin, &uri.pin_source) {
-            (Some(source), _) => source.clone(),
-            (None, Some(path)) => SecretSource::File(path.clone()),
-            (None, None) => SecretSource::Prompt,
-        };
-        let pin = pin_source.read(&format!("PIN of token {label:?}"), false)?;
-        let session = context
-            .open_ro_session(slot)
-            .map_err(call("C_OpenSession"))?;
-        let auth = AuthPin::from(pin.as_str());
-        match session.login(UserType::User, Some(&auth)) {
-            Ok(()) => {}
-            Err(CryptokiError::Pkcs11(
-                RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange,
-                _,
-            )) => {
-                return Err(TokenError::WrongPin { label }.into());
-            }
-            Err(CryptokiError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(TokenError::Locked { label }.into());
-            }
-            Err(CryptokiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(error) => return Err(call("C_Login")(error).into()),
-        }
-        let selector = |class| {
-            let mut template = vec![Attribute::Class(class)];
-            if let Some(object) = &uri.object {
-                template.push(Attribute::Label(object.as_bytes().to_vec()));
-            }
-            if let Some(id) = &uri.id {
-                template.push(Attribute::Id(id.clone()));
-            }
-            template
-        };
-        let not_found = || TokenError::KeyNotFound {
-            label: label.clone(),
-            object: uri.object_description(),
-        };
-        let key = *session
-            .find_objects(&selector(ObjectClass::PRIVATE_KEY))
-            .map_err(call("C_FindObjects"))?
-            .first()
-            .ok_or_else(not_found)?;
-        let public = *session
-            .find_objects(&selector(ObjectClass::PUBLIC_KEY))
-            .map_err(call("C_FindObjects"))?
-            .first()
-            .ok_or_else(not_found)?;
-        let unsupported = || TokenError::UnsupportedKey {
-            label: label.clone(),
-            object: uri.object_description(),
-        };
-        let attributes = session
-            .get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])
-            .map_err(call("C_GetAttributeValue"))?;
-        let (mut params, mut point) = (None, None);
-        for attribute in attributes {
-            match attribute {
-                Attribute::EcParams(value) => params = Some(value),
-                Attribute::EcPoint(value) => point = Some(value),
-                _ => {}
-            }
-        }
-        let algorithm = match params.as_deref() {
-            Some(P256_PARAMS) => &rcgen::PKCS_ECDSA_P256_SHA256,
-            Some(P384_PARAMS) => &rcgen::PKCS_ECDSA_P384_SHA384,
-            _ => return Err(unsupported().into()),
-        };
-        let public_key =
-            unwrap_ec_point(&point.ok_or_else(unsupported)?).ok_or_else(unsupported)?;
-        Ok(Self {
-            session: Mutex::new(session),
-            key,
-            public_key,
-            algorithm,
-            _context: context,
-        })
+                .into(),
+                other => other.into(),
+            })
     }
-}
 
-/// `CKA_EC_POINT` is a DER OCTET STRING around the uncompressed point (SoftHSM, most
-/// modules); some modules return the bare point.
-fn unwrap_ec_point(value: &[u8]) -> Option<Vec<u8>> {
-    match value {
-        [0x04, 0x41 | 0x61, rest @ ..]
-            if rest.len() + 2 == value.len() && rest.first() == Some(&0x04) =>
-        {
-            Some(rest.to_vec())
-        }
-        [0x04, 0x81, length, rest @ ..] if usize::from(*length) == rest.len() => {
-            Some(rest.to_vec())
-        }
-        [0x04, ..] if value.len() == 65 || value.len() == 97 => Some(value.to_vec()),
-        _ => None,
+    /// The card library's key.
+    pub fn key(&self) -> &Pkcs11X509Key {
+        &self.0
     }
 }
 
 impl CaSigner for TokenKey {
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.algorithm
+        self.0.curve().rcgen_algorithm()
     }
 
     fn public_key(&self) -> &[u8] {
-        &self.public_key
+        self.0.subject_public_key()
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        let digest = if self.algorithm == &rcgen::PKCS_ECDSA_P384_SHA384 {
-            sha2::Sha384::digest(message).to_vec()
-        } else {
-            sha2::Sha256::digest(message).to_vec()
-        };
-        let session = self.session.lock().map_err(|_| TokenError::Call {
-            operation: "C_Sign",
-            source: Cause::message("a previous signature panicked"),
-        })?;
-        let raw = session
-            .sign(&Mechanism::Ecdsa, self.key, &digest)
-            .map_err(call("C_Sign"))?;
-        ecdsa_raw_to_der(&raw).ok_or_else(|| {
-            TokenError::Call {
-                operation: "C_Sign",
-                source: Cause::message(format!(
-                    "the token returned a {}-byte signature",
-                    raw.len()
-                )),
-            }
-            .into()
-        })
+        self.0.sign_x509(message).map_err(Error::from)
     }
 }
 
-/// Re-encodes a raw ECDSA signature `r‖s` (two equal halves) as DER `SEQUENCE { r, s }`.
-pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
-        return None;
+fn present_list(present: &[String]) -> String {
+    if present.is_empty() {
+        "none".to_owned()
+    } else {
+        present.join(", ")
     }
-    let (r, s) = raw.split_at(raw.len() / 2);
-    let integer = |value: &[u8]| {
-        let mut start = 0;
-        while start + 1 < value.len() && value[start] == 0 {
-            start += 1;
+}
+
+impl From<wardseal_card::Error> for Error {
+    /// Keeps the cases a user acts on differently as their own variants (wrong PIN with
+    /// what the token says about tries left, locked PIN, token or key missing, token
+    /// removed, PIN unreadable); the rest keep the card library's message as their cause.
+    fn from(error: wardseal_card::Error) -> Self {
+        use wardseal_card::Error as Card;
+        match error {
+            Card::WrongPin { token, tries } => TokenError::WrongPin {
+                label: token,
+                tries,
+            }
+            .into(),
+            Card::PinLocked { token } => TokenError::Locked { label: token }.into(),
+            Card::TokenNotFound { selector, present } => TokenError::NotFound {
+                wanted: format!("matching {selector}"),
+                present: present_list(&present),
+            }
+            .into(),
+            Card::TokenRemoved { token } => TokenError::Removed { label: token }.into(),
+            Card::KeyNotFound {
+                token,
+                key,
+                present,
+            } => TokenError::KeyNotFound {
+                label: token,
+                object: key,
+                present: present_list(&present),
+            }
+            .into(),
+            Card::SecretUnavailable {
+                what,
+                source_description,
+                reason,
+            } => KeyError::SecretUnavailable {
+                what: what.to_owned(),
+                source_description,
+                reason,
+            }
+            .into(),
+            Card::InvalidUri { uri, reason } => TokenError::BadUri { uri, reason }.into(),
+            Card::KeyDecrypt { path } => KeyError::WrongPassphrase { path }.into(),
+            other => TokenError::Card(Cause::new(other)).into(),
         }
-        let value = &value[start..];
-        let mut out = vec![0x02];
-        let pad = value.first().is_some_and(|byte| byte & 0x80 != 0);
-        out.push(u8::try_from(value.len() + usize::from(pad)).unwrap_or(0));
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(value);
-        out
-    };
-    let body = [integer(r), integer(s)].concat();
-    let mut out = vec![0x30];
-    if body.len() >= 0x80 {
-        out.push(0x81);
     }
-    out.push(u8::try_from(body.len()).ok()?);
-    out.extend(body);
-    Some(out)
 }
 
 #[cfg(test)]
@@ -417,40 +262,49 @@ mod tests {
             "pkcs11:token=hospital%20ca;object=issuing;id=%01%02?module-path=/m.so&pin-source=file:/p",
         )
         .unwrap();
-        assert_eq!(uri.token, "hospital ca");
-        assert_eq!(uri.object.as_deref(), Some("issuing"));
-        assert_eq!(uri.id.as_deref(), Some(&[1_u8, 2][..]));
-        assert_eq!(uri.module_path, Some(PathBuf::from("/m.so")));
-        assert_eq!(uri.pin_source, Some(PathBuf::from("/p")));
+        assert_eq!(uri.token(), Some("hospital ca"));
+        assert_eq!(uri.object(), Some("issuing"));
+        assert_eq!(uri.id(), Some(&[1_u8, 2][..]));
+        assert_eq!(uri.module().unwrap(), PathBuf::from("/m.so"));
+        let config = uri.config(None).unwrap();
+        assert!(
+            matches!(&config.pin, Some(wardseal_card::SecretSource::File(path)) if path == std::path::Path::new("/p")),
+            "{:?}",
+            config.pin
+        );
         let error = Pkcs11Uri::parse("pkcs11:token=t;object=k?pin-value=1234").unwrap_err();
+        assert!(
+            error.to_string().contains("PIN in the URI is refused"),
+            "{error}"
+        );
         assert!(!error.to_string().contains("1234"), "{error}");
         assert!(Pkcs11Uri::parse("pkcs11:object=k").is_err());
         assert!(Pkcs11Uri::parse("pkcs11:token=t").is_err());
         assert!(Pkcs11Uri::parse("file:token=t;object=k").is_err());
         assert!(Pkcs11Uri::parse("pkcs11:token=%zz;object=k").is_err());
+        assert!(Pkcs11Uri::parse("pkcs11:slot-id=1;object=k").is_err());
     }
 
     #[test]
-    fn raw_signatures_become_der() {
-        let mut raw = vec![0_u8; 64];
-        raw[0] = 0x80;
-        raw[63] = 1;
-        let der = ecdsa_raw_to_der(&raw).unwrap();
-        assert_eq!(der[0], 0x30);
-        assert_eq!(&der[2..5], &[0x02, 33, 0x00]);
-        assert_eq!(&der[der.len() - 3..], &[0x02, 1, 1]);
-        let p384 = ecdsa_raw_to_der(&[0xff; 96]).unwrap();
-        assert_eq!(&p384[..4], &[0x30, 102, 0x02, 49]);
-        assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_none());
-    }
-
-    #[test]
-    fn ec_points_unwrap_from_octet_strings() {
-        let mut point = vec![0x04; 65];
-        point[1] = 7;
-        let wrapped = [&[0x04, 0x41][..], &point].concat();
-        assert_eq!(unwrap_ec_point(&wrapped).unwrap(), point);
-        assert_eq!(unwrap_ec_point(&point).unwrap(), point);
-        assert!(unwrap_ec_point(&[1, 2]).is_none());
+    fn card_errors_keep_their_specific_messages() {
+        let wrong: Error = wardseal_card::Error::WrongPin {
+            token: "ca".into(),
+            tries: wardseal_card::PinTries::FinalTry,
+        }
+        .into();
+        let text = wrong.to_string();
+        assert!(text.contains("refused the PIN"), "{text}");
+        assert!(
+            text.contains("one more wrong PIN locks the token"),
+            "{text}"
+        );
+        let locked: Error = wardseal_card::Error::PinLocked { token: "ca".into() }.into();
+        assert!(locked.to_string().contains("is locked"), "{locked}");
+        let other: Error = wardseal_card::Error::MechanismUnsupported {
+            token: "ca".into(),
+            mechanism: "CKM_ECDSA".into(),
+        }
+        .into();
+        assert!(other.to_string().contains("CKM_ECDSA"), "{other}");
     }
 }

@@ -294,3 +294,86 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
     );
     assert!(!token.ca.path("k").exists());
 }
+
+#[test]
+fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
+    let token = Token::new();
+    token.tool(
+        "pkcs11-tool",
+        &[
+            "--module",
+            MODULE,
+            "--token-label",
+            "hospital-ca",
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "EC:secp384r1",
+            "--label",
+            "issuing-384",
+            "--id",
+            "02",
+        ],
+    );
+    let ca = &token.ca;
+    let uri = format!("pkcs11:token=hospital-ca;id=%02?module-path={MODULE}");
+    let output = token.command(
+        &[
+            "init",
+            "--organisation",
+            "St Example Hospital",
+            "--algorithm",
+            "p384",
+            "--issuing-key",
+            &uri,
+        ],
+        &token.pin_file,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let certificate = ca.path("staff.crt");
+    let output = token.command(
+        &[
+            "issue",
+            "--profile",
+            "staff",
+            "--subject-id",
+            "staff-0042",
+            "--key-out",
+            ca.path("staff.key").to_str().unwrap(),
+            "--out",
+            certificate.to_str().unwrap(),
+        ],
+        &token.pin_file,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let verified = openssl_verify(ca, &certificate, None);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
+    // Both the issuing certificate (root, P-384 file key) and the leaf (token key) are
+    // signed ECDSA with SHA-384.
+    for file in [ca.file("issuing.crt"), certificate] {
+        let output = run(Command::new(common::openssl())
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&file));
+        let described = text(&output.stdout);
+        assert!(
+            described.contains("Signature Algorithm: ecdsa-with-SHA384"),
+            "{}: {described}",
+            file.display()
+        );
+    }
+    let issuing = run(Command::new(common::openssl())
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(ca.file("issuing.crt")));
+    assert!(
+        text(&issuing.stdout).contains("NIST CURVE: P-384"),
+        "{}",
+        text(&issuing.stdout)
+    );
+}

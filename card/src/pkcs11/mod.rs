@@ -6,6 +6,9 @@
 //!   number), logged in once, with a pool of sessions (one per concurrent caller).
 //! - [`Pkcs11Signer`]: a private key on the token found by CKA_ID or label, with its public
 //!   key and certificate; ECDSA P-256 (`CKM_ECDSA` over a software SHA-256) and RSA-PSS.
+//! - [`Pkcs11X509Key`]: an EC P-256 or P-384 key that signs certificates, CRLs and CSRs
+//!   through rcgen (a CA key on a token); P-384 has no place in the `Signer` trait, whose
+//!   algorithms are wardseal-core's batch-header ones.
 //! - Enrollment: [`Pkcs11Token::enroll`] generates a P-256 key on the token and builds a CSR
 //!   signed by it; [`Pkcs11Token::install_certificate`] writes the issued certificate back.
 
@@ -14,14 +17,16 @@ mod module;
 mod signer;
 mod token;
 mod uri;
+mod x509_key;
 
 use cryptoki::error::{Error as CryptokiError, RvError};
 
 pub use enroll::{Enrollment, EnrollmentRequest};
-pub use module::{Module, TokenDescription};
+pub use module::{Module, PublicObject, PublicObjectKind, TokenDescription};
 pub use signer::{Pkcs11Config, Pkcs11Signer};
 pub use token::{KeyDescription, Pkcs11Token};
 pub use uri::Pkcs11Uri;
+pub use x509_key::{EcCurve, Pkcs11X509Key};
 
 use crate::Error;
 

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 
@@ -119,6 +120,52 @@ impl Module {
         })
     }
 
+    /// The public keys and certificates on a token: what anyone can read without the PIN
+    /// (private keys are private objects, listed by [`Pkcs11Token::private_keys`] after
+    /// login).
+    ///
+    /// [`Pkcs11Token::private_keys`]: super::Pkcs11Token::private_keys
+    pub fn public_objects(&self, token: &TokenDescription) -> Result<Vec<PublicObject>, Error> {
+        let session = self
+            .context
+            .open_ro_session(token.slot)
+            .map_err(|error| map_error(&token.label, error))?;
+        let result = (|| {
+            let mut objects = Vec::new();
+            for (class, kind) in [
+                (ObjectClass::PUBLIC_KEY, PublicObjectKind::PublicKey),
+                (ObjectClass::CERTIFICATE, PublicObjectKind::Certificate),
+            ] {
+                let handles = session
+                    .find_objects(&[Attribute::Class(class)])
+                    .map_err(|error| map_error(&token.label, error))?;
+                for handle in handles {
+                    let attributes = session
+                        .get_attributes(handle, &[AttributeType::Label, AttributeType::Id])
+                        .map_err(|error| map_error(&token.label, error))?;
+                    let mut object = PublicObject {
+                        kind,
+                        label: String::new(),
+                        id: Vec::new(),
+                    };
+                    for attribute in attributes {
+                        match attribute {
+                            Attribute::Label(label) => {
+                                object.label = String::from_utf8_lossy(&label).into_owned();
+                            }
+                            Attribute::Id(id) => object.id = id,
+                            _ => {}
+                        }
+                    }
+                    objects.push(object);
+                }
+            }
+            Ok(objects)
+        })();
+        self.close_session(session);
+        result
+    }
+
     pub(crate) fn context(&self) -> &Pkcs11 {
         &self.context
     }
@@ -157,4 +204,26 @@ pub struct TokenDescription {
     pub user_pin_final_try: bool,
     /// The PIN is entered on a pinpad, not sent by the application.
     pub protected_authentication_path: bool,
+}
+
+/// What a public object on a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublicObjectKind {
+    /// A public key (the half of a key pair anyone may read).
+    PublicKey,
+    /// An X.509 certificate.
+    Certificate,
+}
+
+/// A public key or certificate on a token, as [`Module::public_objects`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublicObject {
+    /// Public key or certificate.
+    pub kind: PublicObjectKind,
+    /// CKA_LABEL.
+    pub label: String,
+    /// CKA_ID (ties a key pair to its certificate).
+    pub id: Vec<u8>,
 }

@@ -336,7 +336,7 @@ impl Signer for Pkcs11Signer {
 
 /// The error for an always-authenticate key this module cannot re-authenticate for,
 /// listing the keys on the token that ask for the PIN once per session.
-fn always_authenticate_error(
+pub(super) fn always_authenticate_error(
     token: &Pkcs11Token,
     session: &Session,
     key: &super::KeyDescription,

@@ -39,7 +39,7 @@ impl Pkcs11Uri {
     /// Parses a URI. Unknown attributes are refused unless vendor-specific (`x-…`).
     pub fn parse(uri: &str) -> Result<Self, Error> {
         let invalid = |reason: String| Error::InvalidUri {
-            uri: uri.to_owned(),
+            uri: redact_pin(uri),
             reason,
         };
         let rest = uri
@@ -139,6 +139,18 @@ impl Pkcs11Uri {
     }
 }
 
+/// The URI with any `pin-value` replaced, for error messages (which end up in logs).
+fn redact_pin(uri: &str) -> String {
+    match uri.find("pin-value=") {
+        Some(at) => {
+            let rest = &uri[at + "pin-value=".len()..];
+            let end = rest.find('&').unwrap_or(rest.len());
+            format!("{}pin-value=[secret elided]{}", &uri[..at], &rest[end..])
+        }
+        None => uri.to_owned(),
+    }
+}
+
 /// Decodes `%XX` escapes; any other byte stands for itself.
 fn percent_decode(value: &str) -> Result<Vec<u8>, String> {
     let bytes = value.as_bytes();
@@ -225,6 +237,7 @@ mod tests {
         ] {
             let text = Pkcs11Uri::parse(uri).unwrap_err().to_string();
             assert!(text.contains(expected), "{uri}: {text}");
+            assert!(!text.contains("1234"), "{uri}: {text}");
         }
     }
 }
