@@ -156,3 +156,22 @@ fn names(roles: &[Role]) -> String {
         .collect::<Vec<_>>()
         .join(" or ")
 }
+
+/// Why a certificate received outside the handshake (a patient's, inside a batch) was
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// It does not chain to the hospital CA, is expired, or lacks the required usage.
+    #[error("the certificate is not valid for this use: {reason}")]
+    Invalid {
+        /// Why (webpki's reason).
+        reason: String,
+    },
+    /// It is on the current CRL.
+    #[error("the certificate has been revoked")]
+    Revoked,
+    /// It carries no usable wardseal identity.
+    #[error(transparent)]
+    Identity(IdentityError),
+}

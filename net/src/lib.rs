@@ -59,4 +59,4 @@ pub mod server;
 pub mod testing;
 pub mod wire;
 
-pub use error::{AccessError, ConfigError, Error, IdentityError, KeyFileError};
+pub use error::{AccessError, CertificateError, ConfigError, Error, IdentityError, KeyFileError};

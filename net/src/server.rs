@@ -28,7 +28,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::WebPkiClientVerifier;
 
-use crate::error::{AccessError, ConfigError, Error};
+use crate::error::{AccessError, CertificateError, ConfigError, Error};
 use crate::files;
 use crate::peer::PeerIdentity;
 
@@ -72,6 +72,11 @@ impl ServerTlsSettings {
 /// One loaded generation of the configuration.
 struct Loaded {
     config: Arc<ServerConfig>,
+    /// The CA bundle, as trust anchors for certificates that arrive outside a handshake.
+    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
+    /// The newest CRL of each issuer.
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    enforce_revocation_expiration: bool,
     /// (issuer DN DER, serial) of every revoked certificate in the CRLs.
     revoked: HashSet<(Vec<u8>, Vec<u8>)>,
 }
@@ -146,6 +151,59 @@ impl ServerTls {
         }
     }
 
+    /// Verifies a certificate that arrived outside the handshake (a patient's certificate
+    /// inside a batch) against the same CA bundle and CRLs as the handshake, at `now`,
+    /// requiring the extended key usage whose OID content octets are `extended_key_usage`;
+    /// returns its wardseal identity.
+    pub fn verify_certificate(
+        &self,
+        der: &[u8],
+        extended_key_usage: &'static [u8],
+        now: std::time::SystemTime,
+    ) -> Result<PeerIdentity, CertificateError> {
+        let loaded = self.current.load();
+        let certificate = rustls::pki_types::CertificateDer::from(der);
+        let end_entity = webpki::EndEntityCert::try_from(&certificate).map_err(|error| {
+            CertificateError::Invalid {
+                reason: error.to_string(),
+            }
+        })?;
+        let crls = loaded.crls.iter().collect::<Vec<_>>();
+        let mut builder = webpki::RevocationOptionsBuilder::new(&crls)
+            .map_err(|_| CertificateError::Invalid {
+                reason: "no CRL is loaded, so revocation cannot be checked".into(),
+            })?
+            .with_depth(webpki::RevocationCheckDepth::EndEntity)
+            .with_status_policy(webpki::UnknownStatusPolicy::Deny);
+        if loaded.enforce_revocation_expiration {
+            builder = builder.with_expiration_policy(webpki::ExpirationPolicy::Enforce);
+        }
+        let revocation = builder.build();
+        let time = rustls::pki_types::UnixTime::since_unix_epoch(
+            now.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        end_entity
+            .verify_for_usage(
+                rustls::crypto::ring::default_provider()
+                    .signature_verification_algorithms
+                    .all,
+                &loaded.anchors,
+                &[],
+                time,
+                webpki::KeyUsage::required(extended_key_usage),
+                Some(revocation),
+                None,
+            )
+            .map_err(|error| match error {
+                webpki::Error::CertRevoked => CertificateError::Revoked,
+                other => CertificateError::Invalid {
+                    reason: other.to_string(),
+                },
+            })?;
+        PeerIdentity::from_certificate(&certificate).map_err(CertificateError::Identity)
+    }
+
     fn fetched(&self) -> Vec<Vec<u8>> {
         self.fetched_crls
             .lock()
@@ -168,6 +226,27 @@ fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Load
     }
     let crls = newest_per_issuer(crls);
     let revoked = revoked_set(&crls);
+    let owned_crls = crls
+        .iter()
+        .map(|crl| {
+            webpki::OwnedCertRevocationList::from_der(crl.as_ref())
+                .map(webpki::CertRevocationList::from)
+                .map_err(|error| ConfigError::Crl {
+                    origin: "CRL".into(),
+                    reason: error.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut anchors = Vec::new();
+    for certificate in files::certificates("CA bundle", &settings.ca_bundle)? {
+        let anchor = webpki::anchor_from_trusted_cert(&certificate).map_err(|error| {
+            ConfigError::TrustAnchor {
+                path: settings.ca_bundle.clone(),
+                reason: error.to_string(),
+            }
+        })?;
+        anchors.push(anchor.to_owned());
+    }
 
     let mut verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -202,6 +281,9 @@ fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Load
     config.ticketer = Arc::new(NoTickets);
     Ok(Loaded {
         config: Arc::new(config),
+        anchors,
+        crls: owned_crls,
+        enforce_revocation_expiration: settings.enforce_revocation_expiration,
         revoked,
     })
 }
