@@ -1,0 +1,369 @@
+//! The servers' rustls configuration: mutual TLS against the hospital CA with CRLs,
+//! reloadable without a restart.
+//!
+//! # Revocation and resumed sessions
+//!
+//! rustls checks a client certificate against the CRLs only during a full handshake: a
+//! resumed TLS 1.3 session keeps the identity stored with the ticket and is not checked
+//! again, and a connection kept alive (HTTP/1.1 keep-alive, HTTP/2) is not re-checked
+//! either. So [`ServerTls`] does both of these:
+//!
+//! 1. **No resumption.** No session cache and no tickets: every connection does a full
+//!    handshake and is checked against the CRLs current at that moment.
+//! 2. **Per-request re-check.** The serving loop ([`crate::serve`]) checks the peer's
+//!    issuer and serial against the revoked set of the *current* configuration before each
+//!    request, so a connection opened before a revocation is refused on its next request
+//!    after [`ServerTls::reload`].
+//!
+//! Only the end-entity certificate is checked against CRLs: the root is offline and an
+//! issuing CA is withdrawn by replacing the CA bundle, which a reload also picks up.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::pki_types::CertificateRevocationListDer;
+use rustls::server::WebPkiClientVerifier;
+
+use crate::error::{AccessError, CertificateError, ConfigError, Error};
+use crate::files;
+use crate::peer::PeerIdentity;
+
+/// The ALPN protocols the servers offer, most preferred first.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Where a server's TLS material lives. Every file is re-read on [`ServerTls::reload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsSettings {
+    /// The server's certificate (PEM; leaf first, optionally followed by its chain).
+    pub certificate: PathBuf,
+    /// The server's private key (PEM, mode 0600 or stricter).
+    pub key: PathBuf,
+    /// The hospital CA: root and issuing certificates (PEM bundle), the only trust anchors
+    /// for client certificates.
+    pub ca_bundle: PathBuf,
+    /// CRL files (PEM or DER), typically the issuing CA's `crl.pem`.
+    pub crls: Vec<PathBuf>,
+    /// Refuse every client certificate when a CRL is past its `nextUpdate` (rustls accepts
+    /// expired CRLs otherwise). On by default.
+    pub enforce_revocation_expiration: bool,
+}
+
+impl ServerTlsSettings {
+    /// Settings with CRL expiry enforced and no CRL files.
+    pub fn new(
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        ca_bundle: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            certificate: certificate.into(),
+            key: key.into(),
+            ca_bundle: ca_bundle.into(),
+            crls: Vec::new(),
+            enforce_revocation_expiration: true,
+        }
+    }
+}
+
+/// One loaded generation of the configuration.
+struct Loaded {
+    config: Arc<ServerConfig>,
+    /// The CA bundle, as trust anchors for certificates that arrive outside a handshake.
+    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
+    /// The newest CRL of each issuer.
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    enforce_revocation_expiration: bool,
+    /// (issuer DN DER, serial) of every revoked certificate in the CRLs.
+    revoked: HashSet<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A server's TLS configuration, swapped atomically on reload: connections accepted after
+/// a reload use the new certificates, CA bundle and CRLs; existing connections are
+/// re-checked per request (see the module docs).
+pub struct ServerTls {
+    settings: ServerTlsSettings,
+    fetched_crls: Mutex<Vec<Vec<u8>>>,
+    current: ArcSwap<Loaded>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServerTls")
+            .field("settings", &self.settings)
+            .field("revoked", &self.current.load().revoked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Loads the certificate, key, CA bundle and CRLs.
+    pub fn load(settings: ServerTlsSettings) -> Result<Self, Error> {
+        let loaded = load_config(&settings, &[])?;
+        Ok(Self {
+            settings,
+            fetched_crls: Mutex::new(Vec::new()),
+            current: ArcSwap::from_pointee(loaded),
+        })
+    }
+
+    /// Re-reads every file (and keeps the last fetched CRLs) and swaps the configuration
+    /// in. On error the previous configuration stays in force.
+    pub fn reload(&self) -> Result<(), Error> {
+        let fetched = self.fetched();
+        let loaded = load_config(&self.settings, &fetched)?;
+        self.current.store(Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Replaces the CRLs the caller fetched itself (for example from the CA's
+    /// `http://` distribution point; PEM or DER) and reloads.
+    pub fn set_fetched_crls(&self, crls: Vec<Vec<u8>>) -> Result<(), Error> {
+        let loaded = load_config(&self.settings, &crls)?;
+        if let Ok(mut fetched) = self.fetched_crls.lock() {
+            *fetched = crls;
+        }
+        self.current.store(Arc::new(loaded));
+        Ok(())
+    }
+
+    /// The settings this was loaded from.
+    pub fn settings(&self) -> &ServerTlsSettings {
+        &self.settings
+    }
+
+    /// The rustls configuration for the next handshake.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.current.load().config)
+    }
+
+    /// Refuses a peer whose certificate is on the current CRLs.
+    pub fn check_not_revoked(&self, peer: &PeerIdentity) -> Result<(), AccessError> {
+        let key = (peer.issuer.clone(), peer.serial.clone());
+        if self.current.load().revoked.contains(&key) {
+            Err(AccessError::Revoked)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Verifies a certificate that arrived outside the handshake (a patient's certificate
+    /// inside a batch) against the same CA bundle and CRLs as the handshake, at `now`,
+    /// requiring the extended key usage whose OID content octets are `extended_key_usage`;
+    /// returns its wardseal identity.
+    pub fn verify_certificate(
+        &self,
+        der: &[u8],
+        extended_key_usage: &'static [u8],
+        now: std::time::SystemTime,
+    ) -> Result<PeerIdentity, CertificateError> {
+        let loaded = self.current.load();
+        let certificate = rustls::pki_types::CertificateDer::from(der);
+        let end_entity = webpki::EndEntityCert::try_from(&certificate).map_err(|error| {
+            CertificateError::Invalid {
+                reason: error.to_string(),
+            }
+        })?;
+        let crls = loaded.crls.iter().collect::<Vec<_>>();
+        let mut builder = webpki::RevocationOptionsBuilder::new(&crls)
+            .map_err(|_| CertificateError::Invalid {
+                reason: "no CRL is loaded, so revocation cannot be checked".into(),
+            })?
+            .with_depth(webpki::RevocationCheckDepth::EndEntity)
+            .with_status_policy(webpki::UnknownStatusPolicy::Deny);
+        if loaded.enforce_revocation_expiration {
+            builder = builder.with_expiration_policy(webpki::ExpirationPolicy::Enforce);
+        }
+        let revocation = builder.build();
+        let time = rustls::pki_types::UnixTime::since_unix_epoch(
+            now.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        end_entity
+            .verify_for_usage(
+                rustls::crypto::ring::default_provider()
+                    .signature_verification_algorithms
+                    .all,
+                &loaded.anchors,
+                &[],
+                time,
+                webpki::KeyUsage::required(extended_key_usage),
+                Some(revocation),
+                None,
+            )
+            .map_err(|error| match error {
+                webpki::Error::CertRevoked => CertificateError::Revoked,
+                other => CertificateError::Invalid {
+                    reason: other.to_string(),
+                },
+            })?;
+        PeerIdentity::from_certificate(&certificate).map_err(CertificateError::Identity)
+    }
+
+    fn fetched(&self) -> Vec<Vec<u8>> {
+        self.fetched_crls
+            .lock()
+            .map(|fetched| fetched.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The one place a configuration is built, used at start-up and on every reload.
+fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Loaded, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = root_store(&settings.ca_bundle)?;
+    let mut crls = Vec::new();
+    for path in &settings.crls {
+        let bytes = files::read("CRL", path)?;
+        crls.push(files::crl(&path.display().to_string(), &bytes)?);
+    }
+    for bytes in fetched {
+        crls.push(files::crl("fetched", bytes)?);
+    }
+    let crls = newest_per_issuer(crls);
+    let revoked = revoked_set(&crls);
+    let owned_crls = crls
+        .iter()
+        .map(|crl| {
+            webpki::OwnedCertRevocationList::from_der(crl.as_ref())
+                .map(webpki::CertRevocationList::from)
+                .map_err(|error| ConfigError::Crl {
+                    origin: "CRL".into(),
+                    reason: error.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut anchors = Vec::new();
+    for certificate in files::certificates("CA bundle", &settings.ca_bundle)? {
+        let anchor = webpki::anchor_from_trusted_cert(&certificate).map_err(|error| {
+            ConfigError::TrustAnchor {
+                path: settings.ca_bundle.clone(),
+                reason: error.to_string(),
+            }
+        })?;
+        anchors.push(anchor.to_owned());
+    }
+
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .with_crls(crls)
+            .only_check_end_entity_revocation();
+    if settings.enforce_revocation_expiration {
+        verifier = verifier.enforce_revocation_expiration();
+    }
+    let verifier = verifier.build().map_err(|error| ConfigError::Verifier {
+        reason: error.to_string(),
+    })?;
+
+    let chain = files::certificates("certificate", &settings.certificate)?;
+    let key = files::private_key(&settings.key)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|error| ConfigError::Verifier {
+            reason: error.to_string(),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|error| ConfigError::CertificateKey {
+            reason: error.to_string(),
+        })?;
+    config.alpn_protocols = ALPN_PROTOCOLS
+        .iter()
+        .map(|protocol| protocol.to_vec())
+        .collect();
+    // No resumption at all: see the module docs.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.ticketer = Arc::new(NoTickets);
+    Ok(Loaded {
+        config: Arc::new(config),
+        anchors,
+        crls: owned_crls,
+        enforce_revocation_expiration: settings.enforce_revocation_expiration,
+        revoked,
+    })
+}
+
+/// Never issues TLS 1.2 tickets (rustls's default ticketer already does not; this says so).
+#[derive(Debug)]
+struct NoTickets;
+
+impl rustls::server::ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// The trust anchors of a PEM CA bundle.
+pub(crate) fn root_store(path: &std::path::Path) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    for certificate in files::certificates("CA bundle", path)? {
+        roots
+            .add(certificate)
+            .map_err(|error| ConfigError::TrustAnchor {
+                path: path.to_owned(),
+                reason: error.to_string(),
+            })?;
+    }
+    Ok(roots)
+}
+
+/// Keeps, for each issuer, only its newest CRL (highest CRL number, then latest
+/// `thisUpdate`): webpki would use the
+/// first CRL of an issuer it finds, and a stale file next to a freshly fetched CRL must not
+/// hide a revocation.
+fn newest_per_issuer(
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Vec<CertificateRevocationListDer<'static>> {
+    type Age = (Option<(usize, Vec<u8>)>, i64);
+    let mut newest: std::collections::HashMap<
+        Vec<u8>,
+        (Age, CertificateRevocationListDer<'static>),
+    > = std::collections::HashMap::new();
+    for crl in crls {
+        let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.as_ref()) else {
+            continue;
+        };
+        let issuer = parsed.issuer().as_raw().to_vec();
+        let number = parsed.crl_number().map(|number| {
+            let bytes = number.to_bytes_be();
+            (bytes.len(), bytes)
+        });
+        let age: Age = (number, parsed.last_update().timestamp());
+        drop(parsed);
+        match newest.get(&issuer) {
+            Some((seen, _)) if *seen >= age => {}
+            _ => {
+                newest.insert(issuer, (age, crl));
+            }
+        }
+    }
+    newest.into_values().map(|(_, crl)| crl).collect()
+}
+
+fn revoked_set(crls: &[CertificateRevocationListDer<'_>]) -> HashSet<(Vec<u8>, Vec<u8>)> {
+    let mut revoked = HashSet::new();
+    for crl in crls {
+        // Already parsed once by `files::crl`; a failure here cannot happen.
+        if let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.as_ref()) {
+            let issuer = parsed.issuer().as_raw().to_vec();
+            for entry in parsed.iter_revoked_certificates() {
+                revoked.insert((issuer.clone(), entry.raw_serial().to_vec()));
+            }
+        }
+    }
+    revoked
+}
