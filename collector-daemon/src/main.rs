@@ -1,0 +1,2 @@
+//! The `wardseal-collector` binary.
+fn main() {}
