@@ -35,8 +35,11 @@
 //! # }
 //! ```
 
+pub mod batcher;
+pub mod client;
 pub mod decision_log;
 pub mod error;
+pub mod forwarder;
 pub mod ingest;
 pub mod metrics;
 pub mod spool;

@@ -431,6 +431,7 @@ pub(crate) struct SpooledReading {
     pub(crate) leaf: Hash,
     pub(crate) canonical: Vec<u8>,
     pub(crate) time: Timestamp,
+    pub(crate) received: Timestamp,
 }
 
 /// Pending (unbatched) readings of `patient`, oldest first, at most `limit`.
@@ -440,7 +441,7 @@ pub(crate) fn pending(
     limit: usize,
 ) -> Result<Vec<SpooledReading>, SpoolError> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, leaf, canonical, time_us FROM readings
+        "SELECT id, leaf, canonical, time_us, received_us FROM readings
          WHERE patient = ?1 AND batch IS NULL ORDER BY id LIMIT ?2",
     )?;
     let rows = statement.query_map(
@@ -451,12 +452,13 @@ pub(crate) fn pending(
                 row.get::<_, Vec<u8>>(1)?,
                 row.get::<_, Vec<u8>>(2)?,
                 row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
             ))
         },
     )?;
     let mut readings = Vec::new();
     for row in rows {
-        let (id, leaf, canonical, time) = row?;
+        let (id, leaf, canonical, time, received) = row?;
         let corrupt = |reason: &str| SpoolError::Corrupt {
             row: id,
             reason: reason.to_owned(),
@@ -465,11 +467,14 @@ pub(crate) fn pending(
             .map(Hash::from)
             .map_err(|_| corrupt("leaf hash is not 32 bytes"))?;
         let time = Timestamp::from_unix_micros(time).map_err(|_| corrupt("time out of range"))?;
+        let received =
+            Timestamp::from_unix_micros(received).map_err(|_| corrupt("time out of range"))?;
         readings.push(SpooledReading {
             id,
             leaf,
             canonical,
             time,
+            received,
         });
     }
     Ok(readings)
