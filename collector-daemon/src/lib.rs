@@ -37,6 +37,7 @@
 
 pub mod batcher;
 pub mod client;
+pub mod config;
 pub mod decision_log;
 pub mod error;
 pub mod forwarder;
