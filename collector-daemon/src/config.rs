@@ -247,6 +247,11 @@ impl Config {
             })
     }
 
+    /// The ward id.
+    pub fn ward(&self) -> &SubjectId {
+        &self.collector.ward
+    }
+
     /// The batch linger time.
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.batch.linger_ms)
@@ -455,12 +460,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("pathh"), "{error}");
-    }
-}
-
-impl Config {
-    /// The ward id.
-    pub fn ward(&self) -> &SubjectId {
-        &self.collector.ward
     }
 }

@@ -19,6 +19,9 @@ pub enum Error {
     /// The ledger (rules, registry, anchors) failed.
     #[error("ledger: {0}")]
     Ledger(#[from] wardseal_contracts::Error),
+    /// TLS material (certificates, keys, CRLs) is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] wardseal_net::Error),
     /// A patient card failed.
     #[error("patient card: {0}")]
     Card(#[from] wardseal_card::Error),

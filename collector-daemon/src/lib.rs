@@ -38,6 +38,7 @@
 pub mod batcher;
 pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod decision_log;
 pub mod error;
 pub mod forwarder;

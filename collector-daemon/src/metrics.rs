@@ -107,10 +107,12 @@ impl Metrics {
     /// Counts one refusal.
     pub fn rejected(&self, rejection: &Rejection) {
         let code = rejection.code();
-        if let Some(index) = Rejection::CODES.iter().position(|c| *c == code) {
-            if let Some(counter) = self.rejected.get(index) {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(counter) = Rejection::CODES
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|index| self.rejected.get(index))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
