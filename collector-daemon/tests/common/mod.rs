@@ -41,6 +41,15 @@ pub(crate) fn epc(serial: u64) -> Sgtin96 {
 impl Ward {
     /// A ward whose registry holds `devices` (EPC serial, group, active).
     pub(crate) async fn new(devices: &[(u64, u32, bool)], extra_config: &str) -> Self {
+        Self::build(devices, extra_config, MAX_PER_MINUTE).await
+    }
+
+    /// A ward whose heart-rate rule allows `max_per_minute` readings a minute (0: any).
+    pub(crate) async fn build(
+        devices: &[(u64, u32, bool)],
+        extra_config: &str,
+        max_per_minute: u32,
+    ) -> Self {
         let pki = TestPki::new().await;
         let dir = tempfile::tempdir().unwrap();
         let chain = EmbeddedChain::open(dir.path().join("chain")).unwrap();
@@ -57,7 +66,7 @@ impl Ward {
         ledger
             .set_type_rule(
                 RULE,
-                &TypeRule::new(1, "/min", vec![range], MAX_PER_MINUTE).unwrap(),
+                &TypeRule::new(1, "/min", vec![range], max_per_minute).unwrap(),
             )
             .await
             .unwrap();
@@ -87,10 +96,7 @@ impl Ward {
         let config_path = dir.path().join("collector.toml");
         let config = format!(
             r#"
-[collector]
-ward = "ward-7"
-listen = "127.0.0.1:0"
-drain_secs = 5
+{collector_section}
 [tls]
 certificate = "{certificate}"
 key = "{key}"
@@ -115,6 +121,11 @@ follow_interval_ms = 50
             bundle = pki.ca_bundle().display(),
             crl = pki.crl().display(),
             dir = dir.path().display(),
+            collector_section = if extra_config.contains("[collector]") {
+                String::new()
+            } else {
+                "[collector]\nward = \"ward-7\"\nlisten = \"127.0.0.1:0\"\ndrain_secs = 5".into()
+            },
         );
         std::fs::write(&config_path, config).unwrap();
         std::fs::write(
@@ -136,6 +147,28 @@ follow_interval_ms = 50
 
     pub(crate) fn config(&self) -> Config {
         load_config(&self.config_path, Vec::new()).unwrap()
+    }
+
+    /// Writes the ward's assignments file (device EPC serial → patient).
+    pub(crate) fn assign(&self, pairs: &[(u64, &str)]) {
+        let assignments: Vec<String> = pairs
+            .iter()
+            .map(|(serial, patient)| {
+                format!(
+                    r#"{{"device":"{}","patient":"{patient}","since":"2026-01-01T00:00:00Z"}}"#,
+                    epc(*serial).tag_uri()
+                )
+            })
+            .collect();
+        std::fs::write(
+            self.dir.path().join("assignments.json"),
+            format!(
+                r#"{{"ward":"ward-7","as_of":"{}","assignments":[{}]}}"#,
+                Timestamp::now(),
+                assignments.join(",")
+            ),
+        )
+        .unwrap();
     }
 
     pub(crate) async fn device(&self, serial: u64, group: u32) -> TestCertificate {
