@@ -81,7 +81,8 @@ async fn run() {
     let fresh = sizes.iter().copied().max().unwrap_or(0) as u64;
     let mut devices: Vec<(u64, u32, bool)> = (1..=fresh).map(|s| (s, GROUP, true)).collect();
     devices.extend((CARD_BASE..CARD_BASE + CARD_DEVICES).map(|s| (s, GROUP, true)));
-    devices.extend((KEEPALIVE_BASE..KEEPALIVE_BASE + KEEPALIVE_CONNECTIONS).map(|s| (s, GROUP, true)));
+    devices
+        .extend((KEEPALIVE_BASE..KEEPALIVE_BASE + KEEPALIVE_CONNECTIONS).map(|s| (s, GROUP, true)));
     let started = Instant::now();
     let ward = Ward::build(
         &devices,
@@ -118,9 +119,10 @@ async fn run() {
             .unwrap();
         let certificate = ward.dir.path().join(format!("device-{serial}.pem"));
         std::fs::write(&certificate, &issued.pem).unwrap();
-        let config = wardseal_net::client::ClientTlsSettings::new(ward.pki.ca_bundle(), &certificate, &key)
-            .client_config(&[b"http/1.1"])
-            .unwrap();
+        let config =
+            wardseal_net::client::ClientTlsSettings::new(ward.pki.ca_bundle(), &certificate, &key)
+                .client_config(&[b"http/1.1"])
+                .unwrap();
         configs.insert(serial, config);
     }
     println!(
@@ -141,8 +143,13 @@ async fn run() {
         .unwrap();
     let endpoint = common::endpoint(daemon.local_addr().port());
 
-    println!("\n1. simultaneous devices, each a fresh mTLS connection (TLS 1.3 handshake) and one reading");
-    println!("   {:>5}  {:>16}  {:>14}  {:>8}", "N", "all acknowledged", "paper (5 s blocks)", "202s");
+    println!(
+        "\n1. simultaneous devices, each a fresh mTLS connection (TLS 1.3 handshake) and one reading"
+    );
+    println!(
+        "   {:>5}  {:>16}  {:>14}  {:>8}",
+        "N", "all acknowledged", "paper (5 s blocks)", "202s"
+    );
     for (round, &n) in sizes.iter().enumerate() {
         let sequence = round as u64 + 1;
         let barrier = Arc::new(tokio::sync::Barrier::new(n + 1));
@@ -181,7 +188,9 @@ async fn run() {
         println!("   {n:>5}  {elapsed:>14.3} s  {paper:>14}  {accepted:>8}");
     }
 
-    println!("\n2. sustained over {KEEPALIVE_CONNECTIONS} keep-alive HTTP/1.1 connections, {seconds} s each");
+    println!(
+        "\n2. sustained over {KEEPALIVE_CONNECTIONS} keep-alive HTTP/1.1 connections, {seconds} s each"
+    );
     let mut next_sequence = 1u64;
     for per_request in [1usize, 20] {
         let accepted = Arc::new(AtomicU64::new(0));
@@ -202,7 +211,11 @@ async fn run() {
                         .collect();
                     sequence += per_request as u64;
                     let reply = connection
-                        .send(hyper::Method::POST, "/v1/readings", format!("[{}]", readings.join(",")).into_bytes())
+                        .send(
+                            hyper::Method::POST,
+                            "/v1/readings",
+                            format!("[{}]", readings.join(",")).into_bytes(),
+                        )
                         .await
                         .unwrap();
                     if reply.status == 202 {
@@ -224,7 +237,9 @@ async fn run() {
         );
     }
 
-    println!("\n3. one patient card throttled to 5 signatures/s, {CARD_DEVICES} devices sending for {seconds} s");
+    println!(
+        "\n3. one patient card throttled to 5 signatures/s, {CARD_DEVICES} devices sending for {seconds} s"
+    );
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for serial in CARD_BASE..CARD_BASE + CARD_DEVICES {
@@ -239,7 +254,11 @@ async fn run() {
                     .collect();
                 sequence += 10;
                 let _ = connection
-                    .send(hyper::Method::POST, "/v1/readings", format!("[{}]", readings.join(",")).into_bytes())
+                    .send(
+                        hyper::Method::POST,
+                        "/v1/readings",
+                        format!("[{}]", readings.join(",")).into_bytes(),
+                    )
                     .await
                     .unwrap();
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -286,7 +305,13 @@ async fn run() {
         )
         .unwrap();
     let count = latencies.len();
-    let p = |q: f64| latencies.get(((count as f64 * q) as usize).min(count.saturating_sub(1))).copied().unwrap_or(0) as f64 / 1e3;
+    let p = |q: f64| {
+        latencies
+            .get(((count as f64 * q) as usize).min(count.saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1e3
+    };
     println!(
         "   {count} readings sealed in {batches} card-signed batches over {:.1} s = {:.0} readings/s for one card; arrival→sealed p50 {:.0} ms, p99 {:.0} ms",
         (last - first) as f64 / 1e6,

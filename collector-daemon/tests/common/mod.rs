@@ -3,7 +3,10 @@
 //! registered, and a collector configuration file pointing at them.
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
-#![expect(clippy::unwrap_used, reason = "a test helper fails the test by panicking")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test helper fails the test by panicking"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
