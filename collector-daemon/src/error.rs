@@ -1,0 +1,306 @@
+//! The collector's one error type, its typed parts, and the one function that puts a
+//! refusal on the wire ([`Rejection::status`], [`Rejection::code`]).
+
+use std::path::PathBuf;
+
+use wardseal_core::epc::Sgtin96;
+use wardseal_core::reading::Timestamp;
+
+/// Everything that can go wrong in the collector.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The spool (the SQLite database) failed.
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
+    /// The ledger (rules, registry, anchors) failed.
+    #[error("ledger: {0}")]
+    Ledger(#[from] wardseal_contracts::Error),
+    /// TLS material (certificates, keys, CRLs) is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] wardseal_net::Error),
+    /// A patient card failed.
+    #[error("patient card: {0}")]
+    Card(#[from] wardseal_card::Error),
+    /// A batch could not be built.
+    #[error("batch: {0}")]
+    Batch(#[from] wardseal_core::batch::BatchError),
+    /// Delivering to storage failed.
+    #[error("forwarding to storage: {0}")]
+    Forward(#[from] ForwardError),
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for the collector.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser found.
+        source: Box<toml::de::Error>,
+    },
+    /// An environment override holds an unusable value.
+    #[error("environment variable {name}: {reason}")]
+    Environment {
+        /// The variable.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A private key file can be read by other users.
+    #[error(
+        "{path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}` before starting the collector"
+    )]
+    KeyFilePermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A value is out of its range or inconsistent with another.
+    #[error("`{key}`: {reason}")]
+    Invalid {
+        /// The configuration key.
+        key: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+/// Why the spool failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpoolError {
+    /// The disk (or the configured spool size limit) is full: new readings are refused,
+    /// nothing already accepted is dropped.
+    #[error(
+        "the spool is full (disk or `spool.max_bytes`); readings are refused until storage drains it or space is freed"
+    )]
+    Full,
+    /// SQLite failed.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The spool's writer thread has stopped.
+    #[error("the spool writer has stopped")]
+    Stopped,
+    /// A row holds data the collector did not write (a damaged or foreign database).
+    #[error("spool row {row} is damaged: {reason}")]
+    Corrupt {
+        /// The row id.
+        row: i64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl SpoolError {
+    /// Maps a SQLite error, singling out a full disk.
+    pub(crate) fn from_sqlite(error: rusqlite::Error) -> Self {
+        if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            SpoolError::Full
+        } else {
+            SpoolError::Sqlite(error)
+        }
+    }
+}
+
+/// Why a delivery to storage failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// No connection could be made.
+    #[error("cannot reach storage at {url}: {reason}")]
+    Connect {
+        /// Storage's URL.
+        url: String,
+        /// The cause.
+        reason: String,
+    },
+    /// Storage answered with an error.
+    #[error("storage refused the batch with HTTP {status}: {body}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// Storage's error body.
+        body: String,
+    },
+    /// Storage's answer is not a receipt for the batch sent.
+    #[error("storage's answer is not a receipt for this batch: {0}")]
+    BadReceipt(String),
+}
+
+/// Why one reading (or a whole request) was refused at ingest, in check order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The body is not usable JSON readings.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// One reading is malformed.
+    #[error("{0}")]
+    MalformedReading(String),
+    /// The client certificate is not a device's.
+    #[error("only device certificates may send readings; this certificate's role is {role}")]
+    NotADevice {
+        /// The certificate's role.
+        role: String,
+    },
+    /// The device is not in the registry.
+    #[error("device {0} is not registered; register it on the ledger first")]
+    UnknownDevice(Sgtin96),
+    /// The device was deactivated (captured or retired).
+    #[error("device {0} is deactivated")]
+    InactiveDevice(Sgtin96),
+    /// The certificate's group differs from the registry's.
+    #[error(
+        "device {device}: the certificate says group {certificate} but the registry says {registry}"
+    )]
+    GroupMismatch {
+        /// The device.
+        device: Sgtin96,
+        /// The certificate's group.
+        certificate: u32,
+        /// The registry's group.
+        registry: u32,
+    },
+    /// The device's group follows no rule.
+    #[error("group {0} follows no rule")]
+    NoRuleForGroup(u32),
+    /// The group's rule does not allow this data type.
+    #[error("group {group} may not send {data_type} readings")]
+    DataTypeNotAllowed {
+        /// The group.
+        group: u32,
+        /// The data type.
+        data_type: String,
+    },
+    /// The unit is not the rule's.
+    #[error("unit `{unit}` is not the one the rule fixes for {data_type}")]
+    WrongUnit {
+        /// The data type.
+        data_type: String,
+        /// The unit sent.
+        unit: String,
+    },
+    /// The value is out of the rule's range (or has the wrong shape or precision).
+    #[error("value component {component} is {what} of the rule")]
+    OutOfRange {
+        /// The failing component's index.
+        component: u8,
+        /// "below the minimum", "above the maximum", ...
+        what: &'static str,
+    },
+    /// The device sends faster than its rule allows.
+    #[error("more than {max} {data_type} readings in the last minute")]
+    RateExceeded {
+        /// The data type.
+        data_type: String,
+        /// The rule's limit.
+        max: u32,
+    },
+    /// The device time is too far from the collector's clock.
+    #[error(
+        "reading time {time} is outside the accepted window ({past_secs} s in the past to {future_secs} s in the future); check the device clock"
+    )]
+    Skew {
+        /// The reading's time.
+        time: Timestamp,
+        /// How old a reading may be.
+        past_secs: u64,
+        /// How far ahead a reading may be.
+        future_secs: u64,
+    },
+    /// The sequence number is not above the device's high-water mark.
+    #[error(
+        "sequence {sequence} is not above {high_water}, the highest already accepted from this device"
+    )]
+    Replay {
+        /// The reading's sequence number.
+        sequence: u64,
+        /// The device's high-water mark.
+        high_water: u64,
+    },
+    /// The spool is full.
+    #[error("the collector's spool is full; retry later (the reading was not stored)")]
+    SpoolFull,
+    /// The spool failed otherwise.
+    #[error("the collector cannot store readings right now; retry later")]
+    Unavailable,
+}
+
+impl Rejection {
+    /// The HTTP status a device receives for this refusal. With [`Rejection::code`], the
+    /// collector's one error-to-wire map.
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::MalformedBody(_) | Rejection::MalformedReading(_) => 400,
+            Rejection::NotADevice { .. }
+            | Rejection::UnknownDevice(_)
+            | Rejection::InactiveDevice(_)
+            | Rejection::GroupMismatch { .. }
+            | Rejection::NoRuleForGroup(_)
+            | Rejection::DataTypeNotAllowed { .. } => 403,
+            Rejection::WrongUnit { .. } | Rejection::OutOfRange { .. } | Rejection::Skew { .. } => {
+                422
+            }
+            Rejection::RateExceeded { .. } => 429,
+            Rejection::Replay { .. } => 409,
+            Rejection::SpoolFull => 507,
+            Rejection::Unavailable => 503,
+        }
+    }
+
+    /// The stable machine code (documented in the README's table).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::MalformedBody(_) => "malformed_body",
+            Rejection::MalformedReading(_) => "malformed_reading",
+            Rejection::NotADevice { .. } => "not_a_device",
+            Rejection::UnknownDevice(_) => "unknown_device",
+            Rejection::InactiveDevice(_) => "inactive_device",
+            Rejection::GroupMismatch { .. } => "group_mismatch",
+            Rejection::NoRuleForGroup(_) => "no_rule_for_group",
+            Rejection::DataTypeNotAllowed { .. } => "data_type_not_allowed",
+            Rejection::WrongUnit { .. } => "wrong_unit",
+            Rejection::OutOfRange { .. } => "value_out_of_range",
+            Rejection::RateExceeded { .. } => "rate_exceeded",
+            Rejection::Skew { .. } => "timestamp_skew",
+            Rejection::Replay { .. } => "replay",
+            Rejection::SpoolFull => "spool_full",
+            Rejection::Unavailable => "spool_unavailable",
+        }
+    }
+
+    /// Every machine code, in check order (for metrics and the README).
+    pub const CODES: [&'static str; 15] = [
+        "malformed_body",
+        "malformed_reading",
+        "not_a_device",
+        "unknown_device",
+        "inactive_device",
+        "group_mismatch",
+        "no_rule_for_group",
+        "data_type_not_allowed",
+        "wrong_unit",
+        "value_out_of_range",
+        "rate_exceeded",
+        "timestamp_skew",
+        "replay",
+        "spool_full",
+        "spool_unavailable",
+    ];
+}

@@ -1,0 +1,468 @@
+//! The ingest checks, in the order the wire reports them:
+//!
+//! 1. the body parses (one reading or an array; each reading on its own);
+//! 2. the client certificate's role is *device* (identity from the certificate's
+//!    extension only, never from the body);
+//! 3. the EPC is registered and active in the registry replica, with the certificate's
+//!    group;
+//! 4. the group's rule allows the data type; 5. the unit and value range; 6. the rate
+//!    (readings of this type from this device in the last 60 s, counted at arrival);
+//! 7. the device time is within the skew window;
+//! 8. the sequence number is above the device's high-water mark (decided by the spool's
+//!    writer, in the transaction that makes the reading durable).
+//!
+//! Every decision becomes a leaf of the decision log. [`Ingest::submit`] returns the
+//! status and JSON body the device receives; [`Rejection::status`] and
+//! [`Rejection::code`] are the one map from refusal to wire.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use wardseal_contracts::{CheckInput, Device, LedgerEvent, RuleBook, Verdict};
+use wardseal_core::epc::Sgtin96;
+use wardseal_core::exchange::WardAssignments;
+use wardseal_core::hash::Hash;
+use wardseal_core::identity::{Identity, Role, SubjectId};
+use wardseal_core::reading::{Measurement, Reading, Timestamp, json};
+
+use crate::decision_log::DecisionRecord;
+use crate::error::Rejection;
+use crate::metrics::Metrics;
+use crate::spool::{Entry, Outcome, Spool};
+
+/// The collector's replica of the chain's registry and rules, and of storage's
+/// device-to-patient assignments.
+#[derive(Debug, Default)]
+pub struct Replica {
+    devices: RwLock<HashMap<[u8; 12], Device>>,
+    rules: RwLock<RuleBook>,
+    assignments: RwLock<HashMap<[u8; 12], SubjectId>>,
+}
+
+impl Replica {
+    /// A replica holding `devices` and `rules`.
+    pub fn new(devices: Vec<Device>, rules: RuleBook) -> Self {
+        Self {
+            devices: RwLock::new(devices.into_iter().map(|d| (d.epc, d)).collect()),
+            rules: RwLock::new(rules),
+            assignments: RwLock::default(),
+        }
+    }
+
+    /// Applies a followed ledger event (rule changes, registrations, deactivations).
+    pub fn apply(&self, event: &LedgerEvent) {
+        match event {
+            LedgerEvent::DeviceRegistered(device) => {
+                if let Ok(mut devices) = self.devices.write() {
+                    devices.insert(device.epc, device.clone());
+                }
+            }
+            LedgerEvent::DeviceDeactivated { epc } => {
+                if let Ok(mut devices) = self.devices.write()
+                    && let Some(device) = devices.get_mut(epc)
+                {
+                    device.active = false;
+                }
+            }
+            other => {
+                if let Ok(mut rules) = self.rules.write() {
+                    rules.apply(other);
+                }
+            }
+        }
+    }
+
+    /// Replaces the assignments; returns them for binding waiting readings.
+    pub fn set_assignments(&self, ward: &WardAssignments) -> Vec<(Sgtin96, SubjectId)> {
+        let pairs: Vec<(Sgtin96, SubjectId)> = ward
+            .assignments
+            .iter()
+            .map(|a| (a.device.clone(), a.patient.clone()))
+            .collect();
+        if let Ok(mut assignments) = self.assignments.write() {
+            *assignments = pairs
+                .iter()
+                .map(|(device, patient)| (device.to_bytes(), patient.clone()))
+                .collect();
+        }
+        pairs
+    }
+
+    /// The patient `device` measures, if assigned.
+    pub fn patient(&self, device: &Sgtin96) -> Option<SubjectId> {
+        self.assignments
+            .read()
+            .ok()
+            .and_then(|a| a.get(&device.to_bytes()).cloned())
+    }
+
+    fn device(&self, epc: &[u8; 12]) -> Option<Device> {
+        self.devices.read().ok().and_then(|d| d.get(epc).cloned())
+    }
+
+    fn check(&self, input: &CheckInput) -> Option<(wardseal_contracts::Decision, u32)> {
+        let rules = self.rules.read().ok()?;
+        let max = rules
+            .group_rule(input.group)
+            .and_then(|rule| rules.type_rule(rule, input.data_type))
+            .map_or(0, |t| t.max_per_minute);
+        Some((rules.check(input), max))
+    }
+}
+
+/// How far a reading's device time may be from the collector's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkewWindow {
+    /// How old a reading may be (devices buffer while offline), seconds.
+    pub past_secs: u64,
+    /// How far in the future, seconds.
+    pub future_secs: u64,
+}
+
+/// One reading's result in the response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReadingResult {
+    /// Durable; will be signed by the patient's card and delivered.
+    Accepted {
+        /// The reading's leaf hash (RFC 9162, over its canonical bytes).
+        leaf: Hash,
+    },
+    /// Refused.
+    Rejected {
+        /// The machine code.
+        code: &'static str,
+        /// The sentence.
+        message: String,
+    },
+}
+
+/// What a device receives for a `POST /v1/readings`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// The HTTP status: 202 when every reading was accepted, otherwise the first refusal's.
+    pub status: u16,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
+impl Response {
+    fn whole(rejection: &Rejection) -> Self {
+        Self {
+            status: rejection.status(),
+            body: serde_json::json!({"code": rejection.code(), "message": rejection.to_string()}),
+        }
+    }
+
+    fn per_reading(results: Vec<(ReadingResult, Option<Rejection>)>) -> Self {
+        let first = results.iter().find_map(|(_, r)| r.clone());
+        let list: Vec<ReadingResult> = results.into_iter().map(|(r, _)| r).collect();
+        match first {
+            None => Self {
+                status: 202,
+                body: serde_json::json!({"results": list}),
+            },
+            Some(rejection) => Self {
+                status: rejection.status(),
+                body: serde_json::json!({
+                    "code": rejection.code(),
+                    "message": rejection.to_string(),
+                    "results": list,
+                }),
+            },
+        }
+    }
+}
+
+type RateKey = ([u8; 12], u16);
+
+/// The ingest engine: checks, spool, decision log, metrics.
+#[derive(Debug)]
+pub struct Ingest {
+    replica: Arc<Replica>,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+    skew: SkewWindow,
+    rate: Mutex<HashMap<RateKey, VecDeque<i64>>>,
+}
+
+const MINUTE_MICROS: i64 = 60_000_000;
+
+impl Ingest {
+    /// An engine over `replica` and `spool`.
+    pub fn new(
+        replica: Arc<Replica>,
+        spool: Spool,
+        metrics: Arc<Metrics>,
+        skew: SkewWindow,
+    ) -> Self {
+        Self {
+            replica,
+            spool,
+            metrics,
+            skew,
+            rate: Mutex::default(),
+        }
+    }
+
+    /// The replica the checks read.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Checks and spools the readings in `body` from the peer whose verified certificate
+    /// is `certificate_der` with `identity`.
+    pub async fn submit(
+        &self,
+        identity: &Identity,
+        certificate_der: &[u8],
+        body: &[u8],
+    ) -> Response {
+        let subject = Hash::sha256(certificate_der);
+        let now = Timestamp::now();
+        let refuse_all = |rejection: Rejection, device: Option<Sgtin96>| {
+            self.log_refusal(now, subject, device, None, &rejection);
+            Response::whole(&rejection)
+        };
+        let parsed = match json::parse_body(body) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                return refuse_all(
+                    Rejection::MalformedBody(error.to_string()),
+                    identity.device_id().cloned(),
+                );
+            }
+        };
+        if identity.role() != Role::Device {
+            return refuse_all(
+                Rejection::NotADevice {
+                    role: identity.role().name().to_owned(),
+                },
+                None,
+            );
+        }
+        let (Some(device), Some(group)) = (identity.device_id(), identity.group_id()) else {
+            return refuse_all(
+                Rejection::NotADevice {
+                    role: "device without an EPC and group".into(),
+                },
+                None,
+            );
+        };
+        let epc = device.to_bytes();
+        match self.replica.device(&epc) {
+            None => {
+                return refuse_all(
+                    Rejection::UnknownDevice(device.clone()),
+                    Some(device.clone()),
+                );
+            }
+            Some(registered) if !registered.active => {
+                return refuse_all(
+                    Rejection::InactiveDevice(device.clone()),
+                    Some(device.clone()),
+                );
+            }
+            Some(registered) if registered.group != group.0 => {
+                return refuse_all(
+                    Rejection::GroupMismatch {
+                        device: device.clone(),
+                        certificate: group.0,
+                        registry: registered.group,
+                    },
+                    Some(device.clone()),
+                );
+            }
+            Some(_) => {}
+        }
+        let patient = self.replica.patient(device);
+        let mut results: Vec<Option<(ReadingResult, Option<Rejection>)>> = Vec::new();
+        let mut entries = Vec::new();
+        let mut slots = Vec::new();
+        for (index, measurement) in parsed.into_iter().enumerate() {
+            let checked = measurement
+                .map_err(|e| Rejection::MalformedReading(e.to_string()))
+                .and_then(|m| self.check(group.0, &epc, m, now));
+            match checked {
+                Ok(measurement) => {
+                    entries.push(Entry {
+                        reading: Reading::new(device.clone(), measurement),
+                        patient: patient.clone(),
+                        subject,
+                    });
+                    slots.push(index);
+                    results.push(None);
+                }
+                Err(rejection) => {
+                    self.log_refusal(now, subject, Some(device.clone()), None, &rejection);
+                    results.push(Some(rejected(rejection)));
+                }
+            }
+        }
+        if !entries.is_empty() {
+            match self.spool.append(entries).await {
+                Ok(outcomes) => {
+                    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                        let result = match outcome {
+                            Outcome::Accepted(leaf) => {
+                                self.metrics.accepted(1);
+                                (ReadingResult::Accepted { leaf }, None)
+                            }
+                            Outcome::Replay {
+                                sequence,
+                                high_water,
+                            } => {
+                                let rejection = Rejection::Replay {
+                                    sequence,
+                                    high_water,
+                                };
+                                self.metrics.rejected(&rejection);
+                                rejected(rejection)
+                            }
+                        };
+                        if let Some(place) = results.get_mut(slot) {
+                            *place = Some(result);
+                        }
+                    }
+                }
+                Err(rejection) => {
+                    for slot in slots {
+                        self.metrics.rejected(&rejection);
+                        if let Some(place) = results.get_mut(slot) {
+                            *place = Some(rejected(rejection.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        let results: Vec<_> = results.into_iter().flatten().collect();
+        if let [(_, Some(rejection))] = results.as_slice() {
+            return Response::whole(rejection);
+        }
+        Response::per_reading(results)
+    }
+
+    /// Checks 4 to 7 for one reading.
+    fn check(
+        &self,
+        group: u32,
+        epc: &[u8; 12],
+        measurement: Measurement,
+        now: Timestamp,
+    ) -> Result<Measurement, Rejection> {
+        let data_type = measurement.data_type();
+        let key = (*epc, data_type.code());
+        let now_us = now.unix_micros();
+        let per_minute = self.rate.lock().map_or(1, |mut windows| {
+            let window = windows.entry(key).or_default();
+            while window.front().is_some_and(|&t| t <= now_us - MINUTE_MICROS) {
+                window.pop_front();
+            }
+            u32::try_from(window.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1)
+        });
+        let input = CheckInput::for_measurement(group, &measurement, per_minute).map_err(|_| {
+            Rejection::OutOfRange {
+                component: 0,
+                what: "outside the representable values",
+            }
+        })?;
+        let Some((decision, max)) = self.replica.check(&input) else {
+            return Err(Rejection::Unavailable);
+        };
+        let name = || data_type.name().to_owned();
+        match decision.verdict {
+            Verdict::Allowed => {}
+            Verdict::NoRuleForGroup => return Err(Rejection::NoRuleForGroup(group)),
+            Verdict::DataTypeNotAllowed => {
+                return Err(Rejection::DataTypeNotAllowed {
+                    group,
+                    data_type: name(),
+                });
+            }
+            Verdict::WrongUnit => {
+                return Err(Rejection::WrongUnit {
+                    data_type: name(),
+                    unit: measurement.unit().as_str().to_owned(),
+                });
+            }
+            Verdict::WrongComponentCount => {
+                return Err(Rejection::OutOfRange {
+                    component: 0,
+                    what: "not of the shape",
+                });
+            }
+            Verdict::InvalidScale => {
+                return Err(Rejection::OutOfRange {
+                    component: decision.component,
+                    what: "more precise than the limit",
+                });
+            }
+            Verdict::BelowMinimum => {
+                return Err(Rejection::OutOfRange {
+                    component: decision.component,
+                    what: "below the minimum",
+                });
+            }
+            Verdict::AboveMaximum => {
+                return Err(Rejection::OutOfRange {
+                    component: decision.component,
+                    what: "above the maximum",
+                });
+            }
+            Verdict::RateExceeded => {
+                return Err(Rejection::RateExceeded {
+                    data_type: name(),
+                    max,
+                });
+            }
+        }
+        let time = measurement.time().unix_micros();
+        let past = i64::try_from(self.skew.past_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let future =
+            i64::try_from(self.skew.future_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        if time < now_us.saturating_sub(past) || time > now_us.saturating_add(future) {
+            return Err(Rejection::Skew {
+                time: measurement.time(),
+                past_secs: self.skew.past_secs,
+                future_secs: self.skew.future_secs,
+            });
+        }
+        if let Ok(mut windows) = self.rate.lock() {
+            windows.entry(key).or_default().push_back(now_us);
+        }
+        Ok(measurement)
+    }
+
+    fn log_refusal(
+        &self,
+        time: Timestamp,
+        subject: Hash,
+        device: Option<Sgtin96>,
+        sequence: Option<u64>,
+        rejection: &Rejection,
+    ) {
+        self.metrics.rejected(rejection);
+        let record = DecisionRecord {
+            time,
+            subject,
+            device,
+            sequence,
+            outcome: rejection.code(),
+            reading: None,
+        };
+        self.spool.record_decisions(vec![record.leaf_hash()]);
+    }
+}
+
+fn rejected(rejection: Rejection) -> (ReadingResult, Option<Rejection>) {
+    (
+        ReadingResult::Rejected {
+            code: rejection.code(),
+            message: rejection.to_string(),
+        },
+        Some(rejection),
+    )
+}

@@ -1,0 +1,96 @@
+//! The `wardseal-collector` binary: argument parsing and wiring; the logic is in the
+//! library.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use wardseal_collector::config::load_config;
+use wardseal_collector::daemon::{self, Daemon};
+
+/// The ward collector: mTLS ingest, rule and replay checks, durable spool, card-signed
+/// batches, delivery to storage.
+#[derive(Parser)]
+#[command(version)]
+struct Arguments {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the collector until SIGTERM or Ctrl-C (SIGHUP reloads certificates and CRLs).
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "WARDSEAL_COLLECTOR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Loads and checks the configuration, its TLS material and cards, then exits.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, env = "WARDSEAL_COLLECTOR_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let arguments = Arguments::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match arguments.command {
+            Command::CheckConfig { config } => check_config(&config),
+            Command::Run { config } => run(&config).await,
+        }
+    })
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load_config(path, std::env::vars())?;
+    wardseal_net::server::ServerTls::load(daemon::tls_settings(&config))
+        .context("the TLS material does not load")?;
+    daemon::storage_client(&config).context("the storage client configuration does not load")?;
+    let cards = daemon::open_cards(&config).context("a configured card does not open")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "configuration OK: ward {}, listening on {}, spool {}, storage {}, {} card(s)",
+        config.ward(),
+        config.collector.listen,
+        config.spool.path.display(),
+        config.storage.url,
+        cards.len()
+    )?;
+    Ok(())
+}
+
+async fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load_config(path, std::env::vars())?;
+    let ledger = daemon::open_ledger(&config)?;
+    let cards = daemon::open_cards(&config)?;
+    let collector = Daemon::start(&config, ledger, cards).await?;
+    eprintln!(
+        "wardseal-collector: ward {} listening on {}",
+        config.ward(),
+        collector.local_addr()
+    );
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match collector.reload() {
+                Ok(()) => eprintln!("wardseal-collector: reloaded certificates and CRLs"),
+                Err(error) => eprintln!("wardseal-collector: reload failed, keeping the previous TLS configuration: {error}"),
+            },
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    eprintln!("wardseal-collector: draining");
+    collector.shutdown().await;
+    Ok(())
+}
