@@ -284,3 +284,14 @@ fn pkilint_finds_nothing_about_the_dsa_device_certificate() {
         "{findings:#?}"
     );
 }
+
+#[test]
+fn dsa_is_refused_for_ca_keys() {
+    let ca = TestCa::uninitialised();
+    let said = ca.fails(&["init", "--organisation", "X", "--algorithm", "dsa2048"]);
+    assert!(
+        said.contains("dsa2048 is not offered for CA keys"),
+        "{said}"
+    );
+    assert!(!ca.file("ca.db").exists());
+}
