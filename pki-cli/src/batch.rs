@@ -13,7 +13,8 @@
 //! reported with its line number, and nothing is issued. Then the certificates are signed
 //! on all cores, the files written (`<EPC hex>.crt`, and `<EPC hex>.key` 0600 for
 //! generated keys), and the inventory and audit entries recorded in one transaction; if
-//! that fails, the files written are removed again.
+//! that fails, the files written are removed again. Generated DSA keys of one batch share
+//! their domain parameters ([`crate::key::SubjectKeyGenerator`]).
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,7 +26,7 @@ use wardseal_core::identity::{GroupId, Identity, RuleId};
 use crate::ca::{Built, SigningCa, now};
 use crate::csr::{CsrKey, read_csr};
 use crate::error::{BatchError, Error, RowError};
-use crate::key::{KeyAlgorithm, create_private_file};
+use crate::key::{KeyAlgorithm, SubjectKeyGenerator, create_private_file};
 use crate::profile::Request;
 
 /// What `batch` does.
@@ -227,13 +228,14 @@ impl SigningCa<'_> {
             n => n,
         };
         let chunk = rows.len().div_ceil(threads);
+        let generator = &SubjectKeyGenerator::new(options.algorithm);
         let signed: Vec<Result<Signed, Error>> = std::thread::scope(|scope| {
             let workers: Vec<_> = rows
                 .chunks(chunk.max(1))
                 .map(|rows| {
                     scope.spawn(move || {
                         rows.iter()
-                            .map(|row| self.sign_row(row, options.algorithm, issued_at))
+                            .map(|row| self.sign_row(row, generator, issued_at))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -284,20 +286,20 @@ impl SigningCa<'_> {
     fn sign_row(
         &self,
         row: &Row,
-        algorithm: KeyAlgorithm,
+        generator: &SubjectKeyGenerator,
         now: time::OffsetDateTime,
     ) -> Result<Signed, Error> {
         match &row.csr {
             Some(csr) => Ok(Signed {
-                built: self.build(&row.request, csr.public_key(), now, None)?,
+                built: self.build(&row.request, csr.public_key().certified(), now, None)?,
                 key_pem: None,
                 name: row.name.clone(),
             }),
             None => {
-                let key = algorithm.generate()?;
+                let key = generator.generate()?;
                 Ok(Signed {
-                    built: self.build(&row.request, &key, now, None)?,
-                    key_pem: Some(zeroize::Zeroizing::new(key.serialize_pem())),
+                    built: self.build(&row.request, key.certified(), now, None)?,
+                    key_pem: Some(key.to_pkcs8_pem()?),
                     name: row.name.clone(),
                 })
             }

@@ -25,8 +25,9 @@ use crate::crl::{self, Crl, RevocationReason};
 use crate::csr::CsrKey;
 use crate::error::{CaError, Cause, Error, InventoryError, KeyError, ProfileError};
 use crate::inventory::{CertificateRecord, DATABASE_FILE, Inventory, Revocation, format_time};
-use crate::key::{self, KeyAlgorithm, SecretSource};
+use crate::key::{self, KeyAlgorithm, SecretSource, SubjectKeyPair};
 use crate::profile::{Request, ca_params};
+use crate::public_key::{self, CertifiedKey, SubjectPublicKey};
 use crate::serial::SerialNumber;
 use crate::signer::CaKey;
 use crate::token::{Pkcs11Uri, TokenKey};
@@ -576,7 +577,7 @@ impl SigningCa<'_> {
     pub(crate) fn build(
         &self,
         request: &Request,
-        public_key: &impl rcgen::PublicKeyData,
+        public_key: CertifiedKey<'_>,
         now: OffsetDateTime,
         renewal_of: Option<SerialNumber>,
     ) -> Result<Built, Error> {
@@ -595,9 +596,8 @@ impl SigningCa<'_> {
             }
             .into());
         }
-        let certificate = params
-            .signed_by(public_key, &self.issuer)
-            .map_err(|error| Error::encoding("sign the certificate", error))?;
+        let (not_before, not_after) = (params.not_before, params.not_after);
+        let der = public_key::sign_certificate(params, public_key, &self.issuer)?;
         let identity = &request.identity;
         let record = CertificateRecord {
             serial,
@@ -608,16 +608,16 @@ impl SigningCa<'_> {
             rule_id: identity.rule_id().map(|id| id.0),
             subject_id: identity.subject_id().map(ToString::to_string),
             ward: request.ward.clone(),
-            not_before: params.not_before,
-            not_after: params.not_after,
+            not_before,
+            not_after,
             issued_at: now,
             revocation: None,
             renewal_of,
-            der: certificate.der().to_vec(),
+            der,
         };
         Ok(Built {
+            pem: pem("CERTIFICATE", &record.der)?,
             record,
-            pem: certificate.pem(),
         })
     }
 
@@ -643,12 +643,12 @@ impl SigningCa<'_> {
         request.check()?;
         let (built, key_path) = match key {
             SubjectKey::Csr(csr) => (
-                self.build(request, csr.public_key(), now, renewal_of)?,
+                self.build(request, csr.public_key().certified(), now, renewal_of)?,
                 None,
             ),
             SubjectKey::Generate { algorithm, path } => {
-                let pair = algorithm.generate()?;
-                let built = self.build(request, &pair, now, renewal_of)?;
+                let pair = SubjectKeyPair::generate(*algorithm)?;
+                let built = self.build(request, pair.certified(), now, renewal_of)?;
                 key::write_plain_key(path, &pair)?;
                 (built, Some(path.clone()))
             }
@@ -746,12 +746,16 @@ impl SigningCa<'_> {
             None => {
                 let (_, certificate) = X509Certificate::from_der(&old.der)
                     .map_err(|error| damaged(serial, error.to_string()))?;
-                let public_key =
-                    rcgen::SubjectPublicKeyInfo::from_der(certificate.public_key().raw)
-                        .map_err(|error| damaged(serial, error.to_string()))?;
+                let public_key = SubjectPublicKey::from_der(certificate.public_key().raw)
+                    .map_err(|error| damaged(serial, error.to_string()))?;
                 let now = now();
                 self.check_valid(now)?;
-                let built = self.build(&request, &public_key, now, Some(old.serial.clone()))?;
+                let built = self.build(
+                    &request,
+                    public_key.certified(),
+                    now,
+                    Some(old.serial.clone()),
+                )?;
                 self.record(std::slice::from_ref(&built.record), actor, "renew")
                     .await?;
                 Ok(Issued {

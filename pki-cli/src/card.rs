@@ -312,7 +312,7 @@ impl SigningCa<'_> {
         let mut enrollment = token.enroll(&enrollment_request)?;
         // The CA reads the card's CSR like any other: signature checked, only the key kept.
         let csr = crate::csr::read_csr(&enrollment.csr_der)?;
-        let built = self.build(&request, csr.public_key(), issued_at, None)?;
+        let built = self.build(&request, csr.public_key().certified(), issued_at, None)?;
         let key_id = hex::encode(&options.key_id);
         self.record_with(
             std::slice::from_ref(&built.record),

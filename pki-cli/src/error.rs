@@ -393,10 +393,31 @@ pub enum CsrError {
     BadSignature,
     /// The CSR's key is of an algorithm certificates cannot carry here.
     #[error(
-        "the CSR's public key algorithm ({oid}) is not supported; use EC P-256, P-384, Ed25519 or RSA"
+        "the CSR's public key algorithm ({oid}) is not supported; use EC P-256, P-384, \
+         Ed25519, RSA or DSA 2048/256"
     )]
     UnsupportedKey {
         /// The key algorithm OID.
+        oid: String,
+    },
+    /// The CSR's DSA key is not one the CA certifies (sizes other than 2048/256, or
+    /// broken domain parameters).
+    #[error(
+        "the CSR's DSA key cannot be certified: {reason}; generate a 2048/256 key \
+         (`openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 \
+         -pkeyopt dsa_paramgen_q_bits:256`, then `openssl genpkey -paramfile …`)"
+    )]
+    UnsupportedDsaKey {
+        /// What is wrong with the key.
+        reason: String,
+    },
+    /// The CSR is signed with an algorithm its key type is not checked with here.
+    #[error(
+        "the CSR is signed with algorithm {oid}, which is not checked for its key; DSA \
+         requests must be signed with dsaWithSHA256 (`openssl req -new -sha256`)"
+    )]
+    UnsupportedSignature {
+        /// The signature algorithm OID.
         oid: String,
     },
 }

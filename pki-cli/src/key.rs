@@ -12,15 +12,17 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use pkcs8::der::Decode;
 use pkcs8::der::pem::LineEnding;
-use pkcs8::{EncryptedPrivateKeyInfo, PrivateKeyInfo, SecretDocument};
+use pkcs8::{EncodePublicKey, EncryptedPrivateKeyInfo, PrivateKeyInfo, SecretDocument};
 use rand_core::{OsRng, RngCore};
 use rcgen::KeyPair;
 use zeroize::Zeroizing;
 
 use crate::error::{Cause, Error, KeyError};
+use crate::public_key::{CertifiedKey, SubjectPublicKey};
 
 /// log2 of the scrypt cost N used for CA key files.
 pub const SCRYPT_LOG_N: u8 = 14;
@@ -42,11 +44,15 @@ pub enum KeyAlgorithm {
     Rsa3072,
     /// Ed25519 (subject keys only: not every verifier accepts Ed25519 CAs).
     Ed25519,
+    /// DSA with FIPS 186-4 (L, N) = (2048, 256) domain parameters, signing with SHA-256
+    /// (subject keys only: DSA is for devices that have nothing else, never for a CA).
+    /// Generating the domain parameters takes seconds.
+    Dsa2048,
 }
 
 impl KeyAlgorithm {
     /// The names accepted by [`FromStr`].
-    pub const NAMES: &'static str = "p256, p384, rsa3072, ed25519";
+    pub const NAMES: &'static str = "p256, p384, rsa3072, ed25519, dsa2048";
 
     /// The name used on the command line and in the database.
     pub fn name(self) -> &'static str {
@@ -55,24 +61,17 @@ impl KeyAlgorithm {
             Self::EcdsaP384 => "p384",
             Self::Rsa3072 => "rsa3072",
             Self::Ed25519 => "ed25519",
+            Self::Dsa2048 => "dsa2048",
         }
     }
 
     /// Whether the CA's own keys may use this algorithm.
     pub fn suits_ca(self) -> bool {
-        !matches!(self, Self::Ed25519)
+        !matches!(self, Self::Ed25519 | Self::Dsa2048)
     }
 
-    pub(crate) fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
-        match self {
-            Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            Self::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            Self::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
-            Self::Ed25519 => &rcgen::PKCS_ED25519,
-        }
-    }
-
-    /// Generates a key pair.
+    /// Generates a key pair that can sign with rcgen: any algorithm but DSA, which rcgen
+    /// does not know (use [`SubjectKeyPair::generate`] for subject keys).
     ///
     /// RSA keys come from the `rsa` crate (ring cannot generate them) and take seconds.
     pub fn generate(self) -> Result<KeyPair, Error> {
@@ -81,6 +80,17 @@ impl KeyAlgorithm {
             source,
         };
         match self {
+            Self::Dsa2048 => Err(KeyError::UnsupportedAlgorithm {
+                name: self.name().to_owned(),
+                supported: "p256, p384, rsa3072, ed25519 (DSA keys are for subjects only)",
+            }
+            .into()),
+            Self::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(|error| generation(Cause::new(error)).into()),
+            Self::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
+                .map_err(|error| generation(Cause::new(error)).into()),
+            Self::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519)
+                .map_err(|error| generation(Cause::new(error)).into()),
             Self::Rsa3072 => {
                 use rsa::pkcs8::EncodePrivateKey;
                 let key = rsa::RsaPrivateKey::new(&mut OsRng, 3072)
@@ -91,8 +101,6 @@ impl KeyAlgorithm {
                 KeyPair::try_from(der.as_bytes())
                     .map_err(|error| generation(Cause::new(error)).into())
             }
-            _ => KeyPair::generate_for(self.rcgen())
-                .map_err(|error| generation(Cause::new(error)).into()),
         }
     }
 }
@@ -112,6 +120,7 @@ impl FromStr for KeyAlgorithm {
             "p384" | "p-384" | "ecdsa-p384" => Ok(Self::EcdsaP384),
             "rsa3072" | "rsa-3072" | "rsa" => Ok(Self::Rsa3072),
             "ed25519" => Ok(Self::Ed25519),
+            "dsa2048" | "dsa-2048" | "dsa" => Ok(Self::Dsa2048),
             _ => Err(KeyError::UnsupportedAlgorithm {
                 name: text.to_owned(),
                 supported: Self::NAMES,
@@ -252,11 +261,120 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
 }
 
 /// Writes `key` to a new 0600 file as plain PKCS#8 PEM.
-pub fn write_plain_key(path: &Path, key: &KeyPair) -> Result<(), Error> {
-    let pem = Zeroizing::new(key.serialize_pem());
+pub fn write_plain_key(path: &Path, key: &SubjectKeyPair) -> Result<(), Error> {
+    let pem = key.to_pkcs8_pem()?;
     let mut file = create_private_file(path)?;
     file.write_all(pem.as_bytes())
         .map_err(|error| Error::io("write", path, error))
+}
+
+/// Generates subject keys of one algorithm.
+///
+/// DSA keys from one generator share their domain parameters (p, q, g), which FIPS 186-4
+/// allows for a group of keys and which take seconds to generate: they are generated with
+/// the first key, and each key has its own private value. A generator made for one key
+/// generates fresh parameters for it.
+#[derive(Debug)]
+pub struct SubjectKeyGenerator {
+    algorithm: KeyAlgorithm,
+    dsa_parameters: OnceLock<dsa::Components>,
+}
+
+impl SubjectKeyGenerator {
+    /// A generator of `algorithm` keys.
+    pub fn new(algorithm: KeyAlgorithm) -> Self {
+        Self {
+            algorithm,
+            dsa_parameters: OnceLock::new(),
+        }
+    }
+
+    /// The algorithm of the keys generated.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// Generates a key pair.
+    pub fn generate(&self) -> Result<SubjectKeyPair, Error> {
+        let key = match self.algorithm {
+            KeyAlgorithm::Dsa2048 => {
+                let parameters = self.dsa_parameters.get_or_init(|| {
+                    dsa::Components::generate(&mut OsRng, dsa::KeySize::DSA_2048_256)
+                });
+                let key = dsa::SigningKey::generate(&mut OsRng, parameters.clone());
+                let spki_der = key.verifying_key().to_public_key_der().map_err(|error| {
+                    KeyError::Generation {
+                        algorithm: self.algorithm.name(),
+                        source: Cause::new(error),
+                    }
+                })?;
+                let public_key = SubjectPublicKey::from_der(spki_der.as_bytes()).map_err(|_| {
+                    KeyError::Generation {
+                        algorithm: self.algorithm.name(),
+                        source: Cause::message("the DSA key generated fails its own checks"),
+                    }
+                })?;
+                Subject::Dsa { key, public_key }
+            }
+            other => Subject::Rcgen(other.generate()?),
+        };
+        Ok(SubjectKeyPair(key))
+    }
+}
+
+/// A key pair generated for a subject: its certificate certifies the public key, and the
+/// subject receives the private key as plain PKCS#8 PEM.
+pub struct SubjectKeyPair(Subject);
+
+enum Subject {
+    /// A key rcgen knows.
+    Rcgen(KeyPair),
+    /// A DSA key, with its public key as certificates carry it.
+    Dsa {
+        key: dsa::SigningKey,
+        public_key: SubjectPublicKey,
+    },
+}
+
+impl SubjectKeyPair {
+    /// Generates one key pair of `algorithm`.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, Error> {
+        SubjectKeyGenerator::new(algorithm).generate()
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        match &self.0 {
+            Subject::Rcgen(key) => rcgen::PublicKeyData::subject_public_key_info(key),
+            Subject::Dsa { public_key, .. } => public_key.der().to_vec(),
+        }
+    }
+
+    /// The public key as the certificate builder takes it.
+    pub(crate) fn certified(&self) -> CertifiedKey<'_> {
+        match &self.0 {
+            Subject::Rcgen(key) => CertifiedKey::Rcgen(key),
+            Subject::Dsa { public_key, .. } => public_key.certified(),
+        }
+    }
+
+    /// The private key as unencrypted PKCS#8 PEM (`PRIVATE KEY`), as openssl reads it.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, Error> {
+        match &self.0 {
+            Subject::Rcgen(key) => Ok(Zeroizing::new(key.serialize_pem())),
+            Subject::Dsa { key, .. } => {
+                use pkcs8::EncodePrivateKey;
+                key.to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|error| Error::encoding("encode the DSA key as PKCS#8", error))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SubjectKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectKeyPair([secret elided])")
+    }
 }
 
 /// Writes `key` to a new 0600 file as encrypted PKCS#8 PEM.
@@ -369,6 +487,37 @@ mod tests {
             "P-384".parse::<KeyAlgorithm>().unwrap(),
             KeyAlgorithm::EcdsaP384
         );
-        assert!("dsa".parse::<KeyAlgorithm>().is_err());
+        assert_eq!(
+            "dsa2048".parse::<KeyAlgorithm>().unwrap(),
+            KeyAlgorithm::Dsa2048
+        );
+        assert!("dsa1024".parse::<KeyAlgorithm>().is_err());
+    }
+
+    #[test]
+    fn dsa_is_for_subjects_and_its_key_file_is_pkcs8() {
+        assert!(!KeyAlgorithm::Dsa2048.suits_ca());
+        assert!(matches!(
+            KeyAlgorithm::Dsa2048.generate(),
+            Err(Error::Key(KeyError::UnsupportedAlgorithm { .. }))
+        ));
+        let generator = SubjectKeyGenerator::new(KeyAlgorithm::Dsa2048);
+        let (first, second) = (generator.generate().unwrap(), generator.generate().unwrap());
+        assert_ne!(first.public_key_der(), second.public_key_der());
+        let pem = first.to_pkcs8_pem().unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "{}",
+            pem.as_str()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dsa.key");
+        write_plain_key(&path, &first).unwrap();
+        let mode = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+        assert_eq!(format!("{first:?}"), "SubjectKeyPair([secret elided])");
     }
 }

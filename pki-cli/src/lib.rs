@@ -16,6 +16,9 @@
 //! - Signing goes through one seam, [`signer::CaSigner`], whatever holds the key; rcgen
 //!   writes the certificates and CRLs ([`crl`]); x509-parser checks them back ([`verify`],
 //!   [`describe`]) independently of rcgen.
+//! - Subject keys ([`key::KeyAlgorithm`]) are EC P-256 or P-384, RSA, Ed25519, or DSA
+//!   2048/256. rcgen cannot write DSA keys: [`public_key`] lets rcgen build the certificate
+//!   around a placeholder and splices the DSA SubjectPublicKeyInfo in before the CA signs.
 //! - [`batch`] onboards a fleet all or nothing; [`serve`] publishes CRLs over HTTP;
 //!   [`audit`] chains every operation's record to the previous one.
 //! - [`card`] enrolls patients' cards (key generated on the card, CSR, `patient`
@@ -72,6 +75,7 @@ mod error;
 pub mod inventory;
 pub mod key;
 pub mod profile;
+pub mod public_key;
 pub mod serial;
 pub mod serve;
 pub mod signer;

@@ -241,7 +241,7 @@ struct KeyArgs {
     /// Generate a key and write it here (PKCS#8 PEM, mode 0600).
     #[arg(long)]
     key_out: Option<PathBuf>,
-    /// Algorithm of a generated key: p256, p384, rsa3072, ed25519.
+    /// Algorithm of a generated key: p256, p384, rsa3072, ed25519, dsa2048 (DSA 2048/256).
     #[arg(long, default_value = "p256")]
     key_algorithm: KeyAlgorithm,
 }
@@ -286,7 +286,8 @@ struct BatchArgs {
     /// Where certificates (<EPC hex>.crt) and generated keys (<EPC hex>.key) go.
     #[arg(long)]
     out_dir: PathBuf,
-    /// Algorithm of generated keys.
+    /// Algorithm of generated keys: p256, p384, rsa3072, ed25519, dsa2048 (the batch's DSA
+    /// keys share one set of domain parameters).
     #[arg(long, default_value = "p256")]
     key_algorithm: KeyAlgorithm,
     /// Validity in days (default: the device profile's).

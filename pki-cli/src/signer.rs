@@ -43,6 +43,11 @@ impl CaKey {
     pub fn new(signer: impl CaSigner + 'static) -> Self {
         Self(Box::new(signer))
     }
+
+    /// Signs `message` as [`CaSigner::sign`] does, keeping the signer's error.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        self.0.sign(message)
+    }
 }
 
 impl fmt::Debug for CaKey {

@@ -11,7 +11,10 @@ mod common;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{TestCa, openssl, openssl_verify, pkilint_bin, profiles, run, text};
+use common::{
+    PKILINT_URN_FALSE_POSITIVE, TestCa, openssl, openssl_verify, pkilint_findings, profiles, run,
+    text,
+};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
@@ -242,40 +245,6 @@ fn rustls_client_verifier_with_our_crl_refuses_a_revoked_device() {
         .verify_client_cert(&pem_certificate(&bad), &intermediates, UnixTime::now())
         .unwrap_err();
     assert!(format!("{error:?}").contains("Revoked"), "{error:?}");
-}
-
-/// pkilint 0.13 checks URIs with `validators.url` 0.22 (pinned by pkilint), which only
-/// accepts URLs with an authority (`scheme://host`) and so flags every URN, including
-/// RFC 3986/8141-conformant ones like `urn:uuid:…` and the device SAN
-/// `urn:epc:id:sgtin:…` that DESIGN.md requires. That one finding is expected, and only
-/// that one; everything else must be clean.
-const PKILINT_URN_FALSE_POSITIVE: &str =
-    "pkix.invalid_uri_syntax (ERROR): Invalid URI syntax: \"urn:epc:id:sgtin:";
-
-fn pkilint_findings(tool: &str, args: &[&str], file: &std::path::Path) -> Vec<String> {
-    let output = run(Command::new(pkilint_bin().join(tool)).args(args).arg(file));
-    let report = text(&output.stdout);
-    assert!(
-        output.status.code().is_some(),
-        "{tool} crashed: {}",
-        text(&output.stderr)
-    );
-    let findings: Vec<String> = report
-        .lines()
-        .filter(|line| {
-            line.contains("(ERROR)") || line.contains("(WARNING)") || line.contains("(FATAL)")
-        })
-        .map(|line| line.trim().to_owned())
-        .collect();
-    // Exit code = number of findings at or above the level: the two must agree.
-    assert_eq!(
-        output.status.code(),
-        Some(i32::try_from(findings.len()).unwrap()),
-        "{tool} {}: {report}{}",
-        file.display(),
-        text(&output.stderr)
-    );
-    findings
 }
 
 #[test]

@@ -199,6 +199,38 @@ fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
         text(&verified.stderr)
     );
 
+    // A DSA subject key: rcgen builds around a placeholder and the token signs the
+    // spliced TBSCertificate.
+    let dsa_certificate = ca.path("dsa-device.crt");
+    let output = token.command(
+        &[
+            "issue",
+            "--profile",
+            "device",
+            "--epc",
+            "urn:epc:tag:sgtin-96:3.0614141.812345.6790",
+            "--group",
+            "3",
+            "--rule",
+            "128",
+            "--key-algorithm",
+            "dsa2048",
+            "--key-out",
+            ca.path("dsa-device.key").to_str().unwrap(),
+            "--out",
+            dsa_certificate.to_str().unwrap(),
+        ],
+        &token.pin_file,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let verified = openssl_verify(ca, &dsa_certificate, None);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
+
     // CRLs are signed on the token as well, and openssl takes them.
     let output = token.command(&["crl"], &token.pin_file);
     assert!(output.status.success(), "{}", text(&output.stderr));
