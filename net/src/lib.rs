@@ -7,7 +7,9 @@
 //!   used at start-up and on every [`server::ServerTls::reload`]: TLS 1.2 and 1.3, ALPN
 //!   `h2` and `http/1.1`, a client certificate **required** and verified by
 //!   `WebPkiClientVerifier` against the hospital CA bundle with its CRLs. The
-//!   configuration sits behind an `ArcSwap`: a reload (new CRL, renewed server
+//!   configuration sits behind an `ArcSwap`. Patient card certificates (which carry the
+//!   wardseal patient-data-signing usage instead of `clientAuth`) are admitted too, with
+//!   the same chain and CRL checks, so patients can read their own access log. A reload (new CRL, renewed server
 //!   certificate) applies to the next handshake without a restart.
 //! - Revocation cannot be bypassed by resumption: session caches and tickets are off, and
 //!   the serving loop re-checks every request against the current CRLs (see [`server`]).

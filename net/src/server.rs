@@ -72,11 +72,7 @@ impl ServerTlsSettings {
 /// One loaded generation of the configuration.
 struct Loaded {
     config: Arc<ServerConfig>,
-    /// The CA bundle, as trust anchors for certificates that arrive outside a handshake.
-    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
-    /// The newest CRL of each issuer.
-    crls: Vec<webpki::CertRevocationList<'static>>,
-    enforce_revocation_expiration: bool,
+    trust: Arc<Trust>,
     /// (issuer DN DER, serial) of every revoked certificate in the CRLs.
     revoked: HashSet<(Vec<u8>, Vec<u8>)>,
 }
@@ -163,37 +159,17 @@ impl ServerTls {
     ) -> Result<PeerIdentity, CertificateError> {
         let loaded = self.current.load();
         let certificate = rustls::pki_types::CertificateDer::from(der);
-        let end_entity = webpki::EndEntityCert::try_from(&certificate).map_err(|error| {
-            CertificateError::Invalid {
-                reason: error.to_string(),
-            }
-        })?;
-        let crls = loaded.crls.iter().collect::<Vec<_>>();
-        let mut builder = webpki::RevocationOptionsBuilder::new(&crls)
-            .map_err(|_| CertificateError::Invalid {
-                reason: "no CRL is loaded, so revocation cannot be checked".into(),
-            })?
-            .with_depth(webpki::RevocationCheckDepth::EndEntity)
-            .with_status_policy(webpki::UnknownStatusPolicy::Deny);
-        if loaded.enforce_revocation_expiration {
-            builder = builder.with_expiration_policy(webpki::ExpirationPolicy::Enforce);
-        }
-        let revocation = builder.build();
         let time = rustls::pki_types::UnixTime::since_unix_epoch(
             now.duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default(),
         );
-        end_entity
-            .verify_for_usage(
-                rustls::crypto::ring::default_provider()
-                    .signature_verification_algorithms
-                    .all,
-                &loaded.anchors,
+        loaded
+            .trust
+            .verify(
+                &certificate,
                 &[],
-                time,
                 webpki::KeyUsage::required(extended_key_usage),
-                Some(revocation),
-                None,
+                time,
             )
             .map_err(|error| match error {
                 webpki::Error::CertRevoked => CertificateError::Revoked,
@@ -258,6 +234,15 @@ fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Load
     let verifier = verifier.build().map_err(|error| ConfigError::Verifier {
         reason: error.to_string(),
     })?;
+    let trust = Arc::new(Trust {
+        anchors,
+        crls: owned_crls,
+        enforce_revocation_expiration: settings.enforce_revocation_expiration,
+    });
+    let verifier = Arc::new(ClientVerifier {
+        inner: verifier,
+        trust: Arc::clone(&trust),
+    });
 
     let chain = files::certificates("certificate", &settings.certificate)?;
     let key = files::private_key(&settings.key)?;
@@ -281,10 +266,134 @@ fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Load
     config.ticketer = Arc::new(NoTickets);
     Ok(Loaded {
         config: Arc::new(config),
-        anchors,
-        crls: owned_crls,
-        enforce_revocation_expiration: settings.enforce_revocation_expiration,
+        trust,
         revoked,
+    })
+}
+
+/// The CA bundle and the newest CRLs, for verifications outside rustls's own verifier.
+#[derive(Debug)]
+struct Trust {
+    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    enforce_revocation_expiration: bool,
+}
+
+impl Trust {
+    fn verify(
+        &self,
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        usage: webpki::KeyUsage,
+        time: rustls::pki_types::UnixTime,
+    ) -> Result<(), webpki::Error> {
+        let end_entity = webpki::EndEntityCert::try_from(certificate)?;
+        let crls = self.crls.iter().collect::<Vec<_>>();
+        let revocation = match webpki::RevocationOptionsBuilder::new(&crls) {
+            Ok(builder) => {
+                let builder = builder
+                    .with_depth(webpki::RevocationCheckDepth::EndEntity)
+                    .with_status_policy(webpki::UnknownStatusPolicy::Deny);
+                Some(if self.enforce_revocation_expiration {
+                    builder
+                        .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+                        .build()
+                } else {
+                    builder.build()
+                })
+            }
+            // No CRL configured: as rustls's verifier, check no revocation.
+            Err(_) => None,
+        };
+        end_entity
+            .verify_for_usage(
+                rustls::crypto::ring::default_provider()
+                    .signature_verification_algorithms
+                    .all,
+                &self.anchors,
+                intermediates,
+                time,
+                usage,
+                revocation,
+                None,
+            )
+            .map(drop)
+    }
+}
+
+/// rustls's WebPKI client verifier, plus one admission: a patient's card certificate,
+/// whose profile has the wardseal patient-data-signing usage instead of `clientAuth`
+/// (patients read their own access log with it). Everything else (chain, validity, CRLs)
+/// is checked the same way; handshake signatures are checked by the inner verifier.
+#[derive(Debug)]
+struct ClientVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    trust: Arc<Trust>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Ok(verified) => Ok(verified),
+            Err(error) => {
+                let patient = webpki::KeyUsage::required(patient_signing_usage());
+                if self
+                    .trust
+                    .verify(end_entity, intermediates, patient, now)
+                    .is_ok()
+                {
+                    Ok(rustls::server::danger::ClientCertVerified::assertion())
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner
+            .verify_tls12_signature(message, certificate, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner
+            .verify_tls13_signature(message, certificate, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The DER content octets of the patient-data-signing EKU OID.
+pub(crate) fn patient_signing_usage() -> &'static [u8] {
+    static USAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    USAGE.get_or_init(|| {
+        wardseal_core::identity::PATIENT_DATA_SIGNING_OID
+            .as_bytes()
+            .to_vec()
     })
 }
 

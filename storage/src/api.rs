@@ -1,0 +1,414 @@
+//! The HTTP API: routes, role checks, and the one error-to-wire mapping ([`to_wire`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use wardseal_core::batch::BatchHeader;
+use wardseal_core::exchange::{DeviceAssignment, WardAssignments};
+use wardseal_core::hash::Hash;
+use wardseal_core::identity::{Role, SubjectId};
+use wardseal_core::reading::{DataType, Reading, Timestamp};
+use wardseal_net::peer::PeerIdentity;
+use wardseal_net::server::ServerTls;
+use wardseal_net::wire::{WireError, json_response, read_body};
+
+use crate::chain::Chain;
+use crate::error::{AccessRefusal, Error, Refusal};
+use crate::ingest::Ingest;
+use crate::store::{Store, now_micros};
+use crate::{access, fhir, proof};
+
+/// The largest request body accepted (a 1024-reading batch is well under 1 MiB).
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The server's state, shared by every request.
+#[derive(Debug)]
+pub struct Storage {
+    /// The database.
+    pub store: Store,
+    /// The chain.
+    pub chain: Chain,
+    /// The TLS configuration (also the CA bundle and CRLs for patient certificates).
+    pub tls: Arc<ServerTls>,
+}
+
+/// The one mapping from errors to the wire.
+pub fn to_wire(error: &Error) -> WireError {
+    let message = error.to_string();
+    match error {
+        Error::Refused(refusal) => {
+            let status = match refusal {
+                Refusal::Malformed(_)
+                | Refusal::MalformedReading { .. }
+                | Refusal::CountMismatch { .. } => StatusCode::BAD_REQUEST,
+                Refusal::ChainGap { .. } | Refusal::ChainFork { .. } | Refusal::Replay { .. } => {
+                    StatusCode::CONFLICT
+                }
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            WireError::new(status, refusal.code(), message)
+        }
+        Error::Access(AccessRefusal::Role(_)) => {
+            WireError::new(StatusCode::FORBIDDEN, "wrong_role", message)
+        }
+        Error::Access(AccessRefusal::NotResponsible { .. }) => {
+            WireError::new(StatusCode::FORBIDDEN, "not_responsible", message)
+        }
+        Error::Access(AccessRefusal::NoSubject) => {
+            WireError::new(StatusCode::FORBIDDEN, "no_subject", message)
+        }
+        Error::BadRequest(_) => WireError::new(StatusCode::BAD_REQUEST, "bad_request", message),
+        Error::NotFound(_) => WireError::new(StatusCode::NOT_FOUND, "not_found", message),
+        Error::Database { action, .. } => WireError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            format!("the database failed while trying to {action}; retry later"),
+        ),
+        Error::Ledger { action, .. } => WireError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            format!("the ledger failed while trying to {action}; retry later"),
+        ),
+        _ => WireError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        ),
+    }
+}
+
+fn subject(peer: &PeerIdentity) -> Result<String, Error> {
+    peer.identity
+        .subject_id()
+        .map(|subject| subject.as_str().to_owned())
+        .ok_or(Error::Access(AccessRefusal::NoSubject))
+}
+
+fn role(peer: &PeerIdentity, role: Role) -> Result<(), Error> {
+    peer.require_role(role)
+        .map(drop)
+        .map_err(|error| Error::Access(AccessRefusal::Role(error)))
+}
+
+fn query(request: &Request<Incoming>, name: &str) -> Option<String> {
+    request.uri().query().and_then(|query| {
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key == name).then(|| value.to_owned())
+        })
+    })
+}
+
+fn time_parameter(request: &Request<Incoming>, name: &str, default: i64) -> Result<i64, Error> {
+    match query(request, name) {
+        None => Ok(default),
+        Some(text) => {
+            let text = text.replace("%3A", ":").replace("%2B", "+");
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .and_then(|time| Timestamp::from_datetime(time).ok())
+                .map(Timestamp::unix_micros)
+                .or_else(|| text.parse().ok())
+                .ok_or_else(|| {
+                    Error::BadRequest(format!("`{name}` must be RFC 3339 or µs since the epoch"))
+                })
+        }
+    }
+}
+
+async fn body_json<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> Result<T, Error> {
+    let body = read_body(request.into_body(), BODY_LIMIT)
+        .await
+        .map_err(|error| Error::BadRequest(error.to_string()))?;
+    serde_json::from_slice(&body).map_err(|error| Error::BadRequest(error.to_string()))
+}
+
+/// An admission (`POST /v1/admin/admissions`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Admission {
+    /// Pseudonymous patient id.
+    pub patient: String,
+    /// Ward (department).
+    pub ward: String,
+    /// Room.
+    pub room: String,
+    /// Bed.
+    pub bed: String,
+    /// The patient's Ethereum account in Consent (0x…), if they have one.
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeviceAssignmentRequest {
+    device: String,
+    patient: String,
+    since: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StaffAssignmentRequest {
+    staff: String,
+    patient: String,
+    duty: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct StaffAccountRequest {
+    staff: String,
+    account: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DischargeRequest {
+    patient: String,
+}
+
+/// Parses a 0x-prefixed 20-byte account.
+pub fn parse_account(text: &str) -> Result<[u8; 20], Error> {
+    let bytes = hex::decode(text.trim_start_matches("0x"))
+        .map_err(|_| Error::BadRequest(format!("account {text:?} is not 0x and 40 hex digits")))?;
+    <[u8; 20]>::try_from(bytes.as_slice())
+        .map_err(|_| Error::BadRequest(format!("account {text:?} is not 20 bytes")))
+}
+
+impl Storage {
+    /// Answers one request (every error through [`to_wire`]).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: Arc<PeerIdentity>,
+    ) -> Response<Full<Bytes>> {
+        match self.route(request, &peer).await {
+            Ok(response) => response,
+            Err(error) => to_wire(&error).into_response(),
+        }
+    }
+
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        peer: &PeerIdentity,
+    ) -> Result<Response<Full<Bytes>>, Error> {
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (request.method().clone(), segments.as_slice()) {
+            (Method::POST, ["v1", "batches"]) => {
+                role(peer, Role::Collector)?;
+                let body = read_body(request.into_body(), BODY_LIMIT)
+                    .await
+                    .map_err(|error| Error::Refused(Refusal::Malformed(error.to_string())))?;
+                let ingest = Ingest {
+                    store: &self.store,
+                    chain: &self.chain,
+                    tls: &self.tls,
+                };
+                let receipt = ingest.submit(peer, &body).await?;
+                let status = if receipt.newly_stored {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(json_response(status, &receipt))
+            }
+            (Method::GET, ["v1", "wards", ward, "assignments"]) => {
+                role(peer, Role::Collector)?;
+                if subject(peer)? != *ward {
+                    return Err(Error::Access(AccessRefusal::NotResponsible {
+                        staff: subject(peer)?,
+                        patient: format!("ward {ward}"),
+                    }));
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &self.ward_assignments(ward).await?,
+                ))
+            }
+            (Method::POST, ["v1", "admin", action]) => {
+                role(peer, Role::Admin)?;
+                self.admin(action, request).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"done": action}),
+                ))
+            }
+            (Method::GET, ["v1", "admin", "rejections"]) => {
+                role(peer, Role::Admin)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &self.store.rejections().await?,
+                ))
+            }
+            (Method::GET, ["v1", "patients", patient, "observations"]) => {
+                role(peer, Role::Staff)?;
+                let data_type = match query(&request, "type") {
+                    None => None,
+                    Some(name) => Some(
+                        DataType::ALL
+                            .iter()
+                            .copied()
+                            .find(|data_type| data_type.name() == name)
+                            .ok_or_else(|| {
+                                Error::BadRequest(format!("unknown data type {name:?}"))
+                            })?,
+                    ),
+                };
+                let since = time_parameter(&request, "since", 0)?;
+                let until = time_parameter(&request, "until", i64::MAX)?;
+                let what = format!(
+                    "observations type={} since={since} until={until}",
+                    data_type.map_or("all", DataType::name)
+                );
+                access::authorize(self, peer, patient, &what).await?;
+                let rows = self
+                    .store
+                    .readings(patient, data_type.map(DataType::code), since, until)
+                    .await?;
+                let observations = rows
+                    .iter()
+                    .filter_map(|row| {
+                        let reading = Reading::from_canonical_bytes(&row.canonical).ok()?;
+                        Some(fhir::observation(
+                            patient,
+                            &reading,
+                            &hex::encode(&row.leaf_hash),
+                        ))
+                    })
+                    .collect();
+                let body = serde_json::to_vec(&fhir::bundle(observations)).unwrap_or_default();
+                Ok(wardseal_net::wire::bytes_response(
+                    StatusCode::OK,
+                    "application/fhir+json",
+                    body,
+                ))
+            }
+            (Method::GET, ["v1", "access-log"]) => {
+                role(peer, Role::Patient)?;
+                let patient = subject(peer)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &self.store.access_log(Some(&patient), 0).await?,
+                ))
+            }
+            (Method::GET, ["v1", "readings", leaf, "proof"]) => {
+                peer.require_any_role(&[Role::Staff, Role::Patient])
+                    .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
+                let leaf = Hash::from_slice(&hex::decode(leaf).unwrap_or_default())
+                    .map_err(|_| Error::BadRequest("the leaf hash must be 64 hex digits".into()))?;
+                let ca_chain =
+                    wardseal_net::files::certificates("CA bundle", &self.tls.settings().ca_bundle)?
+                        .into_iter()
+                        .map(|certificate| certificate.to_vec())
+                        .collect::<Vec<_>>();
+                let document = proof::build(&self.store, &leaf, &ca_chain).await?;
+                let header = hex::decode(&document.header)
+                    .ok()
+                    .and_then(|bytes| BatchHeader::from_canonical_bytes(&bytes).ok())
+                    .ok_or_else(|| Error::NotFound("the reading's batch".into()))?;
+                let patient = header.patient().as_str().to_owned();
+                if peer.role() == Role::Patient {
+                    if subject(peer)? != patient {
+                        return Err(Error::Access(AccessRefusal::NotResponsible {
+                            staff: subject(peer)?,
+                            patient,
+                        }));
+                    }
+                } else {
+                    access::authorize(self, peer, &patient, &format!("proof {leaf}")).await?;
+                }
+                Ok(json_response(StatusCode::OK, &document))
+            }
+            _ => Err(Error::NotFound(format!(
+                "route {} {path}",
+                request.method()
+            ))),
+        }
+    }
+
+    async fn admin(&self, action: &str, request: Request<Incoming>) -> Result<(), Error> {
+        match action {
+            "admissions" => {
+                let admission: Admission = body_json(request).await?;
+                let account = admission
+                    .account
+                    .as_deref()
+                    .map(parse_account)
+                    .transpose()?;
+                check_subject(&admission.patient)?;
+                self.store
+                    .admit(
+                        &admission.patient,
+                        &admission.ward,
+                        &admission.room,
+                        &admission.bed,
+                        account,
+                    )
+                    .await
+            }
+            "device-assignments" => {
+                let assignment: DeviceAssignmentRequest = body_json(request).await?;
+                let device: wardseal_core::epc::Sgtin96 = assignment
+                    .device
+                    .parse()
+                    .map_err(|error| Error::BadRequest(format!("device: {error}")))?;
+                self.store
+                    .assign_device(
+                        &device.pure_identity_uri(),
+                        &assignment.patient,
+                        assignment.since.unwrap_or_else(now_micros),
+                    )
+                    .await
+            }
+            "staff-assignments" => {
+                let assignment: StaffAssignmentRequest = body_json(request).await?;
+                self.store
+                    .assign_staff(&assignment.staff, &assignment.patient, &assignment.duty)
+                    .await
+            }
+            "staff-accounts" => {
+                let account: StaffAccountRequest = body_json(request).await?;
+                self.store
+                    .set_staff_account(&account.staff, parse_account(&account.account)?)
+                    .await
+            }
+            "discharges" => {
+                let discharge: DischargeRequest = body_json(request).await?;
+                self.store.discharge(&discharge.patient).await
+            }
+            "anchor-access-log" => access::anchor(self).await.map(drop),
+            other => Err(Error::NotFound(format!("admin action {other}"))),
+        }
+    }
+
+    /// A ward's current device assignments.
+    pub async fn ward_assignments(&self, ward: &str) -> Result<WardAssignments, Error> {
+        let ward_id = check_subject(ward)?;
+        let mut assignments = Vec::new();
+        for (device, patient, since) in self.store.ward_devices(ward).await? {
+            let (Ok(device), Ok(patient), Ok(since)) = (
+                wardseal_core::epc::Sgtin96::from_pure_identity_uri(&device),
+                SubjectId::new(patient),
+                Timestamp::from_unix_micros(since),
+            ) else {
+                continue;
+            };
+            assignments.push(DeviceAssignment {
+                device,
+                patient,
+                since,
+            });
+        }
+        Ok(WardAssignments {
+            ward: ward_id,
+            as_of: Timestamp::now(),
+            assignments,
+        })
+    }
+}
+
+fn check_subject(text: &str) -> Result<SubjectId, Error> {
+    SubjectId::new(text).map_err(|error| Error::BadRequest(error.to_string()))
+}

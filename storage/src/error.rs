@@ -1,0 +1,243 @@
+//! The crate's one error type: refusals of a batch (each with a stable code), access
+//! refusals, and failures of the database, the ledger or the configuration.
+
+use wardseal_core::hash::Hash;
+
+/// Everything that can go wrong in `wardseal-storage`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A batch was refused; nothing of it was stored but the refusal record.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A request was refused by access control.
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    /// A request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// What was asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database failed.
+    #[error("database error while trying to {action}: {reason}")]
+    Database {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's message.
+        reason: String,
+    },
+    /// The ledger (rules, registry, consent, anchors) failed.
+    #[error("ledger error while trying to {action}: {reason}")]
+    Ledger {
+        /// What was being done.
+        action: &'static str,
+        /// The ledger's message.
+        reason: String,
+    },
+    /// The configuration or a file is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Net(#[from] wardseal_net::Error),
+    /// A proof file does not verify.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+}
+
+impl Error {
+    pub(crate) fn database(action: &'static str, error: sqlx::Error) -> Self {
+        Self::Database {
+            action,
+            reason: error.to_string(),
+        }
+    }
+
+    pub(crate) fn ledger(action: &'static str, error: wardseal_contracts::Error) -> Self {
+        Self::Ledger {
+            action,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Why a batch was refused. [`Refusal::code`] is the stable machine code on the wire and in
+/// the rejection records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The body is not a batch submission.
+    #[error("the body is not a batch submission: {0}")]
+    Malformed(String),
+    /// The patient certificate does not chain to the hospital CA, is expired, or lacks the
+    /// patient-data-signing usage.
+    #[error("the patient certificate is not valid: {0}")]
+    PatientCertificateInvalid(String),
+    /// The patient certificate is on the current CRL.
+    #[error("the patient certificate has been revoked")]
+    PatientCertificateRevoked,
+    /// The patient certificate is not a patient's, or not this batch's patient's.
+    #[error("the signing certificate belongs to {certificate}, not to batch patient {patient}")]
+    PatientMismatch {
+        /// Who the certificate names (role and subject id).
+        certificate: String,
+        /// The header's patient.
+        patient: String,
+    },
+    /// The header names another collector than the one delivering it.
+    #[error("the batch names collector {named}, but collector {delivering} delivered it")]
+    CollectorMismatch {
+        /// The header's collector.
+        named: String,
+        /// The client certificate's ward.
+        delivering: String,
+    },
+    /// The card's signature over the header does not verify.
+    #[error("the patient card's signature over the batch header does not verify: {0}")]
+    BadSignature(String),
+    /// The header's count is not the number of readings sent.
+    #[error("the header counts {header} readings but {sent} were sent")]
+    CountMismatch {
+        /// The header's count.
+        header: u64,
+        /// Readings in the body.
+        sent: u64,
+    },
+    /// A reading's canonical bytes do not decode.
+    #[error("reading {index} is not a canonical reading: {reason}")]
+    MalformedReading {
+        /// Its position.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The readings' Merkle root is not the signed root: a reading was altered, added,
+    /// dropped or reordered.
+    #[error("the readings' Merkle root {computed} is not the signed root {signed}")]
+    RootMismatch {
+        /// Recomputed from the readings.
+        computed: Hash,
+        /// In the signed header.
+        signed: Hash,
+    },
+    /// A reading's time is outside the header's time range.
+    #[error("reading {index} was measured outside the batch's signed time range")]
+    OutsideTimeRange {
+        /// Its position.
+        index: usize,
+    },
+    /// Batches are missing between the stored chain and this one.
+    #[error("batch {got} leaves a gap: the next batch in this patient's chain is {expected}")]
+    ChainGap {
+        /// The sequence expected.
+        expected: u64,
+        /// The sequence received.
+        got: u64,
+    },
+    /// The batch names another predecessor than the stored one.
+    #[error("batch {sequence} forks the patient's chain")]
+    ChainFork {
+        /// The sequence received.
+        sequence: u64,
+    },
+    /// The batch takes an old place in the chain.
+    #[error("batch {sequence} replays an old place in the chain (the chain is at {tip})")]
+    Replay {
+        /// The sequence received.
+        sequence: u64,
+        /// The stored tip.
+        tip: u64,
+    },
+    /// A reading's device is not in the on-chain registry.
+    #[error("device {device} is not registered")]
+    DeviceNotRegistered {
+        /// The EPC (pure identity URI).
+        device: String,
+    },
+    /// A reading's device was deactivated.
+    #[error("device {device} is deactivated")]
+    DeviceInactive {
+        /// The EPC.
+        device: String,
+    },
+    /// A reading's device was not assigned to the patient when it measured.
+    #[error("device {device} was not assigned to patient {patient} at the reading's time")]
+    DeviceNotAssigned {
+        /// The EPC.
+        device: String,
+        /// The patient.
+        patient: String,
+    },
+    /// A reading breaks its device's rule (a compromised collector cannot push it).
+    #[error("reading {index} breaks the rule for its device: {verdict}")]
+    RuleViolation {
+        /// Its position.
+        index: usize,
+        /// The rule's verdict.
+        verdict: String,
+    },
+}
+
+impl Refusal {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed_batch",
+            Self::PatientCertificateInvalid(_) => "patient_certificate_invalid",
+            Self::PatientCertificateRevoked => "patient_certificate_revoked",
+            Self::PatientMismatch { .. } => "patient_mismatch",
+            Self::CollectorMismatch { .. } => "collector_mismatch",
+            Self::BadSignature(_) => "bad_signature",
+            Self::CountMismatch { .. } => "count_mismatch",
+            Self::MalformedReading { .. } => "malformed_reading",
+            Self::RootMismatch { .. } => "root_mismatch",
+            Self::OutsideTimeRange { .. } => "reading_outside_time_range",
+            Self::ChainGap { .. } => "chain_gap",
+            Self::ChainFork { .. } => "chain_fork",
+            Self::Replay { .. } => "replayed_batch",
+            Self::DeviceNotRegistered { .. } => "device_not_registered",
+            Self::DeviceInactive { .. } => "device_inactive",
+            Self::DeviceNotAssigned { .. } => "device_not_assigned",
+            Self::RuleViolation { .. } => "rule_violation",
+        }
+    }
+}
+
+/// Why a request for data or an administrative action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessRefusal {
+    /// The certificate's role cannot use this route.
+    #[error(transparent)]
+    Role(#[from] wardseal_net::AccessError),
+    /// The staff member is neither assigned to the patient nor granted consent.
+    #[error("{staff} is not assigned to patient {patient} and has no consent from them")]
+    NotResponsible {
+        /// The staff member.
+        staff: String,
+        /// The patient.
+        patient: String,
+    },
+    /// A certificate lacks the subject id the route needs.
+    #[error("the certificate carries no subject id")]
+    NoSubject,
+}
+
+/// Why a proof file does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// The file is not a proof document.
+    #[error("not a proof document: {0}")]
+    Malformed(String),
+    /// The patient certificate does not chain to the given CA certificate.
+    #[error("the patient certificate does not chain to the CA certificate: {0}")]
+    Certificate(String),
+    /// The header signature does not verify.
+    #[error("the batch header signature does not verify: {0}")]
+    Signature(String),
+    /// The reading is not in the signed tree.
+    #[error("the reading is not included under the signed root: {0}")]
+    Inclusion(String),
+}

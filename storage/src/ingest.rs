@@ -1,0 +1,364 @@
+//! `POST /v1/batches`: everything a batch must pass before a byte of it is stored.
+//!
+//! Order of checks (the first failure is the refusal, recorded with its code):
+//! the header names the delivering collector; the patient certificate chains to the
+//! hospital CA, is not revoked, carries the patient-data-signing usage and is the header's
+//! patient's; the card's signature over the header; the count; each reading decodes; the
+//! Merkle root recomputed from the readings is the signed root; each reading lies in the
+//! signed time range; the header continues the patient's chain (gap, fork, replay); each
+//! device is registered, active and assigned to the patient when it measured; each reading
+//! passes its device's rule again (a compromised collector cannot push forbidden data).
+//! A batch whose header hash is already stored is acknowledged again, not stored twice.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use wardseal_contracts::{CheckInput, evaluator};
+use wardseal_core::batch::{BatchError, BatchHeader};
+use wardseal_core::exchange::{BatchReceipt, BatchSubmission};
+use wardseal_core::hash::Hash;
+use wardseal_core::identity::{PATIENT_DATA_SIGNING_OID, Role};
+use wardseal_core::merkle;
+use wardseal_core::reading::Reading;
+use wardseal_core::signature::VerifyingKey;
+use wardseal_net::CertificateError;
+use wardseal_net::peer::PeerIdentity;
+use wardseal_net::server::ServerTls;
+
+use crate::chain::Chain;
+use crate::error::{Error, Refusal};
+use crate::store::{ReadingRow, Store};
+
+/// One rate window: the rules count readings of a type from a device in 60 s.
+const RATE_WINDOW_MICROS: i64 = 60_000_000;
+
+/// What ingest needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Ingest<'a> {
+    /// The database.
+    pub store: &'a Store,
+    /// The chain (registry and rules).
+    pub chain: &'a Chain,
+    /// The CA bundle and CRLs (shared with the TLS front door).
+    pub tls: &'a ServerTls,
+}
+
+fn patient_signing_usage() -> &'static [u8] {
+    static USAGE: OnceLock<Vec<u8>> = OnceLock::new();
+    USAGE.get_or_init(|| PATIENT_DATA_SIGNING_OID.as_bytes().to_vec())
+}
+
+impl Ingest<'_> {
+    /// Verifies and stores a submission delivered by `collector` (already checked to be a
+    /// collector). Refusals are recorded, without the readings.
+    pub async fn submit(
+        &self,
+        collector: &PeerIdentity,
+        body: &[u8],
+    ) -> Result<BatchReceipt, Error> {
+        let ward = collector
+            .identity
+            .subject_id()
+            .map(|subject| subject.as_str().to_owned())
+            .unwrap_or_default();
+        let submission: BatchSubmission = match serde_json::from_slice(body) {
+            Ok(submission) => submission,
+            Err(error) => {
+                let refusal = Refusal::Malformed(error.to_string());
+                self.store
+                    .record_rejection(
+                        &ward,
+                        None,
+                        None,
+                        None,
+                        refusal.code(),
+                        &refusal.to_string(),
+                    )
+                    .await?;
+                return Err(refusal.into());
+            }
+        };
+        let header = &submission.header;
+        let header_hash = header.hash();
+        if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
+            return Ok(BatchReceipt {
+                header_hash,
+                sequence,
+                count,
+                newly_stored: false,
+            });
+        }
+        let rows = match self.verify(&ward, &submission).await {
+            Ok(rows) => rows,
+            Err(Error::Refused(refusal)) => {
+                self.store
+                    .record_rejection(
+                        &ward,
+                        Some(header.patient().as_str()),
+                        Some(header.sequence()),
+                        Some(&header_hash),
+                        refusal.code(),
+                        &refusal.to_string(),
+                    )
+                    .await?;
+                return Err(refusal.into());
+            }
+            Err(other) => return Err(other),
+        };
+        let stored = self
+            .store
+            .insert_batch(
+                &header_hash,
+                header.patient().as_str(),
+                header.sequence(),
+                header.collector().as_str(),
+                &header.canonical_bytes(),
+                &submission.signature,
+                &submission.patient_certificate,
+                &rows,
+            )
+            .await?;
+        if !stored {
+            // Stored meanwhile by a concurrent delivery: either this very batch (acknowledge)
+            // or another batch took the place (a replay of it).
+            if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
+                return Ok(BatchReceipt {
+                    header_hash,
+                    sequence,
+                    count,
+                    newly_stored: false,
+                });
+            }
+            let refusal = Refusal::Replay {
+                sequence: header.sequence(),
+                tip: header.sequence(),
+            };
+            self.store
+                .record_rejection(
+                    &ward,
+                    Some(header.patient().as_str()),
+                    Some(header.sequence()),
+                    Some(&header_hash),
+                    refusal.code(),
+                    &refusal.to_string(),
+                )
+                .await?;
+            return Err(refusal.into());
+        }
+        Ok(BatchReceipt {
+            header_hash,
+            sequence: header.sequence(),
+            count: header.count(),
+            newly_stored: true,
+        })
+    }
+
+    async fn verify(
+        &self,
+        ward: &str,
+        submission: &BatchSubmission,
+    ) -> Result<Vec<ReadingRow>, Error> {
+        let header = &submission.header;
+        let patient = header.patient().as_str();
+        if header.collector().as_str() != ward {
+            return Err(Refusal::CollectorMismatch {
+                named: header.collector().as_str().to_owned(),
+                delivering: ward.to_owned(),
+            }
+            .into());
+        }
+        verify_patient_certificate(self.tls, header, &submission.patient_certificate)?;
+        let key = VerifyingKey::from_certificate_der(&submission.patient_certificate)
+            .map_err(|error| Refusal::PatientCertificateInvalid(error.to_string()))?;
+        header
+            .verify_signature(&key, &submission.signature)
+            .map_err(|error| Refusal::BadSignature(error.to_string()))?;
+        let sent = u64::try_from(submission.readings.len()).unwrap_or(u64::MAX);
+        if sent != header.count() {
+            return Err(Refusal::CountMismatch {
+                header: header.count(),
+                sent,
+            }
+            .into());
+        }
+        let mut readings = Vec::with_capacity(submission.readings.len());
+        let mut leaves = Vec::with_capacity(submission.readings.len());
+        for (index, bytes) in submission.readings.iter().enumerate() {
+            let reading = Reading::from_canonical_bytes(bytes).map_err(|error| {
+                Refusal::MalformedReading {
+                    index,
+                    reason: error.to_string(),
+                }
+            })?;
+            leaves.push(merkle::leaf_hash(bytes));
+            readings.push(reading);
+        }
+        let computed = merkle::root(&leaves);
+        if computed != header.root() {
+            return Err(Refusal::RootMismatch {
+                computed,
+                signed: header.root(),
+            }
+            .into());
+        }
+        let parts = header.parts();
+        for (index, reading) in readings.iter().enumerate() {
+            let time = reading.measurement().time();
+            if time < parts.first_time || time > parts.last_time {
+                return Err(Refusal::OutsideTimeRange { index }.into());
+            }
+        }
+        let tip = self.store.tip(patient).await?;
+        header
+            .check_continues(tip.as_ref())
+            .map_err(|error| match error {
+                BatchError::Gap { expected, got } => Refusal::ChainGap { expected, got },
+                BatchError::Fork { sequence, .. } => Refusal::ChainFork { sequence },
+                BatchError::Replay { sequence, tip } => Refusal::Replay { sequence, tip },
+                other => Refusal::Malformed(other.to_string()),
+            })?;
+        self.check_devices(patient, &readings).await?;
+        self.check_rules(&readings).await?;
+        Ok(readings
+            .iter()
+            .zip(leaves)
+            .zip(&submission.readings)
+            .map(|((reading, leaf_hash), bytes)| ReadingRow {
+                leaf_hash,
+                device: reading.device().pure_identity_uri(),
+                data_type: reading.measurement().data_type().code(),
+                measured_at: reading.measurement().time().unix_micros(),
+                canonical: bytes.clone(),
+            })
+            .collect())
+    }
+
+    async fn check_devices(&self, patient: &str, readings: &[Reading]) -> Result<(), Error> {
+        let epcs = readings
+            .iter()
+            .map(|reading| reading.device().to_bytes())
+            .collect::<Vec<_>>();
+        let registry = self.chain.devices(&epcs).await?;
+        let assignments = self.store.patient_devices(patient).await?;
+        for reading in readings {
+            let device = reading.device().pure_identity_uri();
+            match registry.get(&reading.device().to_bytes()) {
+                Some(Some(entry)) if entry.active => {}
+                Some(Some(_)) => return Err(Refusal::DeviceInactive { device }.into()),
+                _ => return Err(Refusal::DeviceNotRegistered { device }.into()),
+            }
+            let time = reading.measurement().time().unix_micros();
+            let assigned = assignments.iter().any(|(assigned, since, until)| {
+                *assigned == device && *since <= time && until.is_none_or(|until| time < until)
+            });
+            if !assigned {
+                return Err(Refusal::DeviceNotAssigned {
+                    device,
+                    patient: patient.to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_rules(&self, readings: &[Reading]) -> Result<(), Error> {
+        // Rate: readings of a type from a device in the 60 s ending with each reading,
+        // counting stored readings and this batch's.
+        let mut times: HashMap<(String, u16), Vec<i64>> = HashMap::new();
+        for reading in readings {
+            let key = (
+                reading.device().pure_identity_uri(),
+                reading.measurement().data_type().code(),
+            );
+            times
+                .entry(key)
+                .or_default()
+                .push(reading.measurement().time().unix_micros());
+        }
+        for ((device, data_type), batch_times) in &mut times {
+            let first = batch_times.iter().copied().min().unwrap_or_default();
+            let last = batch_times.iter().copied().max().unwrap_or_default();
+            let stored = self
+                .store
+                .reading_times(device, *data_type, first - RATE_WINDOW_MICROS, last)
+                .await?;
+            batch_times.extend(stored);
+            batch_times.sort_unstable();
+        }
+        let groups = {
+            let epcs = readings
+                .iter()
+                .map(|reading| reading.device().to_bytes())
+                .collect::<Vec<_>>();
+            self.chain.devices(&epcs).await?
+        };
+        let rules = self.chain.rules().await?;
+        for (index, reading) in readings.iter().enumerate() {
+            let measurement = reading.measurement();
+            let group = groups
+                .get(&reading.device().to_bytes())
+                .and_then(|entry| entry.as_ref())
+                .map(|entry| entry.group)
+                .unwrap_or_default();
+            let time = measurement.time().unix_micros();
+            let key = (
+                reading.device().pure_identity_uri(),
+                measurement.data_type().code(),
+            );
+            let window = times.get(&key).map_or(1, |all| {
+                let start = all.partition_point(|&t| t <= time - RATE_WINDOW_MICROS);
+                let end = all.partition_point(|&t| t <= time);
+                end.saturating_sub(start)
+            });
+            let input = CheckInput::for_measurement(
+                group,
+                measurement,
+                u32::try_from(window).unwrap_or(u32::MAX),
+            )
+            .map_err(|error| Refusal::RuleViolation {
+                index,
+                verdict: error.to_string(),
+            })?;
+            let decision = rules.0.check(&input);
+            if !decision.is_allowed() {
+                return Err(Refusal::RuleViolation {
+                    index,
+                    verdict: format!("{:?}", decision.verdict),
+                }
+                .into());
+            }
+        }
+        let _ = evaluator::components;
+        Ok(())
+    }
+}
+
+fn verify_patient_certificate(
+    tls: &ServerTls,
+    header: &BatchHeader,
+    der: &[u8],
+) -> Result<(), Refusal> {
+    let identity = tls
+        .verify_certificate(der, patient_signing_usage(), std::time::SystemTime::now())
+        .map_err(|error| match error {
+            CertificateError::Revoked => Refusal::PatientCertificateRevoked,
+            other => Refusal::PatientCertificateInvalid(other.to_string()),
+        })?;
+    let subject = identity
+        .identity
+        .subject_id()
+        .map(|subject| subject.as_str().to_owned());
+    if identity.role() != Role::Patient || subject.as_deref() != Some(header.patient().as_str()) {
+        return Err(Refusal::PatientMismatch {
+            certificate: format!("{} {}", identity.role(), subject.unwrap_or_default()),
+            patient: header.patient().as_str().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The header hash of a submission, for clients.
+pub fn header_hash(submission: &BatchSubmission) -> Hash {
+    submission.header.hash()
+}

@@ -1,0 +1,50 @@
+//! The wardseal storage server (application layer): keeps only card-signed, rule-abiding
+//! data, and lets only the clinicians responsible for a patient (or those the patient
+//! consented to) read it.
+//!
+//! # Design
+//!
+//! - The front door is `wardseal-net`: mutual TLS against the hospital CA with CRLs,
+//!   reloadable, no session resumption, per-request revocation re-check.
+//! - [`ingest`] verifies everything about a batch before a byte is stored (certificates,
+//!   card signature, Merkle root, chain continuity, device registry and assignment, rules)
+//!   and records refusals with a stable code ([`Refusal::code`]).
+//! - [`store`] keeps batches, readings, rejections, admissions, assignments and the access
+//!   log in SQLite (one 0600 file, WAL) or PostgreSQL, with one set of migrations.
+//! - [`chain`] asks the `Ledger` (embedded revm or JSON-RPC) for devices, rules (kept as a
+//!   native replica), consent, and anchors the access log's Merkle roots ([`access`]).
+//! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
+//!   offline proofs of single readings.
+//! - [`api::to_wire`] is the one error-to-wire mapping.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wardseal_storage::Error> {
+//! let store = wardseal_storage::store::Store::open("sqlite:///var/lib/wardseal/storage.db").await?;
+//! store.admit("patient-0042", "ward-7", "12", "B", None).await?;
+//! store.assign_staff("nurse-1", "patient-0042", "nurse").await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod access;
+pub mod api;
+pub mod chain;
+mod error;
+pub mod fhir;
+pub mod ingest;
+pub mod proof;
+pub mod store;
+
+pub use error::{AccessRefusal, Error, ProofError, Refusal};
+
+/// The DER content octets of the patient-data-signing EKU OID.
+pub(crate) fn ingest_usage() -> &'static [u8] {
+    static USAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    USAGE.get_or_init(|| {
+        wardseal_core::identity::PATIENT_DATA_SIGNING_OID
+            .as_bytes()
+            .to_vec()
+    })
+}

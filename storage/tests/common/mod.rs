@@ -1,0 +1,459 @@
+//! Test world: a real CA, an embedded chain with the contracts, a storage server on
+//! 127.0.0.1 over a real database (SQLite file or a throwaway PostgreSQL cluster), and an
+//! HTTPS client.
+
+#![allow(dead_code, reason = "each test uses a different subset")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test helper fails the test by panicking"
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::DecodePrivateKey as _;
+use rustls::pki_types::ServerName;
+use wardseal_contracts::{
+    Device, EmbeddedChain, Ledger, Range, Role as LedgerRole, TypeRule, WideDecimal,
+};
+use wardseal_core::batch::{BatchHeader, ChainTip};
+use wardseal_core::decimal::Decimal;
+use wardseal_core::epc::Sgtin96;
+use wardseal_core::exchange::BatchSubmission;
+use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
+use wardseal_core::reading::{DataType, Measurement, Reading, Timestamp, Unit, Value};
+use wardseal_core::signature::SignatureAlgorithm;
+use wardseal_net::client::ClientTlsSettings;
+use wardseal_net::serve::{ServeOptions, serve};
+use wardseal_net::server::{ServerTls, ServerTlsSettings};
+use wardseal_net::testing::{TestCertificate, TestPki};
+use wardseal_storage::api::Storage;
+use wardseal_storage::chain::Chain;
+use wardseal_storage::store::Store;
+
+pub(crate) const WARD: &str = "ward-7";
+pub(crate) const GROUP: u32 = 3;
+pub(crate) const RULE: u32 = 7;
+
+pub(crate) fn epc(serial: u64) -> Sgtin96 {
+    format!("urn:epc:id:sgtin:0614141.812345.{serial}")
+        .parse()
+        .unwrap()
+}
+
+/// A throwaway PostgreSQL cluster (initdb + pg_ctl as user `postgres`), or the database of
+/// `DATABASE_URL` when set. Fails, never skips, when PostgreSQL is missing.
+pub(crate) struct Postgres {
+    pub(crate) url: String,
+    cluster: Option<(tempfile::TempDir, PathBuf)>,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl Postgres {
+    pub(crate) fn start() -> Self {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Self { url, cluster: None };
+        }
+        let bin = std::env::var("WARDSEAL_PG_BIN").unwrap_or_else(|_| PG_BIN.into());
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.join("initdb").is_file(),
+            "PostgreSQL is not installed at {} (apt-get install postgresql-15, or set DATABASE_URL / WARDSEAL_PG_BIN)",
+            bin.display()
+        );
+        let temp = tempfile::Builder::new()
+            .prefix("wardseal-pg")
+            .tempdir()
+            .unwrap();
+        let data = temp.path().join("data");
+        run_as_postgres(
+            temp.path(),
+            &[
+                &bin.join("initdb").display().to_string(),
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        );
+        let port = free_port();
+        let log = temp.path().join("log");
+        run_as_postgres(
+            temp.path(),
+            &[
+                &bin.join("pg_ctl").display().to_string(),
+                "-D",
+                &data.display().to_string(),
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "-o",
+                &format!(
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    temp.path().display()
+                ),
+                "start",
+            ],
+        );
+        run_as_postgres(
+            temp.path(),
+            &[
+                &bin.join("createdb").display().to_string(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "wardseal",
+            ],
+        );
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/wardseal"),
+            cluster: Some((temp, data)),
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some((temp, data)) = &self.cluster {
+            // Stop the postmaster by its PID (first line of postmaster.pid).
+            let bin =
+                PathBuf::from(std::env::var("WARDSEAL_PG_BIN").unwrap_or_else(|_| PG_BIN.into()));
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join("pg_ctl"))
+                .args([
+                    "-D",
+                    &data.display().to_string(),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ])
+                .current_dir(temp.path())
+                .output();
+        }
+    }
+}
+
+fn run_as_postgres(dir: &Path, args: &[&str]) {
+    // The directory must belong to postgres (initdb refuses root).
+    let _ = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir)
+        .status();
+    let mut command = if nix_is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]);
+        command.args(args);
+        command
+    } else {
+        let mut command = Command::new(args[0]);
+        command.args(&args[1..]);
+        command
+    };
+    let output = command.current_dir(dir).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Everything a test needs.
+pub(crate) struct World {
+    pub(crate) pki: TestPki,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) address: SocketAddr,
+    pub(crate) collector: TestCertificate,
+    pub(crate) patient: TestCertificate,
+    pub(crate) patient_account: Address,
+    pub(crate) chain: EmbeddedChain,
+    pub(crate) ledger: Ledger<wardseal_contracts::AnyBackend>,
+    pub(crate) tip: Option<ChainTip>,
+    _chain_dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl World {
+    pub(crate) async fn new(database_url: &str) -> Self {
+        let pki = TestPki::new().await;
+        let chain_dir = tempfile::tempdir().unwrap();
+        let chain = EmbeddedChain::open(chain_dir.path()).unwrap();
+        let storage_account = Address::repeat_byte(0x51);
+        let ledger: Ledger<wardseal_contracts::AnyBackend> =
+            Ledger::deploy(chain.backend(storage_account).into())
+                .await
+                .unwrap();
+        for role in [
+            LedgerRole::RuleAdmin,
+            LedgerRole::Registrar,
+            LedgerRole::Anchorer,
+        ] {
+            ledger.grant_role(role, storage_account).await.unwrap();
+        }
+        ledger.create_rule(RULE).await.unwrap();
+        let range = |low: &str, high: &str| {
+            Range::new(
+                WideDecimal::parse(low).unwrap(),
+                WideDecimal::parse(high).unwrap(),
+            )
+            .unwrap()
+        };
+        ledger
+            .set_type_rule(
+                RULE,
+                &TypeRule::new(
+                    DataType::HeartRate.code(),
+                    "/min",
+                    vec![range("30", "220")],
+                    0,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        ledger.set_group_rule(GROUP, RULE).await.unwrap();
+        for serial in [1, 2] {
+            ledger
+                .register_device(&Device {
+                    epc: epc(serial).to_bytes(),
+                    group: GROUP,
+                    rule_id: RULE,
+                    ward: WARD.into(),
+                    active: true,
+                })
+                .await
+                .unwrap();
+        }
+
+        let server = pki.issue(Identity::storage(None, None)).await;
+        let mut settings =
+            ServerTlsSettings::new(&server.certificate, &server.key, pki.ca_bundle());
+        settings.crls.push(pki.crl());
+        let tls = Arc::new(ServerTls::load(settings).unwrap());
+        let store = Store::open(database_url).await.unwrap();
+        let storage = Arc::new(Storage {
+            store,
+            chain: Chain::new(ledger.clone()).await.unwrap(),
+            tls: Arc::clone(&tls),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = Arc::clone(&storage);
+        tokio::spawn(serve(
+            listener,
+            tls,
+            ServeOptions::default(),
+            move |request, peer| {
+                let storage = Arc::clone(&served);
+                async move { storage.handle(request, peer).await }
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        let collector = pki
+            .issue(Identity::collector(
+                SubjectId::new(WARD).unwrap(),
+                Some(GroupId(GROUP)),
+                Some(RuleId(RULE)),
+                None,
+            ))
+            .await;
+        let patient = pki
+            .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
+            .await;
+        let patient_account = Address::repeat_byte(0x77);
+        storage
+            .store
+            .admit(
+                "patient-1",
+                WARD,
+                "12",
+                "B",
+                Some(patient_account.into_array()),
+            )
+            .await
+            .unwrap();
+        storage
+            .store
+            .assign_device(&epc(1).pure_identity_uri(), "patient-1", 0)
+            .await
+            .unwrap();
+        Self {
+            pki,
+            storage,
+            address,
+            collector,
+            patient,
+            patient_account,
+            chain,
+            ledger,
+            tip: None,
+            _chain_dir: chain_dir,
+            stop: Some(stop),
+        }
+    }
+
+    pub(crate) fn reload(&self) {
+        self.storage.tls.reload().unwrap();
+    }
+
+    /// POST/GET as `certificate`; `Err` when the connection is refused.
+    pub(crate) async fn request(
+        &self,
+        certificate: &TestCertificate,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, serde_json::Value), String> {
+        let config = ClientTlsSettings::new(
+            self.pki.ca_bundle(),
+            &certificate.certificate,
+            &certificate.key,
+        )
+        .client_config(&[b"http/1.1"])
+        .unwrap();
+        let stream = tokio::net::TcpStream::connect(self.address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    pub(crate) async fn submit(
+        &self,
+        submission: &BatchSubmission,
+    ) -> Result<(StatusCode, serde_json::Value), String> {
+        let body = serde_json::to_vec(submission).unwrap();
+        self.request(&self.collector, "POST", "/v1/batches", Some(body))
+            .await
+    }
+
+    pub(crate) async fn reading_count(&self) -> i64 {
+        self.storage.store.counts().await.unwrap().0
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A heart-rate reading of device `serial`.
+pub(crate) fn heart_rate(serial: u64, bpm: &str, micros: i64, sequence: u64) -> Reading {
+    let measurement = Measurement::new(
+        DataType::HeartRate,
+        Unit::of(DataType::HeartRate),
+        Value::Quantity(Decimal::parse(bpm).unwrap()),
+        Timestamp::from_unix_micros(micros).unwrap(),
+        sequence,
+    )
+    .unwrap();
+    Reading::new(epc(serial), measurement)
+}
+
+/// Builds and signs a batch of `readings` for `patient` after `tip` with `key_file`.
+pub(crate) fn batch(
+    patient: &str,
+    tip: Option<&ChainTip>,
+    readings: &[Reading],
+    certificate: &TestCertificate,
+    key_file: &Path,
+) -> BatchSubmission {
+    let bytes = readings
+        .iter()
+        .map(Reading::canonical_bytes)
+        .collect::<Vec<_>>();
+    let leaves = bytes
+        .iter()
+        .map(|b| wardseal_core::merkle::leaf_hash(b))
+        .collect::<Vec<_>>();
+    let times = readings
+        .iter()
+        .map(|r| r.measurement().time())
+        .collect::<Vec<_>>();
+    let header = BatchHeader::for_leaves(
+        SubjectId::new(patient).unwrap(),
+        SubjectId::new(WARD).unwrap(),
+        tip,
+        &leaves,
+        (*times.iter().min().unwrap(), *times.iter().max().unwrap()),
+        SignatureAlgorithm::EcdsaP256Sha256,
+    )
+    .unwrap();
+    let pem = std::fs::read_to_string(key_file).unwrap();
+    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem).unwrap();
+    let signature: p256::ecdsa::Signature = key.sign(&header.canonical_bytes());
+    BatchSubmission {
+        header,
+        signature: signature.to_der().as_bytes().to_vec(),
+        patient_certificate: certificate.der.clone(),
+        readings: bytes,
+    }
+}

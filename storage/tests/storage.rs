@@ -1,0 +1,389 @@
+//! Ingest refusals, idempotence, access control, the access log, anchors and proofs, on
+//! SQLite and on PostgreSQL (a throwaway cluster, or `DATABASE_URL`).
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "scenario helpers outside #[test] functions fail the test by panicking"
+)]
+
+mod common;
+
+use common::{Postgres, World, batch, heart_rate};
+use hyper::StatusCode;
+use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
+
+const MINUTE: i64 = 60_000_000;
+const T0: i64 = 1_800_000_000_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("storage.db");
+    scenarios(&format!("sqlite://{}", path.display())).await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the database file must be private");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    let cluster = Postgres::start();
+    scenarios(&cluster.url).await;
+}
+
+async fn scenarios(url: &str) {
+    let mut world = World::new(url).await;
+    ingest(&mut world).await;
+    access(&world).await;
+}
+
+/// Posts a batch that must be refused with `code`, and checks nothing was stored and the
+/// refusal was recorded.
+async fn refused(world: &World, submission: &wardseal_core::exchange::BatchSubmission, code: &str) {
+    let before = world.reading_count().await;
+    let (status, body) = world.submit(submission).await.unwrap();
+    assert!(status.is_client_error(), "{code}: got {status} {body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(
+        world.reading_count().await,
+        before,
+        "{code}: readings were stored"
+    );
+    let rejections = world.storage.store.rejections().await.unwrap();
+    assert!(
+        rejections.iter().any(|rejection| rejection.code == code),
+        "{code} not recorded"
+    );
+}
+
+async fn ingest(world: &mut World) {
+    let patient = world.patient.clone();
+    let readings = (0..5)
+        .map(|i| heart_rate(1, "72", T0 + i * MINUTE, i as u64))
+        .collect::<Vec<_>>();
+    let first = batch("patient-1", None, &readings, &patient, &patient.key);
+
+    // Accepted, then acknowledged again without being stored twice.
+    let (status, body) = world.submit(&first).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["newly_stored"], true);
+    assert_eq!(body["count"], 5);
+    let (status, body) = world.submit(&first).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["newly_stored"], false);
+    assert_eq!(world.reading_count().await, 5);
+    world.tip = Some(first.header.tip());
+    let tip = world.tip;
+
+    let next = |readings: &[wardseal_core::reading::Reading]| {
+        batch("patient-1", tip.as_ref(), readings, &patient, &patient.key)
+    };
+    let good = vec![heart_rate(1, "80", T0 + 10 * MINUTE, 10)];
+
+    // Tampered reading: the signed root no longer matches.
+    let mut tampered = next(&good);
+    tampered.readings[0] = heart_rate(1, "81", T0 + 10 * MINUTE, 10).canonical_bytes();
+    refused(world, &tampered, "root_mismatch").await;
+
+    // Wrong signature: signed by another key.
+    let stranger = world
+        .pki
+        .issue(Identity::patient(SubjectId::new("patient-9").unwrap()))
+        .await;
+    let mut forged = next(&good);
+    forged.signature = batch("patient-1", tip.as_ref(), &good, &patient, &stranger.key).signature;
+    refused(world, &forged, "bad_signature").await;
+
+    // A certificate of another patient for this patient's batch.
+    refused(
+        world,
+        &batch("patient-1", tip.as_ref(), &good, &stranger, &stranger.key),
+        "patient_mismatch",
+    )
+    .await;
+
+    // Device not assigned to the patient (registered, but not assigned).
+    refused(
+        world,
+        &next(&[heart_rate(2, "80", T0 + 10 * MINUTE, 1)]),
+        "device_not_assigned",
+    )
+    .await;
+
+    // Rule violation: 500 /min is outside 30..220.
+    refused(
+        world,
+        &next(&[heart_rate(1, "500", T0 + 10 * MINUTE, 10)]),
+        "rule_violation",
+    )
+    .await;
+
+    // Chain gap: sequence 3 while the chain is at 1.
+    let skipped = batch(
+        "patient-1",
+        Some(&wardseal_core::batch::ChainTip {
+            sequence: 2,
+            hash: tip.unwrap().hash,
+        }),
+        &good,
+        &patient,
+        &patient.key,
+    );
+    refused(world, &skipped, "chain_gap").await;
+
+    // Replay: another batch claiming sequence 1.
+    refused(
+        world,
+        &batch("patient-1", None, &good, &patient, &patient.key),
+        "replayed_batch",
+    )
+    .await;
+
+    // Revoked patient certificate (after the CRL reload).
+    world.pki.revoke(&stranger).await;
+    let revoked_patient = world
+        .pki
+        .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
+        .await;
+    world.pki.revoke(&revoked_patient).await;
+    world.reload();
+    refused(
+        world,
+        &batch(
+            "patient-1",
+            tip.as_ref(),
+            &good,
+            &revoked_patient,
+            &revoked_patient.key,
+        ),
+        "patient_certificate_revoked",
+    )
+    .await;
+
+    // The good batch still goes in.
+    let (status, body) = world.submit(&next(&good)).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(world.reading_count().await, 6);
+    world.tip = Some(next(&good).header.tip());
+
+    // A device certificate cannot submit.
+    let device = world
+        .pki
+        .issue(Identity::device(common::epc(1), GroupId(3), RuleId(7)))
+        .await;
+    let body = serde_json::to_vec(&next(&good)).unwrap();
+    let (status, answer) = world
+        .request(&device, "POST", "/v1/batches", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["code"], "wrong_role");
+
+    // Collector certificate revoked: refused at the door, nothing stored.
+    let rogue = world
+        .pki
+        .issue(Identity::collector(
+            SubjectId::new(common::WARD).unwrap(),
+            Some(GroupId(3)),
+            Some(RuleId(7)),
+            None,
+        ))
+        .await;
+    world.pki.revoke(&rogue).await;
+    world.reload();
+    let later = vec![heart_rate(1, "80", T0 + 20 * MINUTE, 20)];
+    let body = serde_json::to_vec(&batch(
+        "patient-1",
+        world.tip.as_ref(),
+        &later,
+        &patient,
+        &patient.key,
+    ))
+    .unwrap();
+    let refused_at_door = world
+        .request(&rogue, "POST", "/v1/batches", Some(body))
+        .await;
+    assert!(
+        refused_at_door.is_err(),
+        "revoked collector got {refused_at_door:?}"
+    );
+    assert_eq!(world.reading_count().await, 6);
+}
+
+async fn access(world: &World) {
+    let staff = |name: &str| Identity::staff(SubjectId::new(name).unwrap());
+    let nurse = world.pki.issue(staff("nurse-1")).await;
+    let other_nurse = world.pki.issue(staff("nurse-2")).await;
+    let lab = world.pki.issue(staff("lab-1")).await;
+    world
+        .storage
+        .store
+        .assign_staff("nurse-1", "patient-1", "nurse")
+        .await
+        .unwrap();
+    let lab_account = alloy::primitives::Address::repeat_byte(0x1a);
+    world
+        .storage
+        .store
+        .set_staff_account("lab-1", lab_account.into_array())
+        .await
+        .unwrap();
+    let path = "/v1/patients/patient-1/observations?type=heart_rate";
+
+    // Assigned nurse: a FHIR Bundle of the six readings.
+    let (status, bundle) = world.request(&nurse, "GET", path, None).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["total"], 6);
+    let observation = &bundle["entry"][0]["resource"];
+    assert_eq!(observation["code"]["coding"][0]["code"], "8867-4");
+    assert_eq!(observation["code"]["coding"][1]["code"], "147842");
+    assert_eq!(observation["valueQuantity"]["code"], "/min");
+    assert_eq!(observation["valueQuantity"]["value"], 72);
+    let leaf = observation["meta"]["tag"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Another nurse: refused (and logged).
+    let (status, body) = world
+        .request(&other_nurse, "GET", path, None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "not_responsible");
+
+    // The lab: refused, then allowed once the patient consents on chain, refused after revocation.
+    let (status, _) = world.request(&lab, "GET", path, None).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let patient_ledger = wardseal_contracts::Ledger::new(
+        wardseal_contracts::AnyBackend::from(world.chain.backend(world.patient_account)),
+        *world.ledger.suite(),
+    );
+    patient_ledger
+        .grant_consent(world.patient_account, lab_account)
+        .await
+        .unwrap();
+    let (status, bundle) = world.request(&lab, "GET", path, None).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    patient_ledger
+        .revoke_consent(world.patient_account, lab_account)
+        .await
+        .unwrap();
+    let (status, _) = world.request(&lab, "GET", path, None).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A device certificate cannot read.
+    let device = world
+        .pki
+        .issue(Identity::device(common::epc(5), GroupId(3), RuleId(7)))
+        .await;
+    let (status, body) = world.request(&device, "GET", path, None).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "wrong_role");
+
+    // The patient reads their own access log: every decision, allowed or not.
+    let (status, log) = world
+        .request(&world.patient, "GET", "/v1/access-log", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let entries = log.as_array().unwrap();
+    let summary = entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["who"].as_str().unwrap().to_owned(),
+                entry["allowed"].as_bool().unwrap(),
+            )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        summary,
+        [
+            ("nurse-1", true),
+            ("nurse-2", false),
+            ("lab-1", false),
+            ("lab-1", true),
+            ("lab-1", false)
+        ]
+        .map(|(who, allowed)| (who.to_owned(), allowed))
+    );
+    // A staff certificate cannot read the access log.
+    let (status, _) = world
+        .request(&nurse, "GET", "/v1/access-log", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The access log's root is anchored on chain.
+    let (root, count) = wardseal_storage::access::anchor(&world.storage)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 5);
+    assert!(
+        world
+            .storage
+            .chain
+            .anchored(*root.as_bytes())
+            .await
+            .unwrap()
+    );
+    assert!(
+        wardseal_storage::access::anchor(&world.storage)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Proof of one reading, checked offline against the root certificate only.
+    let (status, proof) = world
+        .request(&nurse, "GET", &format!("/v1/readings/{leaf}/proof"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    let document: wardseal_storage::proof::ProofDocument = serde_json::from_value(proof).unwrap();
+    let verified = wardseal_storage::proof::verify(&document, &world.pki.root_der()).unwrap();
+    assert_eq!(hex::encode(verified.leaf_hash.as_bytes()), leaf);
+    let mut tampered = document.clone();
+    tampered.reading = heart_rate(1, "73", T0, 0)
+        .canonical_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(wardseal_storage::proof::verify(&tampered, &world.pki.root_der()).is_err());
+    let (status, _) = world
+        .request(
+            &other_nurse,
+            "GET",
+            &format!("/v1/readings/{leaf}/proof"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Collectors fetch their ward's assignments.
+    let (status, assignments) = world
+        .request(
+            &world.collector,
+            "GET",
+            "/v1/wards/ward-7/assignments",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{assignments}");
+    assert_eq!(assignments["assignments"][0]["patient"], "patient-1");
+    let (status, _) = world
+        .request(
+            &world.collector,
+            "GET",
+            "/v1/wards/ward-8/assignments",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
