@@ -45,6 +45,7 @@ TEST_PACKAGES=(
     python3-venv                                        # pkilint from PyPI, in a venv
     softhsm2 opensc opensc-pkcs11                       # PKCS#11 tokens, pkcs11-tool
     pcscd pcsc-tools libpcsclite-dev vsmartcard-vpcd    # PC/SC with a virtual reader
+    postgresql-15                                       # storage's production database (throwaway clusters)
 )
 
 # The PC/SC tests start their own pcscd and need the reader ports to themselves. Debian's
