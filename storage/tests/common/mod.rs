@@ -100,7 +100,7 @@ impl Postgres {
                 "-w",
                 "-o",
                 &format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1",
                     temp.path().display()
                 ),
                 "start",
