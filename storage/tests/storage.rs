@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Postgres, World, batch, heart_rate};
+use common::{LedgerKind, Postgres, World, batch, heart_rate};
 use hyper::StatusCode;
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 
@@ -29,6 +29,15 @@ async fn sqlite() {
 async fn postgres() {
     let cluster = Postgres::start();
     scenarios(&cluster.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_with_anvil() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("storage.db").display());
+    let mut world = World::with_ledger(&url, LedgerKind::Anvil).await;
+    ingest(&mut world).await;
+    access(&world).await;
 }
 
 async fn scenarios(url: &str) {
@@ -256,10 +265,7 @@ async fn access(world: &World) {
     // The lab: refused, then allowed once the patient consents on chain, refused after revocation.
     let (status, _) = world.request(&lab, "GET", path, None).await.unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let patient_ledger = wardseal_contracts::Ledger::new(
-        wardseal_contracts::AnyBackend::from(world.chain.backend(world.patient_account)),
-        *world.ledger.suite(),
-    );
+    let patient_ledger = &world.patient_ledger;
     patient_ledger
         .grant_consent(world.patient_account, lab_account)
         .await
