@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use wardseal_contracts::{CheckInput, evaluator};
+use wardseal_contracts::CheckInput;
 use wardseal_core::batch::{BatchError, BatchHeader};
 use wardseal_core::exchange::{BatchReceipt, BatchSubmission};
 use wardseal_core::hash::Hash;
@@ -329,7 +329,6 @@ impl Ingest<'_> {
                 .into());
             }
         }
-        let _ = evaluator::components;
         Ok(())
     }
 }

@@ -102,10 +102,6 @@ impl AccessEntry {
     }
 }
 
-fn micros(value: i64) -> i64 {
-    value
-}
-
 impl Store {
     /// Opens (creating if needed) the database at `url`: `sqlite://PATH` or
     /// `postgres://…`, and runs the migrations.
@@ -819,7 +815,7 @@ pub(crate) fn hash_from(bytes: &[u8]) -> Hash {
 
 /// Now, µs since the Unix epoch.
 pub fn now_micros() -> i64 {
-    micros(wardseal_core::reading::Timestamp::now().unix_micros())
+    wardseal_core::reading::Timestamp::now().unix_micros()
 }
 
 /// Creates the SQLite file 0600 if it does not exist (SQLite would create it with the

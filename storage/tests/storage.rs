@@ -119,6 +119,40 @@ async fn ingest(world: &mut World) {
     )
     .await;
 
+    // A deactivated device (captured): assigned, registered, but no longer active.
+    world
+        .storage
+        .store
+        .assign_device(&common::epc(2).pure_identity_uri(), "patient-1", 0)
+        .await
+        .unwrap();
+    world
+        .ledger
+        .deactivate_device(common::epc(2).to_bytes())
+        .await
+        .unwrap();
+    refused(
+        world,
+        &next(&[heart_rate(2, "80", T0 + 10 * MINUTE, 1)]),
+        "device_inactive",
+    )
+    .await;
+
+    // Not a batch at all.
+    let before = world.reading_count().await;
+    let (status, body) = world
+        .request(
+            &world.collector,
+            "POST",
+            "/v1/batches",
+            Some(b"{\"header\": 1}".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "malformed_batch");
+    assert_eq!(world.reading_count().await, before);
+
     // Rule violation: 500 /min is outside 30..220.
     refused(
         world,
