@@ -332,3 +332,38 @@ async fn shutdown_drains_the_request_in_flight() {
     // The listener is closed.
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
+
+#[tokio::test]
+async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not() {
+    let pki = TestPki::new().await;
+    let server = start(&pki, None).await;
+    // A patient card certificate has the patient-data-signing usage, not clientAuth: the
+    // door admits it (chain and CRL checked) and the handler decides by role.
+    let patient = pki
+        .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
+        .await;
+    let (status, body) = get_once(client(&pki.ca_bundle(), &patient, &[]), server.address, "/")
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "wrong_role");
+    // Revoked patient card: refused at the door.
+    pki.revoke(&patient).await;
+    server.tls.reload().unwrap();
+    assert!(
+        get_once(client(&pki.ca_bundle(), &patient, &[]), server.address, "/")
+            .await
+            .is_err()
+    );
+    // A collector certificate from another CA: refused at the door.
+    let foreign = TestPki::new().await;
+    let stranger = foreign.issue(collector()).await;
+    let refused = get_once(
+        client(&pki.ca_bundle(), &stranger, &[]),
+        server.address,
+        "/",
+    )
+    .await;
+    assert!(refused.is_err(), "foreign certificate got {refused:?}");
+    server.stop().await;
+}

@@ -11,7 +11,6 @@ use wardseal_net::peer::PeerIdentity;
 
 use crate::api::Storage;
 use crate::error::{AccessRefusal, Error};
-use crate::store::hash_from;
 
 /// Allows or refuses `peer` (a staff certificate) reading `patient`'s data, and logs it.
 pub async fn authorize(
@@ -93,6 +92,5 @@ pub async fn anchor(storage: &Storage) -> Result<Option<(wardseal_core::hash::Ha
         .store
         .record_anchor(first_entry.entry, last_entry.entry, &root)
         .await?;
-    let _ = hash_from;
     Ok(Some((root, count)))
 }

@@ -61,6 +61,7 @@ pub fn to_wire(error: &Error) -> WireError {
         Error::Access(AccessRefusal::NoSubject) => {
             WireError::new(StatusCode::FORBIDDEN, "no_subject", message)
         }
+        Error::Body(error) => error.to_wire(),
         Error::BadRequest(_) => WireError::new(StatusCode::BAD_REQUEST, "bad_request", message),
         Error::NotFound(_) => WireError::new(StatusCode::NOT_FOUND, "not_found", message),
         Error::Database { action, .. } => WireError::new(
@@ -121,9 +122,7 @@ fn time_parameter(request: &Request<Incoming>, name: &str, default: i64) -> Resu
 }
 
 async fn body_json<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> Result<T, Error> {
-    let body = read_body(request.into_body(), BODY_LIMIT)
-        .await
-        .map_err(|error| Error::BadRequest(error.to_string()))?;
+    let body = read_body(request.into_body(), BODY_LIMIT).await?;
     serde_json::from_slice(&body).map_err(|error| Error::BadRequest(error.to_string()))
 }
 
@@ -198,9 +197,7 @@ impl Storage {
         match (request.method().clone(), segments.as_slice()) {
             (Method::POST, ["v1", "batches"]) => {
                 role(peer, Role::Collector)?;
-                let body = read_body(request.into_body(), BODY_LIMIT)
-                    .await
-                    .map_err(|error| Error::Refused(Refusal::Malformed(error.to_string())))?;
+                let body = read_body(request.into_body(), BODY_LIMIT).await?;
                 let ingest = Ingest {
                     store: &self.store,
                     chain: &self.chain,

@@ -13,6 +13,9 @@ pub enum Error {
     /// A request was refused by access control.
     #[error(transparent)]
     Access(#[from] AccessRefusal),
+    /// A request body could not be read (too large, or the connection failed).
+    #[error(transparent)]
+    Body(#[from] wardseal_net::wire::BodyError),
     /// A request is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),

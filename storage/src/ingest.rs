@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use wardseal_contracts::{CheckInput, evaluator};
+use wardseal_contracts::CheckInput;
 use wardseal_core::batch::{BatchError, BatchHeader};
 use wardseal_core::exchange::{BatchReceipt, BatchSubmission};
 use wardseal_core::hash::Hash;
@@ -28,6 +28,9 @@ use wardseal_net::server::ServerTls;
 use crate::chain::Chain;
 use crate::error::{Error, Refusal};
 use crate::store::{ReadingRow, Store};
+
+/// The registry entries of a batch's devices.
+type Registry = HashMap<[u8; 12], Option<wardseal_contracts::Device>>;
 
 /// One rate window: the rules count readings of a type from a device in 60 s.
 const RATE_WINDOW_MICROS: i64 = 60_000_000;
@@ -217,8 +220,8 @@ impl Ingest<'_> {
                 BatchError::Replay { sequence, tip } => Refusal::Replay { sequence, tip },
                 other => Refusal::Malformed(other.to_string()),
             })?;
-        self.check_devices(patient, &readings).await?;
-        self.check_rules(&readings).await?;
+        let registry = self.check_devices(patient, &readings).await?;
+        self.check_rules(&readings, &registry).await?;
         Ok(readings
             .iter()
             .zip(leaves)
@@ -233,7 +236,7 @@ impl Ingest<'_> {
             .collect())
     }
 
-    async fn check_devices(&self, patient: &str, readings: &[Reading]) -> Result<(), Error> {
+    async fn check_devices(&self, patient: &str, readings: &[Reading]) -> Result<Registry, Error> {
         let epcs = readings
             .iter()
             .map(|reading| reading.device().to_bytes())
@@ -259,10 +262,10 @@ impl Ingest<'_> {
                 .into());
             }
         }
-        Ok(())
+        Ok(registry)
     }
 
-    async fn check_rules(&self, readings: &[Reading]) -> Result<(), Error> {
+    async fn check_rules(&self, readings: &[Reading], groups: &Registry) -> Result<(), Error> {
         // Rate: readings of a type from a device in the 60 s ending with each reading,
         // counting stored readings and this batch's.
         let mut times: HashMap<(String, u16), Vec<i64>> = HashMap::new();
@@ -286,13 +289,6 @@ impl Ingest<'_> {
             batch_times.extend(stored);
             batch_times.sort_unstable();
         }
-        let groups = {
-            let epcs = readings
-                .iter()
-                .map(|reading| reading.device().to_bytes())
-                .collect::<Vec<_>>();
-            self.chain.devices(&epcs).await?
-        };
         let rules = self.chain.rules().await?;
         for (index, reading) in readings.iter().enumerate() {
             let measurement = reading.measurement();
@@ -329,7 +325,6 @@ impl Ingest<'_> {
                 .into());
             }
         }
-        let _ = evaluator::components;
         Ok(())
     }
 }

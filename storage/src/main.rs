@@ -47,8 +47,8 @@ enum Command {
         /// The hospital CA bundle (root + issuing, PEM).
         #[arg(long)]
         ca_bundle: PathBuf,
-        /// CRL files (PEM or DER).
-        #[arg(long)]
+        /// CRL files (PEM or DER); at least one: without a CRL nothing can be revoked.
+        #[arg(long, required = true)]
         crl: Vec<PathBuf>,
         /// The deployed contracts (suite.json).
         #[arg(long)]

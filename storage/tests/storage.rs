@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Postgres, World, batch, heart_rate};
+use common::{LedgerKind, Postgres, World, batch, heart_rate};
 use hyper::StatusCode;
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 
@@ -29,6 +29,15 @@ async fn sqlite() {
 async fn postgres() {
     let cluster = Postgres::start();
     scenarios(&cluster.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_with_anvil() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("storage.db").display());
+    let mut world = World::with_ledger(&url, LedgerKind::Anvil).await;
+    ingest(&mut world).await;
+    access(&world).await;
 }
 
 async fn scenarios(url: &str) {
@@ -109,6 +118,40 @@ async fn ingest(world: &mut World) {
         "device_not_assigned",
     )
     .await;
+
+    // A deactivated device (captured): assigned, registered, but no longer active.
+    world
+        .storage
+        .store
+        .assign_device(&common::epc(2).pure_identity_uri(), "patient-1", 0)
+        .await
+        .unwrap();
+    world
+        .ledger
+        .deactivate_device(common::epc(2).to_bytes())
+        .await
+        .unwrap();
+    refused(
+        world,
+        &next(&[heart_rate(2, "80", T0 + 10 * MINUTE, 1)]),
+        "device_inactive",
+    )
+    .await;
+
+    // Not a batch at all.
+    let before = world.reading_count().await;
+    let (status, body) = world
+        .request(
+            &world.collector,
+            "POST",
+            "/v1/batches",
+            Some(b"{\"header\": 1}".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "malformed_batch");
+    assert_eq!(world.reading_count().await, before);
 
     // Rule violation: 500 /min is outside 30..220.
     refused(
@@ -256,10 +299,7 @@ async fn access(world: &World) {
     // The lab: refused, then allowed once the patient consents on chain, refused after revocation.
     let (status, _) = world.request(&lab, "GET", path, None).await.unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let patient_ledger = wardseal_contracts::Ledger::new(
-        wardseal_contracts::AnyBackend::from(world.chain.backend(world.patient_account)),
-        *world.ledger.suite(),
-    );
+    let patient_ledger = &world.patient_ledger;
     patient_ledger
         .grant_consent(world.patient_account, lab_account)
         .await

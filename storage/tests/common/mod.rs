@@ -5,6 +5,7 @@
 #![allow(dead_code, reason = "each test uses a different subset")]
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "a test helper fails the test by panicking"
 )]
 
@@ -100,7 +101,7 @@ impl Postgres {
                 "-w",
                 "-o",
                 &format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1",
                     temp.path().display()
                 ),
                 "start",
@@ -198,23 +199,73 @@ pub(crate) struct World {
     pub(crate) collector: TestCertificate,
     pub(crate) patient: TestCertificate,
     pub(crate) patient_account: Address,
-    pub(crate) chain: EmbeddedChain,
+    /// The ledger as the patient's account (grants and revokes consent).
+    pub(crate) patient_ledger: Ledger<wardseal_contracts::AnyBackend>,
     pub(crate) ledger: Ledger<wardseal_contracts::AnyBackend>,
+    _anvil: Option<wardseal_contracts::anvil::AnvilNode>,
     pub(crate) tip: Option<ChainTip>,
     _chain_dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// Which ledger backend a world runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LedgerKind {
+    /// revm in the process.
+    Embedded,
+    /// anvil over JSON-RPC (`$WARDSEAL_ANVIL` or `contracts/setup.sh`).
+    Anvil,
+}
+
 impl World {
     pub(crate) async fn new(database_url: &str) -> Self {
+        Self::with_ledger(database_url, LedgerKind::Embedded).await
+    }
+
+    pub(crate) async fn with_ledger(database_url: &str, kind: LedgerKind) -> Self {
         let pki = TestPki::new().await;
         let chain_dir = tempfile::tempdir().unwrap();
-        let chain = EmbeddedChain::open(chain_dir.path()).unwrap();
-        let storage_account = Address::repeat_byte(0x51);
-        let ledger: Ledger<wardseal_contracts::AnyBackend> =
-            Ledger::deploy(chain.backend(storage_account).into())
-                .await
-                .unwrap();
+        let (backend, patient_backend, patient_account, anvil): (
+            wardseal_contracts::AnyBackend,
+            wardseal_contracts::AnyBackend,
+            Address,
+            Option<wardseal_contracts::anvil::AnvilNode>,
+        ) = match kind {
+            LedgerKind::Embedded => {
+                let chain = EmbeddedChain::open(chain_dir.path()).unwrap();
+                let patient_account = Address::repeat_byte(0x77);
+                (
+                    chain.backend(Address::repeat_byte(0x51)).into(),
+                    chain.backend(patient_account).into(),
+                    patient_account,
+                    None,
+                )
+            }
+            LedgerKind::Anvil => {
+                let node = wardseal_contracts::anvil::AnvilNode::spawn(Default::default())
+                    .unwrap_or_else(|error| {
+                        panic!(
+                            "anvil is needed: {error}; run contracts/setup.sh or set WARDSEAL_ANVIL"
+                        )
+                    });
+                let storage_signer = wardseal_contracts::anvil::dev_signer(0).unwrap();
+                let patient_signer = wardseal_contracts::anvil::dev_signer(1).unwrap();
+                let patient_account = patient_signer.address();
+                (
+                    wardseal_contracts::RpcBackend::connect(&node.url(), storage_signer)
+                        .unwrap()
+                        .into(),
+                    wardseal_contracts::RpcBackend::connect(&node.url(), patient_signer)
+                        .unwrap()
+                        .into(),
+                    patient_account,
+                    Some(node),
+                )
+            }
+        };
+        let storage_account = wardseal_contracts::Backend::account(&backend);
+        let ledger: Ledger<wardseal_contracts::AnyBackend> = Ledger::deploy(backend).await.unwrap();
+        let patient_ledger = Ledger::new(patient_backend, *ledger.suite());
         for role in [
             LedgerRole::RuleAdmin,
             LedgerRole::Registrar,
@@ -296,7 +347,6 @@ impl World {
         let patient = pki
             .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
             .await;
-        let patient_account = Address::repeat_byte(0x77);
         storage
             .store
             .admit(
@@ -320,8 +370,9 @@ impl World {
             collector,
             patient,
             patient_account,
-            chain,
+            patient_ledger,
             ledger,
+            _anvil: anvil,
             tip: None,
             _chain_dir: chain_dir,
             stop: Some(stop),
