@@ -25,77 +25,120 @@ use wardseal_storage::ingest::Ingest;
 const T0: i64 = 1_800_000_000_000_000;
 const SECOND: i64 = 1_000_000;
 
+/// Admits a patient with its own registered device, and builds and signs `batches`
+/// batches of `size` readings for it (the card's work is not storage's).
+async fn prepare(
+    world: &World,
+    name: &str,
+    device_serial: u64,
+    size: usize,
+    batches: usize,
+) -> Vec<Vec<u8>> {
+    world
+        .ledger
+        .register_device(&Device {
+            epc: epc(device_serial).to_bytes(),
+            group: common::GROUP,
+            rule_id: common::RULE,
+            ward: common::WARD.into(),
+            active: true,
+        })
+        .await
+        .unwrap();
+    world
+        .storage
+        .store
+        .admit(name, common::WARD, "1", "A", None)
+        .await
+        .unwrap();
+    world
+        .storage
+        .store
+        .assign_device(&epc(device_serial).pure_identity_uri(), name, 0)
+        .await
+        .unwrap();
+    let patient = world
+        .pki
+        .issue(Identity::patient(SubjectId::new(name).unwrap()))
+        .await;
+    let mut tip = None;
+    let mut bodies = Vec::with_capacity(batches);
+    let mut index = 0_i64;
+    for _ in 0..batches {
+        let readings = (0..size)
+            .map(|_| {
+                index += 1;
+                heart_rate(device_serial, "72", T0 + index * SECOND, index as u64)
+            })
+            .collect::<Vec<_>>();
+        let submission = batch(name, tip.as_ref(), &readings, &patient, &patient.key);
+        tip = Some(submission.header.tip());
+        bodies.push(serde_json::to_vec(&submission).unwrap());
+    }
+    bodies
+}
+
+async fn submit_all(ingest: Ingest<'_>, collector: &PeerIdentity, bodies: &[Vec<u8>]) {
+    for body in bodies {
+        let receipt = ingest.submit(collector, body).await.unwrap();
+        assert!(receipt.newly_stored);
+    }
+}
+
+fn report(label: &str, what: &str, batches: usize, size: usize, seconds: f64) {
+    println!(
+        "{label:<10} {what:<26} {batches:>4} batches in {seconds:6.2} s = {:>8.0} batches/s, {:>8.0} readings/s",
+        batches as f64 / seconds,
+        (batches * size) as f64 / seconds
+    );
+}
+
 async fn run(label: &str, url: &str) {
     let world = World::new(url).await;
     let collector = PeerIdentity::from_certificate(&rustls::pki_types::CertificateDer::from(
         world.collector.der.clone(),
     ))
     .unwrap();
-    for (size, batches) in [(1_usize, 400_usize), (64, 100), (1024, 40)] {
-        let patient_id = format!("bench-{size}");
-        let device_serial = 100 + size as u64;
-        world
-            .ledger
-            .register_device(&Device {
-                epc: epc(device_serial).to_bytes(),
-                group: common::GROUP,
-                rule_id: common::RULE,
-                ward: common::WARD.into(),
-                active: true,
-            })
-            .await
-            .unwrap();
-        world
-            .storage
-            .store
-            .admit(&patient_id, common::WARD, "1", "A", None)
-            .await
-            .unwrap();
-        world
-            .storage
-            .store
-            .assign_device(&epc(device_serial).pure_identity_uri(), &patient_id, 0)
-            .await
-            .unwrap();
-        let patient = world
-            .pki
-            .issue(Identity::patient(
-                SubjectId::new(patient_id.clone()).unwrap(),
-            ))
-            .await;
-        // Build and sign every batch first: the card's work is not storage's.
-        let mut tip = None;
-        let mut bodies = Vec::with_capacity(batches);
-        let mut index = 0_i64;
-        for _ in 0..batches {
-            let readings = (0..size)
-                .map(|_| {
-                    index += 1;
-                    heart_rate(device_serial, "72", T0 + index * SECOND, index as u64)
-                })
-                .collect::<Vec<_>>();
-            let submission = batch(&patient_id, tip.as_ref(), &readings, &patient, &patient.key);
-            tip = Some(submission.header.tip());
-            bodies.push(serde_json::to_vec(&submission).unwrap());
-        }
-        let ingest = Ingest {
-            store: &world.storage.store,
-            chain: &world.storage.chain,
-            tls: &world.storage.tls,
-        };
+    let ingest = Ingest {
+        store: &world.storage.store,
+        chain: &world.storage.chain,
+        tls: &world.storage.tls,
+    };
+    for (size, batches) in [(1_usize, 400_usize), (64, 200), (1024, 100)] {
+        let bodies = prepare(
+            &world,
+            &format!("bench-{size}"),
+            100 + size as u64,
+            size,
+            batches,
+        )
+        .await;
         let started = Instant::now();
-        for body in &bodies {
-            let receipt = ingest.submit(&collector, body).await.unwrap();
-            assert!(receipt.newly_stored);
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let readings = (batches * size) as f64;
-        println!(
-            "{label:<10} batch {size:>4} readings: {batches:>4} batches in {seconds:6.2} s = {:>8.0} batches/s, {:>8.0} readings/s",
-            batches as f64 / seconds,
-            readings / seconds
+        submit_all(ingest, &collector, &bodies).await;
+        report(
+            label,
+            &format!("batch {size:>4}, 1 submitter"),
+            batches,
+            size,
+            started.elapsed().as_secs_f64(),
         );
     }
+    // Two collectors delivering at once (two patients): database I/O of one overlaps the
+    // verification of the other.
+    let first = prepare(&world, "bench-a", 200, 1024, 50).await;
+    let second = prepare(&world, "bench-b", 201, 1024, 50).await;
+    let started = Instant::now();
+    tokio::join!(
+        submit_all(ingest, &collector, &first),
+        submit_all(ingest, &collector, &second)
+    );
+    report(
+        label,
+        "batch 1024, 2 submitters",
+        100,
+        1024,
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 fn main() {

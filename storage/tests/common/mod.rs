@@ -391,47 +391,15 @@ impl World {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, serde_json::Value), String> {
-        let config = ClientTlsSettings::new(
-            self.pki.ca_bundle(),
-            &certificate.certificate,
-            &certificate.key,
+        request_to(
+            self.address,
+            &self.pki.ca_bundle(),
+            certificate,
+            method,
+            path,
+            body,
         )
-        .client_config(&[b"http/1.1"])
-        .unwrap();
-        let stream = tokio::net::TcpStream::connect(self.address)
-            .await
-            .map_err(|e| e.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(config)
-            .connect(ServerName::try_from("127.0.0.1").unwrap(), stream)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        ))
+        .await
     }
 
     pub(crate) async fn submit(
@@ -507,4 +475,52 @@ pub(crate) fn batch(
         patient_certificate: certificate.der.clone(),
         readings: bytes,
     }
+}
+
+/// One HTTPS request over mutual TLS as `certificate`; `Err` when the connection fails.
+pub(crate) async fn request_to(
+    address: SocketAddr,
+    ca_bundle: &Path,
+    certificate: &TestCertificate,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    let config = ClientTlsSettings::new(ca_bundle, &certificate.certificate, &certificate.key)
+        .client_config(&[b"http/1.1"])
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    ))
 }

@@ -1,0 +1,209 @@
+//! The `wardseal-storage` binary: administration commands on the database, then `serve`
+//! over mutual TLS with an embedded chain, driven over HTTPS, stopped by PID.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use alloy::signers::local::PrivateKeySigner;
+use hyper::StatusCode;
+use wardseal_contracts::{EmbeddedChain, Ledger, Role as LedgerRole};
+use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
+use wardseal_net::testing::TestPki;
+
+/// A well-known test key (never used anywhere real).
+const STORAGE_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wardseal-storage"))
+}
+
+fn ok(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administer_then_serve() {
+    let pki = TestPki::new().await;
+    let temp = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", temp.path().join("storage.db").display());
+
+    // The chain: contracts deployed by the storage account, which may anchor.
+    let signer: PrivateKeySigner = STORAGE_KEY.parse().unwrap();
+    let chain_dir = temp.path().join("chain");
+    let suite_file = temp.path().join("suite.json");
+    {
+        let chain = EmbeddedChain::open(&chain_dir).unwrap();
+        let ledger = Ledger::deploy(chain.backend(signer.address()))
+            .await
+            .unwrap();
+        ledger
+            .grant_role(LedgerRole::Anchorer, signer.address())
+            .await
+            .unwrap();
+        ledger.suite().save(&suite_file).unwrap();
+    }
+    let key_file = temp.path().join("storage-account.key");
+    std::fs::write(&key_file, STORAGE_KEY).unwrap();
+
+    // Administration from the command line.
+    let admin = |args: &[&str]| ok(binary().arg("--database").arg(&database).args(args));
+    admin(&[
+        "admit",
+        "patient-1",
+        "--ward",
+        "ward-7",
+        "--room",
+        "12",
+        "--bed",
+        "B",
+    ]);
+    admin(&[
+        "assign-device",
+        "urn:epc:id:sgtin:0614141.812345.1",
+        "patient-1",
+    ]);
+    admin(&["assign-staff", "nurse-1", "patient-1", "--duty", "nurse"]);
+    let missing = binary()
+        .arg("--database")
+        .arg(&database)
+        .args(["assign-staff", "nurse-1", "patient-404"])
+        .output()
+        .unwrap();
+    assert!(
+        !missing.status.success(),
+        "assigning to an unknown patient succeeded"
+    );
+
+    // Serve.
+    let server_certificate = pki.issue(Identity::storage(None, None)).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = binary()
+        .arg("--database")
+        .arg(&database)
+        .arg("serve")
+        .args(["--listen", &listen])
+        .arg("--certificate")
+        .arg(&server_certificate.certificate)
+        .arg("--key")
+        .arg(&server_certificate.key)
+        .arg("--ca-bundle")
+        .arg(pki.ca_bundle())
+        .arg("--crl")
+        .arg(pki.crl())
+        .arg("--suite")
+        .arg(&suite_file)
+        .arg("--embedded")
+        .arg(&chain_dir)
+        .arg("--ledger-key-file")
+        .arg(&key_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let address: std::net::SocketAddr = listen.parse().unwrap();
+    // Bounded wait for the listener.
+    let mut attempts = 0;
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        attempts += 1;
+        assert!(attempts < 300, "the server did not start listening");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let collector = pki
+        .issue(Identity::collector(
+            SubjectId::new("ward-7").unwrap(),
+            Some(GroupId(3)),
+            Some(RuleId(7)),
+            None,
+        ))
+        .await;
+    let (status, body) = common::request_to(
+        address,
+        &pki.ca_bundle(),
+        &collector,
+        "GET",
+        "/v1/wards/ward-7/assignments",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Assignments name devices by pure identity (the filter value is not identity), so
+    // the EPC comes back with filter 0.
+    assert_eq!(
+        body["assignments"][0]["device"],
+        "urn:epc:tag:sgtin-96:0.0614141.812345.1"
+    );
+
+    // An admin certificate admits over the API; the nurse reads (an empty Bundle).
+    let admin_certificate = pki.issue(Identity::admin(None, None)).await;
+    let admission =
+        serde_json::json!({"patient": "patient-2", "ward": "ward-7", "room": "1", "bed": "A"});
+    let (status, body) = common::request_to(
+        address,
+        &pki.ca_bundle(),
+        &admin_certificate,
+        "POST",
+        "/v1/admin/admissions",
+        Some(serde_json::to_vec(&admission).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let nurse = pki
+        .issue(Identity::staff(SubjectId::new("nurse-1").unwrap()))
+        .await;
+    let (status, body) = common::request_to(
+        address,
+        &pki.ca_bundle(),
+        &nurse,
+        "GET",
+        "/v1/patients/patient-1/observations",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 0);
+    // The collector cannot administer.
+    let (status, body) = common::request_to(
+        address,
+        &pki.ca_bundle(),
+        &collector,
+        "POST",
+        "/v1/admin/discharges",
+        Some(br#"{"patient": "patient-1"}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "wrong_role");
+}
