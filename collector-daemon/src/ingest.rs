@@ -37,7 +37,9 @@ use crate::spool::{Entry, Outcome, Spool};
 pub struct Replica {
     devices: RwLock<HashMap<[u8; 12], Device>>,
     rules: RwLock<RuleBook>,
-    assignments: RwLock<HashMap<[u8; 12], SubjectId>>,
+    /// By the device's pure identity: storage keeps assignments without the tag's filter
+    /// value (its `WardAssignments` carry filter 0), while a certificate's EPC has one.
+    assignments: RwLock<HashMap<String, SubjectId>>,
 }
 
 impl Replica {
@@ -83,7 +85,7 @@ impl Replica {
         if let Ok(mut assignments) = self.assignments.write() {
             *assignments = pairs
                 .iter()
-                .map(|(device, patient)| (device.to_bytes(), patient.clone()))
+                .map(|(device, patient)| (device.pure_identity_uri(), patient.clone()))
                 .collect();
         }
         pairs
@@ -94,7 +96,7 @@ impl Replica {
         self.assignments
             .read()
             .ok()
-            .and_then(|a| a.get(&device.to_bytes()).cloned())
+            .and_then(|a| a.get(&device.pure_identity_uri()).cloned())
     }
 
     fn device(&self, epc: &[u8; 12]) -> Option<Device> {

@@ -496,15 +496,23 @@ pub(crate) fn patients_pending(connection: &Connection) -> Result<Vec<SubjectId>
 }
 
 /// Binds unbound readings of `device` to `patient` (an assignment arrived).
+///
+/// An assignment names the device by its pure identity (storage keeps no filter value),
+/// so the readings of every filter value of that EPC are bound.
 pub(crate) fn bind(
     connection: &Connection,
     device: &Sgtin96,
     patient: &SubjectId,
 ) -> Result<usize, SpoolError> {
-    Ok(connection.execute(
-        "UPDATE readings SET patient = ?2 WHERE device = ?1 AND patient IS NULL",
-        params![&device.to_bytes()[..], patient.as_str()],
-    )?)
+    let mut statement = connection
+        .prepare_cached("UPDATE readings SET patient = ?2 WHERE device = ?1 AND patient IS NULL")?;
+    let mut bound = 0;
+    for filter in 0..8 {
+        if let Ok(tag) = device.clone().with_filter(filter) {
+            bound += statement.execute(params![&tag.to_bytes()[..], patient.as_str()])?;
+        }
+    }
+    Ok(bound)
 }
 
 /// The last sealed batch of `patient`'s chain, if any.
@@ -600,6 +608,27 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o077,
             0
         );
+    }
+
+    /// Regression: storage's assignments name devices by pure identity (filter 0), the
+    /// certificates' EPCs carry filter 3, and the readings never left the spool.
+    #[tokio::test]
+    async fn an_assignment_without_the_tag_filter_binds_the_readings() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(options(dir.path())).unwrap();
+        let mut unbound = entry(1);
+        unbound.patient = None;
+        spool.append(vec![unbound]).await.unwrap();
+        let assigned: Sgtin96 = "urn:epc:id:sgtin:0614141.812345.6789".parse().unwrap();
+        assert_eq!(assigned.filter(), 0);
+        let patient: SubjectId = "P-1".parse().unwrap();
+        let bound = spool
+            .run(move |connection| bind(connection, &assigned, &patient))
+            .await
+            .unwrap();
+        assert_eq!(bound, 1);
+        let pending = spool.run(|connection| patients_pending(connection)).await;
+        assert_eq!(pending.unwrap(), vec!["P-1".parse::<SubjectId>().unwrap()]);
     }
 
     #[tokio::test]

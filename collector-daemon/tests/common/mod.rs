@@ -23,6 +23,9 @@ use wardseal_core::reading::Timestamp;
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_net::testing::{TestCertificate, TestPki};
 
+pub(crate) mod storage;
+
+pub(crate) const WARD: &str = "ward-7";
 pub(crate) const GROUP: u32 = 3;
 pub(crate) const RULE: u32 = 7;
 pub(crate) const MAX_PER_MINUTE: u32 = 3;
@@ -52,6 +55,25 @@ impl Ward {
         devices: &[(u64, u32, bool)],
         extra_config: &str,
         max_per_minute: u32,
+    ) -> Self {
+        Self::build_with(devices, extra_config, max_per_minute, None).await
+    }
+
+    /// A ward whose collector delivers to storage on `storage_port` (127.0.0.1) and takes
+    /// its assignments from storage's API; its heart-rate rule has no rate limit.
+    pub(crate) async fn linked(
+        devices: &[(u64, u32, bool)],
+        extra_config: &str,
+        storage_port: u16,
+    ) -> Self {
+        Self::build_with(devices, extra_config, 0, Some(storage_port)).await
+    }
+
+    async fn build_with(
+        devices: &[(u64, u32, bool)],
+        extra_config: &str,
+        max_per_minute: u32,
+        storage_port: Option<u16>,
     ) -> Self {
         let pki = TestPki::new().await;
         let dir = tempfile::tempdir().unwrap();
@@ -108,9 +130,7 @@ crls = ["{crl}"]
 crl_refresh_secs = 3600
 [spool]
 path = "{dir}/spool.db"
-[storage]
-url = "https://127.0.0.1:9"
-assignments_file = "{dir}/assignments.json"
+{storage_section}
 [ledger]
 suite = "{dir}/suite.json"
 embedded_dir = "{dir}/chain"
@@ -124,6 +144,15 @@ follow_interval_ms = 50
             bundle = pki.ca_bundle().display(),
             crl = pki.crl().display(),
             dir = dir.path().display(),
+            storage_section = match storage_port {
+                Some(port) => format!(
+                    "[storage]\nurl = \"https://127.0.0.1:{port}\"\nassignments_refresh_secs = 1"
+                ),
+                None => format!(
+                    "[storage]\nurl = \"https://127.0.0.1:9\"\nassignments_file = \"{}/assignments.json\"",
+                    dir.path().display()
+                ),
+            },
             collector_section = if extra_config.contains("[collector]") {
                 String::new()
             } else {

@@ -1,0 +1,262 @@
+//! The other end of the data path for the end-to-end tests: wardseal-storage serving its
+//! real API over mutual TLS on a fixed loopback port with a SQLite database, stoppable and
+//! restartable on the same port and database; and a patient's card enrolled on a SoftHSM
+//! token by the hospital CA.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wardseal_collector::client::{Connection, Reply};
+use wardseal_contracts::{AnyBackend, Ledger};
+use wardseal_core::identity::{Identity, SubjectId};
+use wardseal_core::reading::Timestamp;
+use wardseal_net::serve::{ServeOptions, serve};
+use wardseal_net::server::{ServerTls, ServerTlsSettings};
+use wardseal_net::testing::{TestCertificate, TestPki};
+use wardseal_pki::ca::Secrets;
+use wardseal_pki::card::{EnrollOptions, TokenChoice};
+use wardseal_pki::key::SecretSource;
+use wardseal_softhsm::{SoftHsm, TokenSpec};
+use wardseal_storage::api::Storage;
+use wardseal_storage::chain::Chain;
+use wardseal_storage::store::Store;
+
+use super::{WARD, epc};
+
+/// The patient of the end-to-end tests.
+pub(crate) const PATIENT: &str = "P-000123";
+/// The nurse assigned to [`PATIENT`] (reads proofs).
+pub(crate) const NURSE: &str = "nurse-1";
+
+/// A free loopback port (bound, then released for the server to take).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Enrolls `patient`'s card on a new SoftHSM token (key generated on the token, patient
+/// certificate issued by the test CA and written back next to the key), the way
+/// `wardseal-pki card enroll` does. Returns the key's RFC 7512 URI for the collector.
+pub(crate) async fn enroll_card(pki: &TestPki, hsm: &SoftHsm, patient: &str) -> String {
+    hsm.init_token(&TokenSpec::new(patient)).unwrap();
+    let pin = hsm.token_dir().join(format!("{patient}.pin"));
+    std::fs::write(&pin, TokenSpec::DEFAULT_USER_PIN).unwrap();
+    // TestPki keeps its CA key passphrase in this file.
+    let secrets = Secrets {
+        passphrase: Some(SecretSource::File(pki.temp.path().join("passphrase"))),
+        pin: None,
+    };
+    let mut options = EnrollOptions::new(
+        TokenChoice {
+            module: hsm.module_path().to_owned(),
+            token: patient.to_owned(),
+        },
+        Some(SecretSource::File(pin.clone())),
+        patient,
+    );
+    options.key_label = "patient".to_owned();
+    options.ward = Some(WARD.to_owned());
+    pki.ca
+        .unlock(&secrets)
+        .unwrap()
+        .enroll_card(&options, "test")
+        .await
+        .unwrap();
+    card_uri(hsm, patient, &pin)
+}
+
+fn card_uri(hsm: &SoftHsm, patient: &str, pin: &Path) -> String {
+    format!(
+        "pkcs11:token={patient};object=patient?module-path={}&pin-source=file:{}",
+        hsm.module_path().display(),
+        pin.display()
+    )
+}
+
+/// The collector configuration lines holding `patient`'s card.
+pub(crate) fn card_section(patient: &str, uri: &str) -> String {
+    format!("[[cards]]\npatient = \"{patient}\"\npkcs11_uri = \"{uri}\"\n")
+}
+
+/// A running storage server.
+pub(crate) struct StorageServer {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// What a storage server is started from (kept to restart it the same way).
+#[derive(Clone)]
+pub(crate) struct StorageSetup {
+    pub(crate) certificate: TestCertificate,
+    pub(crate) ca_bundle: PathBuf,
+    pub(crate) crl: PathBuf,
+    pub(crate) database: PathBuf,
+    pub(crate) port: u16,
+}
+
+impl StorageSetup {
+    /// A storage identity from `pki`, a database file in `dir`, listening on `port`.
+    pub(crate) async fn new(pki: &TestPki, dir: &Path, port: u16) -> Self {
+        Self {
+            certificate: pki.issue(Identity::storage(None, None)).await,
+            ca_bundle: pki.ca_bundle(),
+            crl: pki.crl(),
+            database: dir.join("storage.db"),
+            port,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("sqlite://{}", self.database.display())
+    }
+
+    /// Starts storage with `ledger` for the registry and rules.
+    pub(crate) async fn start(&self, ledger: Ledger<AnyBackend>) -> StorageServer {
+        let mut settings = ServerTlsSettings::new(
+            &self.certificate.certificate,
+            &self.certificate.key,
+            &self.ca_bundle,
+        );
+        settings.crls.push(self.crl.clone());
+        let tls = Arc::new(ServerTls::load(settings).unwrap());
+        let store = Store::open(&self.url()).await.unwrap();
+        let storage = Arc::new(Storage {
+            store,
+            chain: Chain::new(ledger).await.unwrap(),
+            tls: Arc::clone(&tls),
+        });
+        // The port was just released (first start) or by the stopped server (restart).
+        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "storage cannot bind {address}: {error}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = Arc::clone(&storage);
+        let options = ServeOptions {
+            drain_timeout: Duration::from_secs(2),
+            ..ServeOptions::default()
+        };
+        let server = tokio::spawn(serve(
+            listener,
+            tls,
+            options,
+            move |request, peer| {
+                let storage = Arc::clone(&served);
+                async move { storage.handle(request, peer).await }
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        StorageServer {
+            storage,
+            address,
+            stop: Some(stop),
+            server,
+        }
+    }
+}
+
+impl StorageServer {
+    /// Admits [`PATIENT`] to the ward, assigns `devices` (EPC serials) to them from an
+    /// hour ago, and assigns [`NURSE`] to them.
+    pub(crate) async fn admit(&self, devices: &[u64]) {
+        let store = &self.storage.store;
+        store.admit(PATIENT, WARD, "12", "B", None).await.unwrap();
+        let since = Timestamp::now().unix_micros() - 3_600_000_000;
+        for &serial in devices {
+            store
+                .assign_device(&epc(serial).pure_identity_uri(), PATIENT, since)
+                .await
+                .unwrap();
+        }
+        store.assign_staff(NURSE, PATIENT, "nurse").await.unwrap();
+    }
+
+    /// Stops serving (open connections are closed after a short drain) and closes the
+    /// database: storage is down.
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.server).await.unwrap();
+        self.storage.store.close().await;
+    }
+}
+
+/// A nurse's certificate (to read proofs).
+pub(crate) async fn nurse(pki: &TestPki) -> TestCertificate {
+    pki.issue(Identity::staff(SubjectId::new(NURSE).unwrap()))
+        .await
+}
+
+/// How many times each leaf hash is stored, read from storage's database file.
+pub(crate) fn stored_leaves(database: &Path) -> HashMap<String, i64> {
+    let connection =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    connection.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut statement = connection
+        .prepare("SELECT leaf_hash, COUNT(*) FROM readings GROUP BY leaf_hash")
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            Ok((
+                hex::encode(row.get::<_, Vec<u8>>(0)?),
+                row.get::<_, i64>(1)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A metric of the collector's `/metrics`, read over `connection`.
+pub(crate) async fn metric(connection: &Connection, name: &str) -> f64 {
+    let Reply { status, body } = connection
+        .send(hyper::Method::GET, "/metrics", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .ok_or_else(|| format!("no metric {name} in:\n{text}"))
+        .unwrap()
+}
+
+/// Polls `done` every 100 ms until it holds or `limit` passes; returns whether it held.
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if done().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
