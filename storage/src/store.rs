@@ -179,7 +179,7 @@ impl Store {
                 .try_get(1)
                 .map_err(|e| Error::database("read the chain tip", e))?;
             Ok(ChainTip {
-                sequence: u64::try_from(sequence).unwrap_or_default(),
+                sequence: unsigned(sequence)?,
                 hash: hash_from(&hash),
             })
         })
@@ -193,14 +193,12 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(|error| Error::database("look the batch up", error))?;
-        Ok(row.map(|row| {
-            let sequence: i64 = row.try_get(0).unwrap_or_default();
-            let count: i64 = row.try_get(1).unwrap_or_default();
-            (
-                u64::try_from(sequence).unwrap_or_default(),
-                u64::try_from(count).unwrap_or_default(),
-            )
-        }))
+        row.map(|row| -> Result<_, Error> {
+            let sequence: i64 = column(&row, 0)?;
+            let count: i64 = column(&row, 1)?;
+            Ok((unsigned(sequence)?, unsigned(count)?))
+        })
+        .transpose()
     }
 
     /// Stores a verified batch and its readings in one transaction. Returns `false` when
@@ -329,16 +327,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| Error::database("list rejections", error))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| Rejection {
-                received_at: row.try_get(0).unwrap_or_default(),
-                collector: row.try_get(1).unwrap_or_default(),
-                patient: row.try_get(2).unwrap_or_default(),
-                code: row.try_get(3).unwrap_or_default(),
-                message: row.try_get(4).unwrap_or_default(),
+        rows.into_iter()
+            .map(|row| -> Result<_, Error> {
+                Ok(Rejection {
+                    received_at: column(&row, 0)?,
+                    collector: column(&row, 1)?,
+                    patient: column(&row, 2)?,
+                    code: column(&row, 3)?,
+                    message: column(&row, 4)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Number of stored readings and batches.
@@ -386,16 +385,11 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|error| Error::database("read device assignments", error))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                (
-                    row.try_get(0).unwrap_or_default(),
-                    row.try_get(1).unwrap_or_default(),
-                    row.try_get(2).unwrap_or_default(),
-                )
+        rows.into_iter()
+            .map(|row| -> Result<_, Error> {
+                Ok((column(&row, 0)?, column(&row, 1)?, column(&row, 2)?))
             })
-            .collect())
+            .collect()
     }
 
     /// Admits a patient to a ward.
@@ -437,12 +431,8 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| Error::database("read the admission", error))?;
-        Ok(row.map(|row| {
-            (
-                row.try_get(0).unwrap_or_default(),
-                row.try_get(1).unwrap_or_default(),
-            )
-        }))
+        row.map(|row| -> Result<_, Error> { Ok((column(&row, 0)?, column(&row, 1)?)) })
+            .transpose()
     }
 
     /// Assigns a device to an admitted patient from `since` (µs), ending its other
@@ -577,16 +567,11 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| Error::database("read the ward's assignments", error))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                (
-                    row.try_get(0).unwrap_or_default(),
-                    row.try_get(1).unwrap_or_default(),
-                    row.try_get(2).unwrap_or_default(),
-                )
+        rows.into_iter()
+            .map(|row| -> Result<_, Error> {
+                Ok((column(&row, 0)?, column(&row, 1)?, column(&row, 2)?))
             })
-            .collect())
+            .collect()
     }
 
     /// A patient's readings in a time window, optionally of one data type, in time order.
@@ -609,7 +594,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| Error::database("read the readings", error))?;
-        Ok(rows.into_iter().map(stored_reading).collect())
+        rows.into_iter().map(stored_reading).collect()
     }
 
     /// A reading by leaf hash (the first stored, if several batches hold it).
@@ -621,7 +606,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| Error::database("find the reading", error))?;
-        Ok(row.map(stored_reading))
+        row.map(stored_reading).transpose()
     }
 
     /// A batch's header, signature, certificate, and its leaf hashes in order.
@@ -640,9 +625,9 @@ impl Store {
             return Ok(None);
         };
         let batch = StoredBatch {
-            header: row.try_get(0).unwrap_or_default(),
-            signature: row.try_get(1).unwrap_or_default(),
-            patient_certificate: row.try_get(2).unwrap_or_default(),
+            header: column(&row, 0)?,
+            signature: column(&row, 1)?,
+            patient_certificate: column(&row, 2)?,
         };
         let leaves: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT leaf_hash FROM readings WHERE batch_hash = $1 ORDER BY position",
@@ -716,19 +701,20 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| Error::database("read the access log", error))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| AccessEntry {
-                entry: row.try_get(0).unwrap_or_default(),
-                at: row.try_get(1).unwrap_or_default(),
-                who: row.try_get(2).unwrap_or_default(),
-                role: row.try_get(3).unwrap_or_default(),
-                patient: row.try_get(4).unwrap_or_default(),
-                what: row.try_get(5).unwrap_or_default(),
-                allowed: row.try_get::<i64, _>(6).unwrap_or_default() != 0,
-                reason: row.try_get(7).unwrap_or_default(),
+        rows.into_iter()
+            .map(|row| -> Result<_, Error> {
+                Ok(AccessEntry {
+                    entry: column(&row, 0)?,
+                    at: column(&row, 1)?,
+                    who: column(&row, 2)?,
+                    role: column(&row, 3)?,
+                    patient: column(&row, 4)?,
+                    what: column(&row, 5)?,
+                    allowed: column::<i64>(&row, 6)? != 0,
+                    reason: column(&row, 7)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The first access-log entry not yet covered by an anchor.
@@ -761,16 +747,11 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| Error::database("read the anchors", error))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                (
-                    row.try_get(0).unwrap_or_default(),
-                    row.try_get(1).unwrap_or_default(),
-                    row.try_get(2).unwrap_or_default(),
-                )
+        rows.into_iter()
+            .map(|row| -> Result<_, Error> {
+                Ok((column(&row, 0)?, column(&row, 1)?, column(&row, 2)?))
             })
-            .collect())
+            .collect()
     }
 
     /// Closes the pool.
@@ -794,13 +775,31 @@ pub struct Rejection {
     pub message: String,
 }
 
-fn stored_reading(row: sqlx::any::AnyRow) -> StoredReading {
-    StoredReading {
-        batch_hash: row.try_get(0).unwrap_or_default(),
-        position: u64::try_from(row.try_get::<i64, _>(1).unwrap_or_default()).unwrap_or_default(),
-        leaf_hash: row.try_get(2).unwrap_or_default(),
-        canonical: row.try_get(3).unwrap_or_default(),
-    }
+/// Column `index` of `row`. A value the column cannot give (wrong type, NULL where the
+/// schema forbids it) is an error, never a default that would pass for data.
+fn column<'r, T>(row: &'r sqlx::any::AnyRow, index: usize) -> Result<T, Error>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(index)
+        .map_err(|error| Error::database("decode a stored row", error))
+}
+
+/// A count or sequence number stored as a signed 64-bit integer.
+fn unsigned(value: i64) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| Error::Database {
+        action: "decode a stored row",
+        reason: format!("negative count or sequence number {value}"),
+    })
+}
+
+fn stored_reading(row: sqlx::any::AnyRow) -> Result<StoredReading, Error> {
+    Ok(StoredReading {
+        batch_hash: column(&row, 0)?,
+        position: unsigned(column::<i64>(&row, 1)?)?,
+        leaf_hash: column(&row, 2)?,
+        canonical: column(&row, 3)?,
+    })
 }
 
 /// A 32-byte hash from a column (zero if the column is not 32 bytes, which the schema
