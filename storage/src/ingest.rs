@@ -94,17 +94,7 @@ impl Ingest<'_> {
         let rows = match self.verify(&ward, &submission).await {
             Ok(rows) => rows,
             Err(Error::Refused(refusal)) => {
-                self.store
-                    .record_rejection(
-                        &ward,
-                        Some(header.patient().as_str()),
-                        Some(header.sequence()),
-                        Some(&header_hash),
-                        refusal.code(),
-                        &refusal.to_string(),
-                    )
-                    .await?;
-                return Err(refusal.into());
+                return Err(self.reject(&ward, header, &header_hash, refusal).await);
             }
             Err(other) => return Err(other),
         };
@@ -136,17 +126,7 @@ impl Ingest<'_> {
                 sequence: header.sequence(),
                 tip: header.sequence(),
             };
-            self.store
-                .record_rejection(
-                    &ward,
-                    Some(header.patient().as_str()),
-                    Some(header.sequence()),
-                    Some(&header_hash),
-                    refusal.code(),
-                    &refusal.to_string(),
-                )
-                .await?;
-            return Err(refusal.into());
+            return Err(self.reject(&ward, header, &header_hash, refusal).await);
         }
         Ok(BatchReceipt {
             header_hash,
@@ -154,6 +134,32 @@ impl Ingest<'_> {
             count: header.count(),
             newly_stored: true,
         })
+    }
+
+    /// Records a refused batch (not its readings) and turns the refusal into the error the
+    /// collector receives; a failure to record is reported instead.
+    async fn reject(
+        &self,
+        ward: &str,
+        header: &BatchHeader,
+        header_hash: &Hash,
+        refusal: Refusal,
+    ) -> Error {
+        let recorded = self
+            .store
+            .record_rejection(
+                ward,
+                Some(header.patient().as_str()),
+                Some(header.sequence()),
+                Some(header_hash),
+                refusal.code(),
+                &refusal.to_string(),
+            )
+            .await;
+        match recorded {
+            Ok(()) => refusal.into(),
+            Err(error) => error,
+        }
     }
 
     async fn verify(
