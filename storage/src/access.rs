@@ -73,6 +73,7 @@ async fn consented(storage: &Storage, staff: &str, patient: &str) -> Result<bool
 /// Anchors the entries not yet anchored; returns the root and count, or `None` when there
 /// was nothing new.
 pub async fn anchor(storage: &Storage) -> Result<Option<(wardseal_core::hash::Hash, u64)>, Error> {
+    let _anchoring = storage.chain.anchoring().await;
     let first = storage.store.first_unanchored().await?;
     let entries = storage.store.access_log(None, first).await?;
     let (Some(first_entry), Some(last_entry)) = (entries.first(), entries.last()) else {

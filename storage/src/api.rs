@@ -376,6 +376,7 @@ impl Storage {
                 self.store.discharge(&discharge.patient).await
             }
             "anchor-access-log" => access::anchor(self).await.map(drop),
+            "anchor-batches" => crate::batch_log::anchor(self).await.map(drop),
             other => Err(Error::NotFound(format!("admin action {other}"))),
         }
     }

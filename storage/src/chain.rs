@@ -1,32 +1,80 @@
-//! What storage asks the chain: the device registry, the rules (kept as a native
-//! [`RuleBook`] replica, refreshed from the ledger), consent, and access-log anchors.
+//! What storage asks the chain: the device registry and the rules (kept as a native
+//! replica that follows the ledger's events), consent, and the anchors of the access log
+//! and the batch log.
+//!
+//! The replica is built from the ledger's state at start, then brought up to the chain's
+//! head by an [`EventFollower`] before every use ([`Chain::sync`]): a rule change or a
+//! device deactivation mined in a block counts for the next batch checked after that
+//! block, without a periodic re-read of the whole registry. Applying an event is
+//! idempotent (set, insert, deactivate), so the events of blocks the snapshot already saw
+//! may be applied again without harm.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
-use tokio::sync::RwLock;
-use wardseal_contracts::{AnyBackend, Device, Ledger, RuleBook};
+use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
+use wardseal_contracts::{
+    AnchorRecord, AnyBackend, Cursor, Device, EventFollower, Ledger, LedgerEvent, RuleBook,
+    TxOutcome,
+};
 
 use crate::error::Error;
 
-/// How long a rule replica is used before it is rebuilt from the ledger.
-const RULES_MAX_AGE: Duration = Duration::from_secs(30);
+/// The rules and devices as the ledger holds them, as of the follower's cursor.
+#[derive(Debug)]
+struct Replica {
+    rules: RuleBook,
+    devices: HashMap<[u8; 12], Device>,
+}
 
-/// The ledger with a rule replica.
+impl Replica {
+    fn apply(&mut self, event: &LedgerEvent) {
+        match event {
+            LedgerEvent::DeviceRegistered(device) => {
+                self.devices.insert(device.epc, device.clone());
+            }
+            LedgerEvent::DeviceDeactivated { epc } => {
+                if let Some(device) = self.devices.get_mut(epc) {
+                    device.active = false;
+                }
+            }
+            other => self.rules.apply(other),
+        }
+    }
+}
+
+/// The ledger with a rule and device replica that follows its events.
 #[derive(Debug)]
 pub struct Chain {
     ledger: Ledger<AnyBackend>,
-    rules: RwLock<(RuleBook, Instant)>,
+    replica: RwLock<Replica>,
+    follower: Mutex<EventFollower<AnyBackend>>,
+    /// One anchoring at a time in this process (the timer and the admin route).
+    anchoring: Mutex<()>,
 }
 
 impl Chain {
-    /// Wraps a ledger and builds the rule replica.
+    /// Wraps a ledger: reads the rules and the registry, and follows the events of the
+    /// blocks after the head seen before reading.
     pub async fn new(ledger: Ledger<AnyBackend>) -> Result<Self, Error> {
-        let book = load_rules(&ledger).await?;
+        // The head first: anything mined while the snapshot is read is applied again by
+        // the follower, which is harmless; anything mined before is in the snapshot.
+        let head = ledger
+            .head()
+            .await
+            .map_err(|error| Error::ledger("read the chain head", error))?;
+        let replica = load_replica(&ledger).await?;
+        let follower = EventFollower::new(
+            ledger.clone(),
+            Cursor {
+                next_block: head.saturating_add(1),
+            },
+        );
         Ok(Self {
             ledger,
-            rules: RwLock::new((book, Instant::now())),
+            replica: RwLock::new(replica),
+            follower: Mutex::new(follower),
+            anchoring: Mutex::new(()),
         })
     }
 
@@ -35,40 +83,48 @@ impl Chain {
         &self.ledger
     }
 
-    /// Rebuilds the rule replica now.
-    pub async fn refresh_rules(&self) -> Result<(), Error> {
-        let book = load_rules(&self.ledger).await?;
-        *self.rules.write().await = (book, Instant::now());
+    /// Brings the replica up to the chain's head: applies the events of every block mined
+    /// since the last sync. One head query when nothing was mined.
+    pub async fn sync(&self) -> Result<(), Error> {
+        let mut follower = self.follower.lock().await;
+        let events = follower
+            .poll()
+            .await
+            .map_err(|error| Error::ledger("follow the ledger's events", error))?;
+        if !events.is_empty() {
+            let mut replica = self.replica.write().await;
+            for event in &events {
+                replica.apply(&event.event);
+            }
+        }
         Ok(())
     }
 
-    /// The rule replica, rebuilt first when older than 30 s.
-    pub async fn rules(
-        &self,
-    ) -> Result<tokio::sync::RwLockReadGuard<'_, (RuleBook, Instant)>, Error> {
-        if self.rules.read().await.1.elapsed() > RULES_MAX_AGE {
-            self.refresh_rules().await?;
-        }
-        Ok(self.rules.read().await)
+    /// The block the replica has followed up to (exclusive).
+    pub async fn followed_to(&self) -> u64 {
+        self.follower.lock().await.cursor().next_block
     }
 
-    /// The registry entries of several devices.
+    /// The rule replica, synced with the chain's head first.
+    pub async fn rules(&self) -> Result<RwLockReadGuard<'_, RuleBook>, Error> {
+        self.sync().await?;
+        Ok(RwLockReadGuard::map(self.replica.read().await, |replica| {
+            &replica.rules
+        }))
+    }
+
+    /// The registry entries of several devices (`None`: not registered), synced with the
+    /// chain's head first.
     pub async fn devices(
         &self,
         epcs: &[[u8; 12]],
     ) -> Result<HashMap<[u8; 12], Option<Device>>, Error> {
-        let mut found = HashMap::new();
-        for epc in epcs {
-            if !found.contains_key(epc) {
-                let device = self
-                    .ledger
-                    .device(*epc)
-                    .await
-                    .map_err(|error| Error::ledger("read the device registry", error))?;
-                found.insert(*epc, device);
-            }
-        }
-        Ok(found)
+        self.sync().await?;
+        let replica = self.replica.read().await;
+        Ok(epcs
+            .iter()
+            .map(|epc| (*epc, replica.devices.get(epc).cloned()))
+            .collect())
     }
 
     /// Whether `patient` has granted `authority` access on chain.
@@ -87,8 +143,23 @@ impl Chain {
         first: i64,
         last: i64,
     ) -> Result<(), Error> {
+        self.anchor_log(access_log_id(), root, count, first, last)
+            .await
+            .map(drop)
+    }
+
+    /// Anchors a Merkle root of log `log_id` covering `count` entries written from
+    /// `first` to `last` (µs since the epoch).
+    pub async fn anchor_log(
+        &self,
+        log_id: B256,
+        root: [u8; 32],
+        count: u64,
+        first: i64,
+        last: i64,
+    ) -> Result<TxOutcome, Error> {
         let anchor = wardseal_contracts::Anchor {
-            log_id: access_log_id(),
+            log_id,
             root: B256::from(root),
             count,
             first_time: u64::try_from(first).unwrap_or_default(),
@@ -97,18 +168,26 @@ impl Chain {
         self.ledger
             .anchor(&anchor)
             .await
-            .map_err(|error| Error::ledger("anchor the access log", error))?;
-        Ok(())
+            .map_err(|error| Error::ledger("anchor a log root", error))
     }
 
     /// Whether a root is anchored on chain.
     pub async fn anchored(&self, root: [u8; 32]) -> Result<bool, Error> {
-        Ok(self
-            .ledger
+        Ok(self.anchor_record(root).await?.is_some())
+    }
+
+    /// The chain's record of an anchored root.
+    pub async fn anchor_record(&self, root: [u8; 32]) -> Result<Option<AnchorRecord>, Error> {
+        self.ledger
             .anchored(B256::from(root))
             .await
-            .map_err(|error| Error::ledger("look the anchor up", error))?
-            .is_some())
+            .map_err(|error| Error::ledger("look the anchor up", error))
+    }
+
+    /// Held while anchoring, so the timer and the admin route never anchor the same
+    /// entries twice.
+    pub(crate) async fn anchoring(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.anchoring.lock().await
     }
 }
 
@@ -117,7 +196,12 @@ pub fn access_log_id() -> B256 {
     B256::from(*wardseal_core::hash::Hash::sha256(b"wardseal storage access log").as_bytes())
 }
 
-async fn load_rules(ledger: &Ledger<AnyBackend>) -> Result<RuleBook, Error> {
+/// The log id of storage's batch log: SHA-256 of "wardseal storage batch log".
+pub fn batch_log_id() -> B256 {
+    B256::from(*wardseal_core::hash::Hash::sha256(b"wardseal storage batch log").as_bytes())
+}
+
+async fn load_replica(ledger: &Ledger<AnyBackend>) -> Result<Replica, Error> {
     let rules = ledger
         .rules()
         .await
@@ -126,5 +210,15 @@ async fn load_rules(ledger: &Ledger<AnyBackend>) -> Result<RuleBook, Error> {
         .group_rules()
         .await
         .map_err(|error| Error::ledger("read the group rules", error))?;
-    Ok(RuleBook::from_parts(&rules, &groups))
+    let devices = ledger
+        .devices()
+        .await
+        .map_err(|error| Error::ledger("read the device registry", error))?;
+    Ok(Replica {
+        rules: RuleBook::from_parts(&rules, &groups),
+        devices: devices
+            .into_iter()
+            .map(|device| (device.epc, device))
+            .collect(),
+    })
 }

@@ -243,4 +243,44 @@ pub enum ProofError {
     /// The reading is not in the signed tree.
     #[error("the reading is not included under the signed root: {0}")]
     Inclusion(String),
+    /// The batch's header hash is not in the anchored batch-log tree.
+    #[error("the batch is not included under the anchored batch-log root: {0}")]
+    AnchorInclusion(String),
+    /// The document is pending: its batch was not anchored when it was fetched.
+    #[error(
+        "the batch is not anchored yet (anchor_status pending): fetch the proof again after \
+         storage's next anchoring"
+    )]
+    NotAnchored,
+    /// The chain holds no anchor of the document's root.
+    #[error("the anchored root {root} is not on chain")]
+    NotOnChain {
+        /// The document's root.
+        root: Hash,
+    },
+    /// The chain's anchor of the root says something else than the document.
+    #[error("the chain's anchor differs from the document's: {0}")]
+    AnchorMismatch(String),
+    /// The chain could not be asked.
+    #[error("the chain could not be asked about the anchor: {0}")]
+    Chain(String),
+}
+
+impl ProofError {
+    /// The exit status of `wardseal-storage verify-proof` for this failure: 3 the proof is
+    /// bad (malformed, certificate, signature, inclusion of the reading or of the batch),
+    /// 4 the batch is not anchored yet, 5 the anchor is not on chain or differs, 1 the chain
+    /// could not be asked (clap's usage errors are 2).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Malformed(_)
+            | Self::Certificate(_)
+            | Self::Signature(_)
+            | Self::Inclusion(_)
+            | Self::AnchorInclusion(_) => 3,
+            Self::NotAnchored => 4,
+            Self::NotOnChain { .. } | Self::AnchorMismatch(_) => 5,
+            Self::Chain(_) => 1,
+        }
+    }
 }

@@ -322,7 +322,7 @@ impl Ingest<'_> {
                 index,
                 verdict: error.to_string(),
             })?;
-            let decision = rules.0.check(&input);
+            let decision = rules.check(&input);
             if !decision.is_allowed() {
                 return Err(Refusal::RuleViolation {
                     index,

@@ -12,7 +12,8 @@
 //! - [`store`] keeps batches, readings, rejections, admissions, assignments and the access
 //!   log in SQLite (one 0600 file, WAL) or PostgreSQL, with one set of migrations.
 //! - [`chain`] asks the `Ledger` (embedded revm or JSON-RPC) for devices, rules (kept as a
-//!   native replica), consent, and anchors the access log's Merkle roots ([`access`]).
+//!   native replica that follows the ledger's events), consent, and anchors the Merkle
+//!   roots of the access log ([`access`]) and of the batch log ([`batch_log`]).
 //! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
 //!   offline proofs of single readings.
 //! - [`api::to_wire`] is the one error-to-wire mapping.
@@ -30,6 +31,7 @@
 
 pub mod access;
 pub mod api;
+pub mod batch_log;
 pub mod chain;
 mod error;
 pub mod fhir;

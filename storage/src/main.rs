@@ -62,7 +62,7 @@ enum Command {
         /// The storage account's key file (hex private key, 0600) for anchoring.
         #[arg(long)]
         ledger_key_file: PathBuf,
-        /// Seconds between access-log anchors.
+        /// Seconds between anchors of the access log and of the batch log.
         #[arg(long, default_value_t = 60)]
         anchor_every: u64,
     },
@@ -114,30 +114,66 @@ enum Command {
     },
     /// List refused batches.
     Rejections,
-    /// Check a proof document offline against the CA root certificate.
+    /// Check a proof document against the CA root certificate and the chain. Exit 0 ok, 3
+    /// bad proof, 4 batch not anchored yet, 5 anchor not on chain or different, 1 the
+    /// chain could not be asked.
     VerifyProof {
         /// The proof (JSON from GET /v1/readings/{leaf}/proof).
         file: PathBuf,
         /// The CA certificate to trust (PEM or DER).
         #[arg(long)]
         ca: PathBuf,
+        /// The deployed contracts (suite.json).
+        #[arg(long, required_unless_present = "skip_chain")]
+        suite: Option<PathBuf>,
+        /// Embedded chain directory (read only; not while a server holds it).
+        #[arg(long, conflicts_with = "rpc")]
+        embedded: Option<PathBuf>,
+        /// JSON-RPC node URL.
+        #[arg(long)]
+        rpc: Option<String>,
+        /// Check only what the CA certificate proves; the anchor is NOT checked.
+        #[arg(long, conflicts_with_all = ["suite", "embedded", "rpc"])]
+        skip_chain: bool,
     },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     let mut out = std::io::stdout().lock();
     use std::io::Write as _;
     match cli.command {
-        Command::VerifyProof { file, ca } => {
-            let document: wardseal_storage::proof::ProofDocument = serde_json::from_slice(
-                &std::fs::read(&file).with_context(|| format!("read {}", file.display()))?,
-            )
-            .context("the file is not a proof document")?;
+        Command::VerifyProof {
+            file,
+            ca,
+            suite,
+            embedded,
+            rpc,
+            skip_chain,
+        } => {
+            let document: wardseal_storage::proof::ProofDocument = match std::fs::read(&file)
+                .with_context(|| format!("read {}", file.display()))
+                .and_then(|bytes| {
+                    serde_json::from_slice(&bytes).context("the file is not a proof document")
+                }) {
+                Ok(document) => document,
+                Err(error) => {
+                    eprintln!("bad proof: {error:#}");
+                    return Ok(std::process::ExitCode::from(3));
+                }
+            };
             let ca_bytes = std::fs::read(&ca).with_context(|| format!("read {}", ca.display()))?;
             let ca_der = pem_or_der(&ca_bytes)?;
-            let verified = wardseal_storage::proof::verify(&document, &ca_der)?;
+            let ledger = match (skip_chain, suite) {
+                (true, _) => None,
+                (false, Some(suite)) => Some(read_only_ledger(&suite, embedded, rpc)?),
+                (false, None) => anyhow::bail!("give --suite FILE (or --skip-chain)"),
+            };
+            let verified = match wardseal_storage::proof::verify(&document, &ca_der) {
+                Ok(verified) => verified,
+                Err(error) => return Ok(proof_failure(&error)),
+            };
             writeln!(
                 out,
                 "ok: reading {} of patient {} (batch {}, leaf {}) is signed by the patient's card and chains to the CA",
@@ -146,6 +182,21 @@ async fn main() -> anyhow::Result<()> {
                 verified.header.sequence(),
                 verified.leaf_hash
             )?;
+            let Some(ledger) = ledger else {
+                writeln!(
+                    out,
+                    "WARNING: --skip-chain: the on-chain anchor was NOT checked; this proof does not show when the batch was stored"
+                )?;
+                return Ok(std::process::ExitCode::SUCCESS);
+            };
+            match wardseal_storage::proof::check_on_chain(&ledger, &verified).await {
+                Ok(record) => writeln!(
+                    out,
+                    "ok: the batch is under root {} anchored on chain in block {} by {} (batch log, {} batches)",
+                    record.anchor.root, record.block, record.anchorer, record.anchor.count
+                )?,
+                Err(error) => return Ok(proof_failure(&error)),
+            }
         }
         Command::Serve {
             listen,
@@ -208,6 +259,9 @@ async fn main() -> anyhow::Result<()> {
                     if let Err(error) = wardseal_storage::access::anchor(&anchoring).await {
                         eprintln!("anchoring the access log failed: {error}");
                     }
+                    if let Err(error) = wardseal_storage::batch_log::anchor(&anchoring).await {
+                        eprintln!("anchoring the batch log failed: {error}");
+                    }
                 }
             });
             let handler = move |request, peer| {
@@ -259,7 +313,39 @@ async fn main() -> anyhow::Result<()> {
             writeln!(out, "ok")?;
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Prints why a proof failed and gives its exit status ([`ProofError::exit_code`]).
+fn proof_failure(error: &wardseal_storage::ProofError) -> std::process::ExitCode {
+    let kind = match error.exit_code() {
+        3 => "bad proof",
+        4 => "not anchored",
+        5 => "anchor not on chain",
+        _ => "chain unavailable",
+    };
+    eprintln!("{kind}: {error}");
+    std::process::ExitCode::from(error.exit_code())
+}
+
+/// The ledger for reading anchors: an embedded chain opened as a reader (the account is
+/// never used), or a node with a throwaway key (calls need no funds and send nothing).
+fn read_only_ledger(
+    suite: &std::path::Path,
+    embedded: Option<PathBuf>,
+    rpc: Option<String>,
+) -> anyhow::Result<Ledger<AnyBackend>> {
+    let suite = Suite::load(suite)?;
+    let backend: AnyBackend = match (embedded, rpc) {
+        (Some(dir), _) => EmbeddedChain::open(dir)?
+            .backend(alloy::primitives::Address::ZERO)
+            .into(),
+        (None, Some(url)) => {
+            RpcBackend::connect(&url, alloy::signers::local::PrivateKeySigner::random())?.into()
+        }
+        (None, None) => anyhow::bail!("give --embedded DIR or --rpc URL (or --skip-chain)"),
+    };
+    Ok(Ledger::new(backend, suite))
 }
 
 fn pem_or_der(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {

@@ -11,6 +11,9 @@ mod common;
 use common::{LedgerKind, Postgres, World, batch, heart_rate};
 use hyper::StatusCode;
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
+use wardseal_storage::ProofError;
+use wardseal_storage::batch_log::batch_log_id;
+use wardseal_storage::proof::{self, AnchorStatus, ProofDocument};
 
 const MINUTE: i64 = 60_000_000;
 const T0: i64 = 1_800_000_000_000_000;
@@ -38,12 +41,320 @@ async fn sqlite_with_anvil() {
     let mut world = World::with_ledger(&url, LedgerKind::Anvil).await;
     ingest(&mut world).await;
     access(&world).await;
+    follows_ledger(&mut world).await;
+    let documents = batch_anchoring(&mut world).await;
+    proof_cli_against_anvil(&world, &documents, dir.path());
 }
 
 async fn scenarios(url: &str) {
     let mut world = World::new(url).await;
     ingest(&mut world).await;
     access(&world).await;
+    follows_ledger(&mut world).await;
+    batch_anchoring(&mut world).await;
+}
+
+/// A rule change or a device deactivation on chain counts for the very next batch: the
+/// replica follows the ledger's events, it is not re-read on a timer.
+async fn follows_ledger(world: &mut World) {
+    let patient = world.patient.clone();
+    let range = |low: &str, high: &str| {
+        wardseal_contracts::Range::new(
+            wardseal_contracts::WideDecimal::parse(low).unwrap(),
+            wardseal_contracts::WideDecimal::parse(high).unwrap(),
+        )
+        .unwrap()
+    };
+    let heart_rule = |high: &str| {
+        wardseal_contracts::TypeRule::new(
+            wardseal_core::reading::DataType::HeartRate.code(),
+            "/min",
+            vec![range("30", high)],
+            0,
+        )
+        .unwrap()
+    };
+    let reading = vec![heart_rate(1, "150", T0 + 30 * MINUTE, 30)];
+    let next = batch(
+        "patient-1",
+        world.tip.as_ref(),
+        &reading,
+        &patient,
+        &patient.key,
+    );
+    // Narrowed on chain: 150 /min is refused at once.
+    world
+        .ledger
+        .set_type_rule(common::RULE, &heart_rule("140"))
+        .await
+        .unwrap();
+    refused(world, &next, "rule_violation").await;
+    // Widened again: the same batch goes in.
+    world
+        .ledger
+        .set_type_rule(common::RULE, &heart_rule("220"))
+        .await
+        .unwrap();
+    let (status, body) = world.submit(&next).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    world.tip = Some(next.header.tip());
+
+    // A device registered after the server started is known at once; deactivated, its
+    // next reading is refused at once.
+    world
+        .ledger
+        .register_device(&wardseal_contracts::Device {
+            epc: common::epc(3).to_bytes(),
+            group: common::GROUP,
+            rule_id: common::RULE,
+            ward: common::WARD.into(),
+            active: true,
+        })
+        .await
+        .unwrap();
+    world
+        .storage
+        .store
+        .assign_device(&common::epc(3).pure_identity_uri(), "patient-1", 0)
+        .await
+        .unwrap();
+    let from_new = vec![heart_rate(3, "70", T0 + 31 * MINUTE, 1)];
+    let next = batch(
+        "patient-1",
+        world.tip.as_ref(),
+        &from_new,
+        &patient,
+        &patient.key,
+    );
+    let (status, body) = world.submit(&next).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    world.tip = Some(next.header.tip());
+    world
+        .ledger
+        .deactivate_device(common::epc(3).to_bytes())
+        .await
+        .unwrap();
+    let again = vec![heart_rate(3, "70", T0 + 32 * MINUTE, 2)];
+    refused(
+        world,
+        &batch(
+            "patient-1",
+            world.tip.as_ref(),
+            &again,
+            &patient,
+            &patient.key,
+        ),
+        "device_inactive",
+    )
+    .await;
+}
+
+/// Fetches the proof of the reading with leaf `leaf` as the assigned nurse.
+async fn fetch_proof(
+    world: &World,
+    nurse: &wardseal_net::testing::TestCertificate,
+    leaf: &wardseal_core::hash::Hash,
+) -> ProofDocument {
+    let (status, proof) = world
+        .request(nurse, "GET", &format!("/v1/readings/{leaf}/proof"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    serde_json::from_value(proof).unwrap()
+}
+
+/// Documents a test writes for the CLI: (name, document, expected exit status).
+type Documents = Vec<(&'static str, ProofDocument, i32)>;
+
+/// The batch log: a proof is pending until its batch is anchored, then carries the anchor,
+/// which the chain confirms; altered anchors fail with their own errors.
+async fn batch_anchoring(world: &mut World) -> Documents {
+    let patient = world.patient.clone();
+    let nurse = world
+        .pki
+        .issue(Identity::staff(SubjectId::new("nurse-1").unwrap()))
+        .await;
+    let ledger = &world.ledger;
+    let root_der = world.pki.root_der();
+    let reading = heart_rate(1, "90", T0 + 40 * MINUTE, 40);
+    let leaf = wardseal_core::merkle::leaf_hash(&reading.canonical_bytes());
+    let submission = batch(
+        "patient-1",
+        world.tip.as_ref(),
+        std::slice::from_ref(&reading),
+        &patient,
+        &patient.key,
+    );
+    let (status, body) = world.submit(&submission).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    world.tip = Some(submission.header.tip());
+    let (_, stored_batches) = world.storage.store.counts().await.unwrap();
+
+    // Before anchoring: pending, and the chain check says so.
+    let pending = fetch_proof(world, &nurse, &leaf).await;
+    assert_eq!(pending.anchor_status, AnchorStatus::Pending);
+    assert!(pending.anchor.is_none());
+    let verified = proof::verify(&pending, &root_der).unwrap();
+    let error = proof::check_on_chain(ledger, &verified).await.unwrap_err();
+    assert_eq!(error, ProofError::NotAnchored);
+    assert_eq!(error.exit_code(), 4);
+
+    // Anchored: every stored batch in one root; nothing left for a second anchoring.
+    let anchor = wardseal_storage::batch_log::anchor(&world.storage)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(anchor.first_entry, 1);
+    assert_eq!(anchor.last_entry, stored_batches);
+    assert!(anchor.tx_hash.is_some());
+    assert!(
+        wardseal_storage::batch_log::anchor(&world.storage)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let document = fetch_proof(world, &nurse, &leaf).await;
+    assert_eq!(document.anchor_status, AnchorStatus::Anchored);
+    let claimed = document.anchor.clone().unwrap();
+    assert_eq!(claimed.root, anchor.root);
+    assert_eq!(claimed.count, u64::try_from(stored_batches).unwrap());
+    assert_eq!(claimed.log_id.as_bytes(), &batch_log_id().0);
+    let verified = proof::verify(&document, &root_der).unwrap();
+    let record = proof::check_on_chain(ledger, &verified).await.unwrap();
+    assert_eq!(record.anchor.root.0, *anchor.root.as_bytes());
+    assert_eq!(record.block, claimed.block);
+
+    let with_anchor = |change: &dyn Fn(&mut wardseal_storage::proof::AnchorProof)| {
+        let mut altered = document.clone();
+        change(altered.anchor.as_mut().unwrap());
+        altered
+    };
+    // Altered root: the header hash is no longer under it.
+    let bad_root = with_anchor(&|anchor| anchor.root = wardseal_core::hash::Hash::sha256(b"x"));
+    let error = proof::verify(&bad_root, &root_der).unwrap_err();
+    assert!(matches!(error, ProofError::AnchorInclusion(_)), "{error}");
+    assert_eq!(error.exit_code(), 3);
+    // Altered inclusion of the header hash.
+    let bad_inclusion = with_anchor(&|anchor| {
+        if let Some(first) = anchor.header_inclusion.path.first_mut() {
+            *first = wardseal_core::hash::Hash::sha256(b"y");
+        } else {
+            anchor.header_inclusion.leaf_index += 1;
+        }
+    });
+    let error = proof::verify(&bad_inclusion, &root_der).unwrap_err();
+    assert!(matches!(error, ProofError::AnchorInclusion(_)), "{error}");
+    // A consistent tree that was never anchored: the chain has no such root.
+    let forged_tree = wardseal_core::merkle::MerkleTree::from_leaf_hashes(vec![
+        wardseal_storage::batch_log::leaf(&submission.header.hash()),
+        wardseal_core::hash::Hash::sha256(b"another batch"),
+    ]);
+    let not_on_chain = with_anchor(&|anchor| {
+        anchor.root = forged_tree.root();
+        anchor.count = 2;
+        anchor.header_inclusion = forged_tree.inclusion_proof(0, 2).unwrap();
+    });
+    let verified = proof::verify(&not_on_chain, &root_der).unwrap();
+    let error = proof::check_on_chain(ledger, &verified).await.unwrap_err();
+    assert!(matches!(error, ProofError::NotOnChain { .. }), "{error}");
+    assert_eq!(error.exit_code(), 5);
+    // The right root with other times: the chain's record differs.
+    let other_times = with_anchor(&|anchor| anchor.first_time += 1);
+    let verified = proof::verify(&other_times, &root_der).unwrap();
+    let error = proof::check_on_chain(ledger, &verified).await.unwrap_err();
+    assert!(matches!(error, ProofError::AnchorMismatch(_)), "{error}");
+    assert_eq!(error.exit_code(), 5);
+    // Status and anchor must agree.
+    let mut inconsistent = document.clone();
+    inconsistent.anchor_status = AnchorStatus::Pending;
+    assert!(matches!(
+        proof::verify(&inconsistent, &root_der),
+        Err(ProofError::Malformed(_))
+    ));
+
+    // The next batch is pending until the next anchoring, which covers it alone.
+    let later = heart_rate(1, "91", T0 + 41 * MINUTE, 41);
+    let later_leaf = wardseal_core::merkle::leaf_hash(&later.canonical_bytes());
+    let next = batch(
+        "patient-1",
+        world.tip.as_ref(),
+        std::slice::from_ref(&later),
+        &patient,
+        &patient.key,
+    );
+    let (status, body) = world.submit(&next).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    world.tip = Some(next.header.tip());
+    let later_pending = fetch_proof(world, &nurse, &later_leaf).await;
+    assert_eq!(later_pending.anchor_status, AnchorStatus::Pending);
+    let second = wardseal_storage::batch_log::anchor(&world.storage)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (second.first_entry, second.last_entry),
+        (stored_batches + 1, stored_batches + 1)
+    );
+    let later_document = fetch_proof(world, &nurse, &later_leaf).await;
+    let verified = proof::verify(&later_document, &root_der).unwrap();
+    proof::check_on_chain(ledger, &verified).await.unwrap();
+    // The first proof still verifies against its own anchor.
+    let verified = proof::verify(&document, &root_der).unwrap();
+    proof::check_on_chain(ledger, &verified).await.unwrap();
+
+    vec![
+        ("anchored", document, 0),
+        ("pending", pending, 4),
+        ("bad-root", bad_root, 3),
+        ("bad-inclusion", bad_inclusion, 3),
+        ("not-on-chain", not_on_chain, 5),
+        ("other-times", other_times, 5),
+    ]
+}
+
+/// `wardseal-storage verify-proof FILE --ca ROOT --suite … --rpc URL`: each document gives
+/// its exit status, the good one prints both checks.
+fn proof_cli_against_anvil(world: &World, documents: &Documents, dir: &std::path::Path) {
+    let suite = dir.join("suite.json");
+    world.ledger.suite().save(&suite).unwrap();
+    let root = dir.join("root.der");
+    std::fs::write(&root, world.pki.root_der()).unwrap();
+    let url = world.anvil_url().unwrap();
+    for (name, document, expected) in documents {
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, serde_json::to_vec(document).unwrap()).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wardseal-storage"))
+            .arg("verify-proof")
+            .arg(&file)
+            .arg("--ca")
+            .arg(&root)
+            .arg("--suite")
+            .arg(&suite)
+            .args(["--rpc", &url])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(*expected),
+            "{name}: {stdout}{stderr}"
+        );
+        if *expected == 0 {
+            assert!(stdout.contains("anchored on chain in block"), "{stdout}");
+        }
+    }
+    // --skip-chain says loudly what it did not check.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wardseal-storage"))
+        .arg("verify-proof")
+        .arg(dir.join("anchored.json"))
+        .arg("--ca")
+        .arg(&root)
+        .arg("--skip-chain")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("NOT checked"));
 }
 
 /// Posts a batch that must be refused with `code`, and checks nothing was stored and the

@@ -379,6 +379,13 @@ impl World {
         }
     }
 
+    /// The anvil node's URL, when the world runs on anvil.
+    pub(crate) fn anvil_url(&self) -> Option<String> {
+        self._anvil
+            .as_ref()
+            .map(wardseal_contracts::anvil::AnvilNode::url)
+    }
+
     pub(crate) fn reload(&self) {
         self.storage.tls.reload().unwrap();
     }
