@@ -1,5 +1,6 @@
 //! The `wardseal-storage` binary: administration commands on the database, then `serve`
-//! over mutual TLS with an embedded chain, driven over HTTPS, stopped by PID.
+//! over mutual TLS with an embedded chain, driven over HTTPS, its CRL reloaded by SIGHUP,
+//! stopped by PID.
 
 #![expect(
     clippy::unwrap_used,
@@ -206,4 +207,59 @@ async fn administer_then_serve() {
     .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "wrong_role");
+
+    // SIGHUP reloads the CRL: the collector revoked on disk is still served until the
+    // signal (the CRL is read at start and on SIGHUP only), refused after it.
+    pki.revoke(&collector).await;
+    let ca_bundle = pki.ca_bundle();
+    let assignments = || {
+        common::request_to(
+            address,
+            &ca_bundle,
+            &collector,
+            "GET",
+            "/v1/wards/ward-7/assignments",
+            None,
+        )
+    };
+    let (status, body) = assignments().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "served before the reload: {body}");
+    let pid = _server.0.id().to_string();
+    ok(Command::new("kill").args(["-HUP", &pid]));
+    // Bounded wait: the reload runs on the server's signal task.
+    let mut refusal = None;
+    for _ in 0..100 {
+        match assignments().await {
+            Err(error) => {
+                refusal = Some(error);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    let refusal = refusal.expect("the revoked collector was still served 5 s after SIGHUP");
+    assert!(
+        refusal.contains("CertificateRevoked"),
+        "refused for another reason: {refusal}"
+    );
+    // The server kept running: another collector is still served.
+    let other = pki
+        .issue(Identity::collector(
+            SubjectId::new("ward-7").unwrap(),
+            Some(GroupId(3)),
+            Some(RuleId(7)),
+            None,
+        ))
+        .await;
+    let (status, body) = common::request_to(
+        address,
+        &pki.ca_bundle(),
+        &other,
+        "GET",
+        "/v1/wards/ward-7/assignments",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -484,6 +484,17 @@ pub(crate) fn batch(
     }
 }
 
+/// An error and its sources, so a TLS alert under an HTTP error shows.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// One HTTPS request over mutual TLS as `certificate`; `Err` when the connection fails.
 pub(crate) async fn request_to(
     address: SocketAddr,
@@ -507,7 +518,7 @@ pub(crate) async fn request_to(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
+    let connection = tokio::spawn(connection);
     let request = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -515,10 +526,17 @@ pub(crate) async fn request_to(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = match sender.send_request(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            // The cause (a TLS alert) is the connection task's error.
+            let cause = match connection.await {
+                Ok(Err(cause)) => with_sources(&cause),
+                _ => String::new(),
+            };
+            return Err(format!("{}; connection: {cause}", with_sources(&error)));
+        }
+    };
     let status = response.status();
     let body = response
         .into_body()
