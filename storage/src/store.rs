@@ -2,8 +2,9 @@
 //! driver with one set of migrations (`migrations/`, written in the SQL both accept).
 //!
 //! Queries use `$1`-style placeholders, which both SQLite and PostgreSQL read. Entry
-//! numbers of the access log are assigned under a lock in this process (one server writes
-//! a database).
+//! numbers of the access log and the batch log are taken inside the writing transaction
+//! under the database's write lock (PostgreSQL: a table lock held to commit), so they
+//! follow commit order even with several server processes on one database.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -798,7 +799,10 @@ impl Store {
         )))
     }
 
-    /// Appends an access-log entry (numbered here) and returns it.
+    /// Appends an access-log entry and returns it. The entry is numbered inside a write
+    /// transaction held until commit (PostgreSQL: a table lock; SQLite: its one writer),
+    /// so numbers follow commit order even with several server processes on one database:
+    /// an entry is never numbered below one an anchor already covers.
     pub async fn log_access(
         &self,
         who: &str,
@@ -808,9 +812,26 @@ impl Store {
         allowed: bool,
         reason: &str,
     ) -> Result<AccessEntry, Error> {
+        // In this process, writers queue here rather than on the database lock.
         let _guard = self.access_lock.lock().await;
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(|error| Error::database("begin a transaction", error))?;
+        let lock = if self.postgres {
+            "LOCK TABLE access_log IN SHARE ROW EXCLUSIVE MODE"
+        } else {
+            // A write first makes SQLite take its write lock now, before the read of the
+            // last number (a deferred transaction would read, then fail to upgrade).
+            "UPDATE access_log SET entry = entry WHERE entry < 0"
+        };
+        sqlx::query(lock)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| Error::database("lock the access log", error))?;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(entry) FROM access_log")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *transaction)
             .await
             .map_err(|error| Error::database("number the access-log entry", error))?;
         let entry = AccessEntry {
@@ -836,9 +857,13 @@ impl Store {
         .bind(i64::from(entry.allowed))
         .bind(entry.reason.clone())
         .bind(entry.leaf_hash().as_bytes().to_vec())
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await
         .map_err(|error| Error::database("write the access log", error))?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| Error::database("commit the access-log entry", error))?;
         Ok(entry)
     }
 

@@ -738,3 +738,42 @@ async fn access(world: &World) {
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Two stores on one database (two server processes): access-log entries written at once
+/// from both are numbered 1..=n without a gap, a duplicate or a failed write.
+async fn numbering_across_servers(url: &str) {
+    let first = wardseal_storage::store::Store::open(url).await.unwrap();
+    let second = wardseal_storage::store::Store::open(url).await.unwrap();
+    let write = |store: wardseal_storage::store::Store, who: &'static str| async move {
+        for _ in 0..40 {
+            store
+                .log_access(who, "staff", "patient-1", "observations", true, "assigned")
+                .await
+                .unwrap();
+        }
+        store
+    };
+    let (first, _second) = tokio::join!(
+        tokio::spawn(write(first, "nurse-1")),
+        tokio::spawn(write(second, "nurse-2"))
+    );
+    let entries = first.unwrap().access_log(None, 0).await.unwrap();
+    let numbers = entries.iter().map(|entry| entry.entry).collect::<Vec<_>>();
+    assert_eq!(numbers, (1..=80).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_servers_number_one_log() {
+    let dir = tempfile::tempdir().unwrap();
+    numbering_across_servers(&format!(
+        "sqlite://{}",
+        dir.path().join("storage.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_servers_number_one_log() {
+    let cluster = Postgres::start();
+    numbering_across_servers(&cluster.url).await;
+}
