@@ -398,6 +398,16 @@ fn the_chart_draws_the_paper_beside_ours() {
         "no stored series when not measured"
     );
     assert!(svg.contains("simultaneous devices (log scale)"));
+    // Decades as plain numbers on the seconds axis.
+    for tick in [
+        ">\n0.01\n<",
+        ">\n0.1\n<",
+        ">\n1\n<",
+        ">\n10\n<",
+        ">\n100\n<",
+    ] {
+        assert!(svg.contains(tick), "{tick} missing");
+    }
     // Three points per series, drawn as circles.
     assert_eq!(svg.matches("<circle").count(), 6, "{svg}");
 
