@@ -581,7 +581,10 @@ pub const COMPONENTS: &[Component] = &[
                 "openssl_per_s",
                 "one `openssl req -x509 -CA …` process per device, same extensions",
             ),
-            expect("speedup_vs_openssl", "ratio"),
+            expect(
+                "speedup_vs_openssl",
+                "ratio, `wardseal-pki batch` over one openssl process per device",
+            ),
         ],
     },
     Component {

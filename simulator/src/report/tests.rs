@@ -235,7 +235,12 @@ fn a_section_lists_expected_figures_extras_and_what_was_not_measured() {
         ),
         "{body}"
     );
-    assert!(body.contains("| ratio | not measured | |"), "{body}");
+    assert!(
+        body.contains(
+            "| ratio, `wardseal-pki batch` over one openssl process per device | not measured | |"
+        ),
+        "{body}"
+    );
     assert!(
         body.contains("| `batch_devices` | 10,000 devices | 10,000–10,000 |"),
         "{body}"
