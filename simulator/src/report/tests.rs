@@ -445,3 +445,36 @@ fn commands_are_shown_as_typed() {
         ["core", "card", "pki", "contracts", "collector", "storage"]
     );
 }
+
+#[test]
+fn the_card_bench_output_of_a_real_run_parses() {
+    // stdout of `cargo bench -p wardseal-card --bench pkcs11`, 2026-11-21 (shortened).
+    let stdout = "ECDSA P-256 signatures/s, SoftHSM /usr/lib/softhsm/libsofthsm2.so (2 cores, model name\t: Intel(R) Xeon(R) Processor)\n  \
+raw cryptoki loop, 1 thread:              7738\n  \
+openssl speed -seconds 3 ecdsap256 (sign/s, verify/s):  256 bits ecdsa (nistp256)   0.0000s   0.0001s  48601.7  15427.4\n\
+BENCH pkcs11_raw_1_thread_sig_per_s 7738.3 signatures/s\n\
+BENCH signer_der_1_thread_sig_per_s 11343.2 signatures/s\n\
+BENCH openssl_ecdsap256_sign_per_s 48601.7 signatures/s\n\
+BENCH openssl_ecdsap256_verify_per_s 15427.4 signatures/s\n";
+    let figures = parse_bench_lines(stdout).unwrap();
+    let names: Vec<&str> = figures.iter().map(|figure| figure.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pkcs11_raw_1_thread_sig_per_s",
+            "signer_der_1_thread_sig_per_s",
+            "openssl_ecdsap256_sign_per_s",
+            "openssl_ecdsap256_verify_per_s"
+        ]
+    );
+    // Every name the bench prints is one the card section expects.
+    for name in names {
+        assert!(
+            component("card")
+                .expected
+                .iter()
+                .any(|expected| expected.name == name),
+            "{name}"
+        );
+    }
+}
