@@ -161,6 +161,25 @@ fn bench(hsm: &SoftHsm) {
         (signer_2 / raw_2 - 1.0) * 100.0
     );
     println!("  openssl speed -seconds 3 ecdsap256 (sign/s, verify/s): {openssl_line}");
+
+    // Machine-readable figures for scripts/bench-report (`BENCH <name> <value> <unit>`).
+    let figures = [
+        ("pkcs11_raw_1_thread_sig_per_s", raw_1),
+        ("signer_raw_1_thread_sig_per_s", signer_1),
+        ("signer_der_1_thread_sig_per_s", der_1),
+        ("pkcs11_raw_2_threads_sig_per_s", raw_2),
+        ("signer_raw_2_threads_sig_per_s", signer_2),
+    ];
+    for (name, value) in figures {
+        println!("BENCH {name} {value:.1} signatures/s");
+    }
+    // openssl's line ends with sign/s and verify/s; a line it did not print is left out
+    // (the report says "not measured") rather than guessed.
+    let mut rates = openssl_line.split_whitespace().rev().map(str::parse::<f64>);
+    if let (Some(Ok(verify)), Some(Ok(sign))) = (rates.next(), rates.next()) {
+        println!("BENCH openssl_ecdsap256_sign_per_s {sign:.1} signatures/s");
+        println!("BENCH openssl_ecdsap256_verify_per_s {verify:.1} signatures/s");
+    }
 }
 
 fn main() {

@@ -185,6 +185,28 @@ async fn main() {
         30_000_000.0 / (per_tx_gas as f64 / n as f64) / block_time as f64,
         30_000_000 / anchor_gas.max(1)
     );
+    // Machine-readable figures for scripts/bench-report (`BENCH <name> <value> <unit>`).
+    println!(
+        "BENCH gas_per_decision_check_tx {:.1} gas",
+        per_tx_gas as f64 / n as f64
+    );
+    println!(
+        "BENCH gas_per_decision_anchor {:.1} gas",
+        anchor_gas as f64 / n as f64
+    );
+    println!("BENCH check_tx_total_gas {per_tx_gas} gas");
+    println!("BENCH anchor_total_gas {anchor_gas} gas");
+    println!("BENCH check_tx_wall_s {per_tx_secs:.3} s");
+    println!("BENCH check_tx_blocks {blocks} blocks");
+    println!(
+        "BENCH check_tx_decisions_per_s {:.1} decisions/s",
+        n as f64 / per_tx_secs
+    );
+    println!("BENCH anchor_wall_s {anchor_secs:.3} s");
+    println!(
+        "BENCH block_capacity_check_txs {} transactions",
+        30_000_000 / (per_tx_gas / n as u64).max(1)
+    );
     drop(node);
 
     // --- native evaluation and the embedded chain ---
@@ -205,6 +227,10 @@ async fn main() {
         native_secs,
         many.len() as f64 / native_secs
     );
+    println!(
+        "BENCH native_decisions_per_s {:.0} decisions/s",
+        many.len() as f64 / native_secs
+    );
     let start = Instant::now();
     for input in &inputs {
         embedded.check(input).await.unwrap();
@@ -212,6 +238,10 @@ async fn main() {
     let s = start.elapsed().as_secs_f64();
     println!(
         "embedded chain: {n} contract check() calls in {s:.3} s = {:.0}/s",
+        n as f64 / s
+    );
+    println!(
+        "BENCH embedded_check_calls_per_s {:.1} calls/s",
         n as f64 / s
     );
     let start = Instant::now();
@@ -226,4 +256,9 @@ async fn main() {
         f64::from(anchors) / s,
         f64::from(anchors) * n as f64 / s
     );
+    println!(
+        "BENCH embedded_anchors_per_s {:.1} anchors/s",
+        f64::from(anchors) / s
+    );
+    println!("BENCH embedded_anchor_gas {gas} gas");
 }

@@ -2,6 +2,8 @@
 //! and listing it in `criterion_group!` at the bottom.
 //!
 //! Run one group with `cargo bench -p wardseal-core --bench core -- merkle`.
+//! scripts/bench-report reads criterion's median estimates (`estimates.json`) of these
+//! benchmarks rather than `BENCH` lines: criterion does not hand them to this code.
 #![expect(
     clippy::unwrap_used,
     reason = "benchmarks of valid inputs must stop loudly if one fails"

@@ -173,4 +173,8 @@ fn main() {
         devices as f64 / theirs_rate
     );
     println!("ratio: {:.1}x", ours_rate / theirs_rate);
+    // Machine-readable figures for scripts/bench-report (`BENCH <name> <value> <unit>`).
+    println!("BENCH certificates_per_s {ours_rate:.1} certificates/s");
+    println!("BENCH openssl_per_s {theirs_rate:.1} certificates/s");
+    println!("BENCH speedup_vs_openssl {:.2} x", ours_rate / theirs_rate);
 }

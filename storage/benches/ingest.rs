@@ -85,10 +85,16 @@ async fn submit_all(ingest: Ingest<'_>, collector: &PeerIdentity, bodies: &[Vec<
     }
 }
 
-fn report(label: &str, what: &str, batches: usize, size: usize, seconds: f64) {
+/// Prints one figure for people and, as `BENCH <figure> <value> readings/s`, for
+/// scripts/bench-report.
+fn report(label: &str, what: &str, figure: &str, batches: usize, size: usize, seconds: f64) {
     println!(
         "{label:<10} {what:<26} {batches:>4} batches in {seconds:6.2} s = {:>8.0} batches/s, {:>8.0} readings/s",
         batches as f64 / seconds,
+        (batches * size) as f64 / seconds
+    );
+    println!(
+        "BENCH {label}_{figure}_readings_per_s {:.1} readings/s",
         (batches * size) as f64 / seconds
     );
 }
@@ -118,6 +124,7 @@ async fn run(label: &str, url: &str) {
         report(
             label,
             &format!("batch {size:>4}, 1 submitter"),
+            &format!("batch_{size}"),
             batches,
             size,
             started.elapsed().as_secs_f64(),
@@ -135,6 +142,7 @@ async fn run(label: &str, url: &str) {
     report(
         label,
         "batch 1024, 2 submitters",
+        "batch_1024_2_submitters",
         100,
         1024,
         started.elapsed().as_secs_f64(),
