@@ -1,0 +1,28 @@
+//! wardseal's simulator: a whole ward on loopback, simulated medical devices over mutual
+//! TLS, load modes and the demo.
+//!
+//! - [`ward`] prepares a ward in a directory (CA, certificates, patient cards, contracts,
+//!   devices, configuration) and runs storage and the collector from it in this process;
+//!   end-to-end suites reuse the same files to run the real binaries.
+//! - [`kinds`] lists the simulated device kinds, their data types and rules.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), wardseal_sim::Error> {
+//! use wardseal_sim::ward::{RunningWard, WardFiles, WardOptions};
+//!
+//! let files = WardFiles::prepare(&WardOptions::new("/tmp/ward")).await?;
+//! let ward = RunningWard::start(&files).await?;
+//! // … devices connect to ward.collector_endpoint() with their certificates …
+//! ward.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod kinds;
+pub mod pki;
+pub mod ward;
+
+pub use error::Error;

@@ -1,0 +1,3 @@
+//! `wardseal-sim`: simulated devices, load modes and the demo.
+
+fn main() {}
