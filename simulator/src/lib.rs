@@ -4,6 +4,7 @@
 //! - [`ward`] prepares a ward in a directory (CA, certificates, patient cards, contracts,
 //!   devices, configuration) and runs storage and the collector from it in this process;
 //!   end-to-end suites reuse the same files to run the real binaries.
+//! - [`devices`] generates plausible readings of each kind, reproducibly from a seed.
 //! - [`kinds`] lists the simulated device kinds, their data types and rules.
 //!
 //! ```no_run
@@ -20,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod devices;
 pub mod error;
 pub mod kinds;
 pub mod pki;
