@@ -5,6 +5,8 @@
 //!   devices, configuration) and runs storage and the collector from it in this process;
 //!   end-to-end suites reuse the same files to run the real binaries.
 //! - [`devices`] generates plausible readings of each kind, reproducibly from a seed.
+//! - [`fleet`] drives a collector with simulated devices: steady, burst and soak modes.
+//! - [`demo`] is `wardseal-sim demo`: the ward, the devices, attacks, anchors, FHIR, a proof.
 //! - [`kinds`] lists the simulated device kinds, their data types and rules.
 //!
 //! ```no_run
@@ -21,8 +23,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod demo;
 pub mod devices;
 pub mod error;
+pub mod fleet;
 pub mod kinds;
 pub mod pki;
 pub mod ward;

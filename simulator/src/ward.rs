@@ -54,6 +54,9 @@ use crate::pki::{CertificateFiles, WardPki};
 
 /// The file [`WardFiles::prepare`] writes and [`WardFiles::load`] reads.
 pub const WARD_FILE: &str = "ward.json";
+/// The device list [`WardFiles::prepare`] writes in `DIR/devices/` (for
+/// `wardseal-sim run --devices DIR/devices`).
+pub const DEVICES_FILE: &str = "devices.json";
 /// The GS1 company prefix of the simulated devices (the GS1 example prefix).
 pub const COMPANY_PREFIX: &str = "0614141";
 /// How long [`RunningWard::start`] waits for the collector to learn the assignments.
@@ -430,9 +433,17 @@ impl WardFiles {
         };
         let cards_dir = dir.join("cards");
         std::fs::create_dir_all(&cards_dir).map_err(|e| Error::io("create", &cards_dir, e))?;
+        let ids: Vec<String> = (1..=options.patients)
+            .map(|number| format!("P-{number:04}"))
+            .collect();
+        if softhsm_conf.is_some() {
+            // SoftHSM lists its tokens when the module is first loaded, so every token
+            // exists before the first enrollment loads it in this process.
+            init_tokens(&cards_dir, &ids)?;
+        }
         let mut patients = Vec::with_capacity(options.patients);
-        for number in 1..=options.patients {
-            let id = format!("P-{number:04}");
+        for (index, id) in ids.into_iter().enumerate() {
+            let number = index + 1;
             let (certificate, card) = match &softhsm_conf {
                 Some(_) => enroll_on_softhsm(&pki, &cards_dir, &id, ward).await?,
                 None => {
@@ -494,6 +505,12 @@ impl WardFiles {
                 });
             }
         }
+        let list = devices_dir.join(DEVICES_FILE);
+        let text = serde_json::to_vec_pretty(&devices).map_err(|source| Error::WardFile {
+            path: list.clone(),
+            source,
+        })?;
+        std::fs::write(&list, text).map_err(|e| Error::io("write", &list, e))?;
         // The embedded chain is opened by one process at a time: close it now.
         drop(ledger);
 
@@ -680,6 +697,13 @@ follow_interval_ms = 200
     }
 }
 
+/// Reads a device list ([`DEVICES_FILE`]) from `dir`.
+pub fn load_devices(dir: &Path) -> Result<Vec<DeviceFiles>, Error> {
+    let path = dir.join(DEVICES_FILE);
+    let text = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    serde_json::from_slice(&text).map_err(|source| Error::WardFile { path, source })
+}
+
 /// The SoftHSM store this process was started with, if SoftHSM is installed.
 fn inherited_softhsm() -> Result<Option<PathBuf>, Error> {
     if std::env::var_os(wardseal_softhsm::CONF_ENV).is_none()
@@ -694,21 +718,34 @@ fn inherited_softhsm() -> Result<Option<PathBuf>, Error> {
     ))
 }
 
-/// Initialises a token for `patient` in this process's SoftHSM store and enrolls it:
-/// key generated on the token, patient certificate issued by the CA and written back.
+/// Initialises one token per patient (labelled with the patient id) in this process's
+/// SoftHSM store, each with its user PIN in `cards_dir/ID.pin` (0600).
+fn init_tokens(cards_dir: &Path, patients: &[String]) -> Result<(), Error> {
+    use wardseal_softhsm::{SoftHsm, TokenSpec};
+    let hsm = SoftHsm::from_env()?;
+    for patient in patients {
+        // The demo's tokens hold simulated patients' keys; the default PIN is written to
+        // a 0600 file so no prompt is needed, as a bedside token's would be by its
+        // installer.
+        hsm.init_token(&TokenSpec::new(patient))?;
+        private_write(
+            &cards_dir.join(format!("{patient}.pin")),
+            TokenSpec::DEFAULT_USER_PIN.as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Enrolls `patient`'s token (see [`init_tokens`]): key generated on the token, patient
+/// certificate issued by the CA and written back.
 async fn enroll_on_softhsm(
     pki: &WardPki,
     cards_dir: &Path,
     patient: &str,
     ward: &str,
 ) -> Result<(PathBuf, PatientCard), Error> {
-    use wardseal_softhsm::{SoftHsm, TokenSpec};
-    let hsm = SoftHsm::from_env()?;
-    // The demo's tokens hold simulated patients' keys; the default PIN is written to a
-    // 0600 file so no prompt is needed, as a bedside token's would be by its installer.
-    hsm.init_token(&TokenSpec::new(patient))?;
+    let hsm = wardseal_softhsm::SoftHsm::from_env()?;
     let pin_file = cards_dir.join(format!("{patient}.pin"));
-    private_write(&pin_file, TokenSpec::DEFAULT_USER_PIN.as_bytes())?;
     let mut options = EnrollOptions::new(
         TokenChoice {
             module: hsm.module_path().to_owned(),
