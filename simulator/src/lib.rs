@@ -6,6 +6,8 @@
 //!   end-to-end suites reuse the same files to run the real binaries.
 //! - [`devices`] generates plausible readings of each kind, reproducibly from a seed.
 //! - [`fleet`] drives a collector with simulated devices: steady, burst and soak modes.
+//! - [`attacks`] performs every attack of the threat model against a running ward and
+//!   reports how each was refused.
 //! - [`demo`] is `wardseal-sim demo`: the ward, the devices, attacks, anchors, FHIR, a proof.
 //! - [`kinds`] lists the simulated device kinds, their data types and rules.
 //!
@@ -23,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attacks;
 pub mod demo;
 pub mod devices;
 pub mod error;

@@ -59,12 +59,18 @@ impl WardPki {
     /// Creates a CA (ECDSA P-256 root and issuing CA, keys encrypted under a random
     /// passphrase) in `ward_dir`, writes the CA bundle and publishes an empty CRL.
     pub async fn create(ward_dir: &Path) -> Result<Self, Error> {
+        Self::create_for(ward_dir, ORGANISATION).await
+    }
+
+    /// As [`WardPki::create`], for another organisation (another hospital's CA, whose
+    /// certificates the ward must not trust).
+    pub async fn create_for(ward_dir: &Path, organisation: &str) -> Result<Self, Error> {
         let mut random = [0u8; 24];
         rand_core::OsRng.fill_bytes(&mut random);
         let passphrase = Self::passphrase_file(ward_dir);
         wardseal_pki::key::write_private_file(&passphrase, hex::encode(random).as_bytes())?;
         let secrets = Self::secrets(ward_dir);
-        let options = InitOptions::new(Self::ca_dir(ward_dir), ORGANISATION);
+        let options = InitOptions::new(Self::ca_dir(ward_dir), organisation);
         let ca = Ca::init(&options, &secrets, ACTOR).await?;
         let settings = ca.settings();
         let bundle_text = format!(
