@@ -81,6 +81,22 @@ impl Database {
         Ok((readings, batches))
     }
 
+    /// Up to `limit` leaf hashes of stored readings.
+    pub async fn some_leaves(&self, limit: i64) -> Result<Vec<Hash>, DbError> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM readings LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                action: "list readings",
+                source,
+            })?;
+        Ok(rows
+            .iter()
+            .filter_map(|bytes| Hash::from_slice(bytes).ok())
+            .collect())
+    }
+
     /// Those of `leaves` that are stored as readings.
     pub async fn stored_leaves(&self, leaves: &[Hash]) -> Result<Vec<Hash>, DbError> {
         let mut stored = Vec::new();

@@ -26,10 +26,12 @@ use wardseal_sim::ward::{
 use wardseal_tests::db::Database;
 use wardseal_tests::postgres::Postgres;
 
-/// A small ward: the attacks need one patient; a second shows they stay on their target.
+/// The default ward (two patients, every kind of device). The patients' cards are
+/// software keys, or SoftHSM tokens when the test process was started with
+/// `SOFTHSM2_CONF` naming a private store (SoftHSM reads it once, at load).
 fn options(dir: &std::path::Path) -> WardOptions {
     let mut options = WardOptions::new(dir.join("ward"));
-    options.cards = CardBackend::Software;
+    options.cards = CardBackend::Auto;
     options
 }
 
@@ -133,6 +135,13 @@ async fn attack_suite(options: WardOptions) {
     assert!(
         readings > 0 && batches > 0,
         "storage holds the legitimate readings"
+    );
+    let legitimate = database.some_leaves(3).await.unwrap();
+    assert!(!legitimate.is_empty());
+    assert_eq!(
+        database.stored_leaves(&legitimate).await.unwrap(),
+        legitimate,
+        "the lookup finds stored readings"
     );
 
     // Storage recorded each batch it refused, under the scenario's code, naming one of
