@@ -504,6 +504,10 @@ pub async fn run(ward: &RunningWard, scenario: Scenario) -> Result<Outcome, Erro
 }
 
 /// Performs every scenario against `ward` in [`Scenario::ALL`]'s order.
+///
+/// Run it while no other devices send: the batch scenarios wait (up to a minute) for the
+/// collector to have delivered everything it accepted before each forged batch, so that
+/// no genuine batch takes the chain place the forged one aims at.
 pub async fn run_all(ward: &RunningWard) -> Result<Vec<Outcome>, Error> {
     let attacker = Attacker::prepare(ward).await?;
     let mut outcomes = Vec::with_capacity(Scenario::ALL.len());
@@ -566,9 +570,6 @@ struct Base<'a> {
 #[derive(Debug)]
 pub struct Attacker<'a> {
     base: Base<'a>,
-    ward: &'a RunningWard,
-    patient: SubjectId,
-    dir: PathBuf,
     thermometer: AttackDevice,
 }
 
@@ -592,20 +593,14 @@ impl<'a> Attacker<'a> {
         let first_serial = u64::try_from(now / 1_000).unwrap_or_default() % 100_000_000_000;
         let base = Base {
             ward,
-            dir: dir.clone(),
-            patient: patient.clone(),
+            dir,
+            patient,
             serials: AtomicU64::new(first_serial),
         };
         let thermometer = base
             .enroll(DeviceKind::Thermometer, "thermometer", true)
             .await?;
-        let attacker = Self {
-            base,
-            ward,
-            patient,
-            dir,
-            thermometer,
-        };
+        let attacker = Self { base, thermometer };
         attacker.warm_up().await?;
         Ok(attacker)
     }
@@ -685,7 +680,7 @@ impl<'a> Attacker<'a> {
             now(),
             device.next_sequence(),
         );
-        let connection = self.ward.connect_collector(&device.files).await?;
+        let connection = self.base.ward.connect_collector(&device.files).await?;
         let reply = send(
             &connection,
             Method::POST,
@@ -707,6 +702,7 @@ impl<'a> Attacker<'a> {
         let deadline = Instant::now() + PROPAGATION_TIMEOUT;
         for leaf in &leaves {
             while self
+                .base
                 .ward
                 .storage()
                 .store
@@ -729,7 +725,7 @@ impl<'a> Attacker<'a> {
 
     async fn self_signed(&self, findings: &mut Findings) -> Result<Observed, Error> {
         let device = &self.thermometer;
-        let files = self_signed_device(&self.dir, &device.epc, device.kind)?;
+        let files = self_signed_device(&self.base.dir, &device.epc, device.kind)?;
         let body = quantity(
             "body_temperature",
             "36.9",
@@ -743,7 +739,7 @@ impl<'a> Attacker<'a> {
             .extend(leaves_of(&device.epc, &body)?);
         let config = self.client_config(&files, &[b"http/1.1"])?;
         Ok(tls_request(
-            self.ward.collector_addr(),
+            self.base.ward.collector_addr(),
             config,
             &post_request("/v1/readings", &body),
         )
@@ -760,7 +756,7 @@ impl<'a> Attacker<'a> {
         findings: &mut Findings,
     ) -> Result<Observed, Error> {
         let device = &self.thermometer;
-        let foreign_dir = self.dir.join(label);
+        let foreign_dir = self.base.dir.join(label);
         std::fs::create_dir_all(&foreign_dir).map_err(|e| Error::io("create", &foreign_dir, e))?;
         let foreign = WardPki::create_for(&foreign_dir, organisation).await?;
         let files = foreign
@@ -772,7 +768,7 @@ impl<'a> Attacker<'a> {
                 ),
                 &foreign_dir,
                 "thermometer",
-                &self.ward.files().ward,
+                &self.base.ward.files().ward,
             )
             .await?;
         let body = quantity(
@@ -788,7 +784,7 @@ impl<'a> Attacker<'a> {
             .extend(leaves_of(&device.epc, &body)?);
         let config = self.client_config(&files, &[b"http/1.1"])?;
         Ok(tls_request(
-            self.ward.collector_addr(),
+            self.base.ward.collector_addr(),
             config,
             &post_request("/v1/readings", &body),
         )
@@ -809,7 +805,7 @@ impl<'a> Attacker<'a> {
             .leaves
             .extend(leaves_of(&device.epc, &body)?);
         let request = post_request("/v1/readings", &body);
-        let address = self.ward.collector_addr();
+        let address = self.base.ward.collector_addr();
         let exchange = async {
             let mut tcp = tokio::net::TcpStream::connect(address).await?;
             tcp.write_all(&request).await?;
@@ -849,7 +845,7 @@ impl<'a> Attacker<'a> {
     }
 
     async fn old_tls(&self, version: OldTls) -> Result<Observed, Error> {
-        let address = self.ward.collector_addr();
+        let address = self.base.ward.collector_addr();
         let files = self.thermometer.files.clone();
         let probe = tokio::task::spawn_blocking(move || offer_old_tls(address, version, &files));
         match tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(5), probe).await {
@@ -865,8 +861,9 @@ impl<'a> Attacker<'a> {
     async fn collector_as_device(&self) -> Result<Observed, Error> {
         let body = quantity("body_temperature", "36.9", "Cel", now(), 1);
         let connection = self
+            .base
             .ward
-            .connect_collector(&self.ward.files().collector)
+            .connect_collector(&self.base.ward.files().collector)
             .await?;
         let reply = send(&connection, Method::POST, "/v1/readings", body.into_bytes()).await?;
         Ok(answer(Server::Collector, &reply))
@@ -884,7 +881,7 @@ impl<'a> Attacker<'a> {
             .evidence
             .leaves
             .extend(leaves_of(&device.epc, body)?);
-        let connection = self.ward.connect_collector(files).await?;
+        let connection = self.base.ward.connect_collector(files).await?;
         let reply = send(
             &connection,
             Method::POST,
@@ -921,7 +918,7 @@ impl<'a> Attacker<'a> {
         }
         let body = format!("[{}]", readings.join(","));
         let leaves = leaves_of(&pen.epc, &body)?;
-        let connection = self.ward.connect_collector(&pen.files).await?;
+        let connection = self.base.ward.connect_collector(&pen.files).await?;
         let reply = send(&connection, Method::POST, "/v1/readings", body.into_bytes()).await?;
         let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
         let results = json["results"].as_array().cloned().unwrap_or_default();
@@ -952,7 +949,7 @@ impl<'a> Attacker<'a> {
         let device = &self.thermometer;
         let sequence = device.next_sequence();
         let original = quantity("body_temperature", "36.6", "Cel", now(), sequence);
-        let connection = self.ward.connect_collector(&device.files).await?;
+        let connection = self.base.ward.connect_collector(&device.files).await?;
         let reply = send(
             &connection,
             Method::POST,
@@ -982,7 +979,8 @@ impl<'a> Attacker<'a> {
             .base
             .enroll(DeviceKind::Thermometer, "captured", true)
             .await?;
-        self.ward
+        self.base
+            .ward
             .ledger()
             .deactivate_device(device.epc.to_bytes())
             .await?;
@@ -1009,7 +1007,7 @@ impl<'a> Attacker<'a> {
             .await?;
         let config = self.client_config(&device.files, &[b"http/1.1"])?;
         let before = tls_request(
-            self.ward.collector_addr(),
+            self.base.ward.collector_addr(),
             Arc::clone(&config),
             b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         )
@@ -1022,8 +1020,8 @@ impl<'a> Attacker<'a> {
                 "before revocation the certificate was already refused: {other}"
             )),
         }
-        self.ward.pki().revoke(&device.files.serial).await?;
-        self.ward.reload_crls()?;
+        self.base.ward.pki().revoke(&device.files.serial).await?;
+        self.base.ward.reload_crls()?;
         findings.notes.push(format!(
             "certificate {} revoked, CRL republished, collector and storage reloaded",
             device.files.serial
@@ -1040,7 +1038,7 @@ impl<'a> Attacker<'a> {
             .leaves
             .extend(leaves_of(&device.epc, &body)?);
         Ok(tls_request(
-            self.ward.collector_addr(),
+            self.base.ward.collector_addr(),
             config,
             &post_request("/v1/readings", &body),
         )
@@ -1050,14 +1048,15 @@ impl<'a> Attacker<'a> {
     // ----- storage, as a compromised collector -----
 
     fn card(&self) -> Result<Card, Error> {
-        self.ward
+        self.base
+            .ward
             .collector()
             .cards()
-            .card(&self.patient)
+            .card(&self.base.patient)
             .ok_or_else(|| {
                 Error::Options(format!(
                     "the collector holds no card for patient {}",
-                    self.patient.as_str()
+                    self.base.patient.as_str()
                 ))
             })
     }
@@ -1066,13 +1065,19 @@ impl<'a> Attacker<'a> {
     /// accepted (so no genuine batch takes the place a forged one aims at meanwhile).
     async fn quiet_tip(&self) -> Result<Option<ChainTip>, Error> {
         let deadline = Instant::now() + PROPAGATION_TIMEOUT;
-        while self.ward.collector().spool().depth() > 0 {
+        while self.base.ward.collector().spool().depth() > 0 {
             if Instant::now() >= deadline {
                 return Err(timeout("the collector to deliver its spool to storage"));
             }
             tokio::time::sleep(POLL).await;
         }
-        Ok(self.ward.storage().store.tip(self.patient.as_str()).await?)
+        Ok(self
+            .base
+            .ward
+            .storage()
+            .store
+            .tip(self.base.patient.as_str())
+            .await?)
     }
 
     /// Body-temperature readings from the attacker's thermometer, measured now, in
@@ -1125,8 +1130,8 @@ impl<'a> Attacker<'a> {
         let first = times.iter().copied().min().unwrap_or(Timestamp::MIN);
         let last = times.iter().copied().max().unwrap_or(Timestamp::MIN);
         let header = BatchHeader::for_leaves(
-            self.patient.clone(),
-            collector_id(self.ward)?,
+            self.base.patient.clone(),
+            collector_id(self.base.ward)?,
             tip,
             &leaves,
             (first, last),
@@ -1168,8 +1173,9 @@ impl<'a> Attacker<'a> {
             reason: format!("cannot encode the batch: {e}"),
         })?;
         let connection = self
+            .base
             .ward
-            .connect_storage(&self.ward.files().collector)
+            .connect_storage(&self.base.ward.files().collector)
             .await?;
         send(&connection, Method::POST, "/v1/batches", body).await
     }
@@ -1188,8 +1194,8 @@ impl<'a> Attacker<'a> {
             )
             .await?;
         // The second reading, 36.8 °C as signed, arrives as 38.8 °C.
-        let signed =
-            Reading::from_canonical_bytes(&readings[1]).map_err(wardseal_core::Error::from)?;
+        let signed = Reading::from_canonical_bytes(readings.get(1).map_or(&[][..], Vec::as_slice))
+            .map_err(wardseal_core::Error::from)?;
         let altered = body_temperature(
             signed.device(),
             "38.8",
@@ -1228,7 +1234,7 @@ impl<'a> Attacker<'a> {
 
     async fn replayed_batch(&self, findings: &mut Findings) -> Result<Observed, Error> {
         let card = self.card()?;
-        let store = &self.ward.storage().store;
+        let store = &self.base.ward.storage().store;
         let tip = self
             .quiet_tip()
             .await?
@@ -1368,9 +1374,13 @@ impl<'a> Attacker<'a> {
     }
 
     async fn unauthorised_read(&self, findings: &mut Findings) -> Result<Observed, Error> {
-        let files = self.ward.files();
-        let connection = self.ward.connect_storage(&files.other_nurse.files).await?;
-        let path = format!("/v1/patients/{}/observations", self.patient.as_str());
+        let files = self.base.ward.files();
+        let connection = self
+            .base
+            .ward
+            .connect_storage(&files.other_nurse.files)
+            .await?;
+        let path = format!("/v1/patients/{}/observations", self.base.patient.as_str());
         let reply = send(&connection, Method::GET, &path, Vec::new()).await?;
         if String::from_utf8_lossy(&reply.body).contains("Observation") {
             findings
@@ -1380,7 +1390,7 @@ impl<'a> Attacker<'a> {
         findings.notes.push(format!(
             "{} asked for {}'s observations",
             files.other_nurse.id,
-            self.patient.as_str()
+            self.base.patient.as_str()
         ));
         Ok(answer(Server::Storage, &reply))
     }
@@ -1391,7 +1401,7 @@ impl<'a> Attacker<'a> {
         alpn: &[&[u8]],
     ) -> Result<Arc<rustls::ClientConfig>, Error> {
         Ok(wardseal_net::client::ClientTlsSettings::new(
-            &self.ward.files().ca_bundle,
+            &self.base.ward.files().ca_bundle,
             &files.certificate,
             &files.key,
         )
