@@ -164,6 +164,21 @@ impl Database {
             .collect()
     }
 
+    /// How many access-log entries record `who` refused access to `patient`'s data.
+    pub async fn refused_accesses(&self, who: &str, patient: &str) -> Result<i64, DbError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_log WHERE who = $1 AND patient = $2 AND allowed = 0",
+        )
+        .bind(who)
+        .bind(patient)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            action: "count refused accesses",
+            source,
+        })
+    }
+
     /// Closes the connections.
     pub async fn close(&self) {
         self.pool.close().await;

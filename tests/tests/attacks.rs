@@ -169,6 +169,16 @@ async fn attack_suite(options: WardOptions) {
             outcome.scenario
         );
     }
+    // The refused read is in the access log (whose roots are anchored on chain).
+    assert!(
+        database
+            .refused_accesses(&files.other_nurse.id, &files.patients[0].id)
+            .await
+            .unwrap()
+            >= 1,
+        "the unauthorised read is not in the access log as refused"
+    );
+
     // The same records through the admin API.
     let admin = ward.connect_storage(&files.admin.files).await.unwrap();
     let reply = admin
