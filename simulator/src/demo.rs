@@ -109,6 +109,11 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         &files.devices,
         2026,
     )?;
+    let first_sequences: Vec<u64> = fleet
+        .devices()
+        .iter()
+        .map(|d| d.simulated.next_sequence())
+        .collect();
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_message("readings sent");
     progress.enable_steady_tick(Duration::from_millis(100));
@@ -130,7 +135,7 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
     write_line(out, "\n2. attacks")?;
     // CALL POINT: the attack scenarios (crate::attacks, written separately) run here;
     // until they land, the basic ones below cover the seed's list.
-    basic_attacks(ward, &mut fleet, &mut outcome, out).await?;
+    basic_attacks(ward, &mut fleet, &first_sequences, &mut outcome, out).await?;
 
     // 3. Signed batches.
     write_line(out, "\n3. card-signed batches delivered to storage")?;
@@ -282,6 +287,7 @@ fn refused_with(summary: &Summary, code: &str) -> bool {
 async fn basic_attacks(
     ward: &RunningWard,
     fleet: &mut Fleet,
+    first_sequences: &[u64],
     outcome: &mut Outcome,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
@@ -345,13 +351,14 @@ async fn basic_attacks(
     )?;
 
     // Replay: the oximeter's first report again, sequence numbers already used.
-    if let Some(device) = fleet
+    if let Some((device, first)) = fleet
         .devices_mut()
         .iter_mut()
-        .find(|d| d.name == oximeter.name)
+        .zip(first_sequences)
+        .find(|(d, _)| d.name == oximeter.name)
     {
         let next = device.simulated.next_sequence();
-        device.simulated.set_next_sequence(1);
+        device.simulated.set_next_sequence(*first);
         let body = device.simulated.report(Timestamp::now());
         device.simulated.set_next_sequence(next);
         let mut summary = Summary::default();
@@ -366,7 +373,7 @@ async fn basic_attacks(
         write_line(
             out,
             &format!(
-                "  sequence 1 again from {}: {} {}",
+                "  its first sequence number again from {}: {} {}",
                 oximeter.name,
                 reply.status,
                 codes(&summary)

@@ -209,19 +209,24 @@ async fn send(connection: &Connection, body: String, summary: &Mutex<Summary>) -
 
 impl Fleet {
     /// A fleet of `devices` reporting to `endpoint`, trusting `ca_bundle`; device *i*'s
-    /// values come from `seed + i`.
+    /// values come from `seed + i`. Sequence numbers start at the current Unix time in
+    /// microseconds, so a later run with the same devices continues above an earlier
+    /// one's instead of being refused as a replay.
     pub fn new(
         endpoint: Endpoint,
         ca_bundle: &Path,
         devices: &[DeviceFiles],
         seed: u64,
     ) -> Result<Self, Error> {
+        let start = u64::try_from(Timestamp::now().unix_micros()).unwrap_or(1);
         let mut fleet = Vec::with_capacity(devices.len());
         for (index, device) in devices.iter().enumerate() {
+            let mut simulated = SimulatedDevice::new(device.kind, seed.wrapping_add(index as u64));
+            simulated.set_next_sequence(start);
             fleet.push(FleetDevice {
                 name: device.name.clone(),
                 config: client_config(ca_bundle, &device.files)?,
-                simulated: SimulatedDevice::new(device.kind, seed.wrapping_add(index as u64)),
+                simulated,
             });
         }
         Ok(Self {
@@ -310,7 +315,9 @@ impl Fleet {
         finish(&summary, started)
     }
 
-    /// `count` devices (cycling through the fleet when it is smaller) each open a fresh
+    /// `count` devices (cycling through the fleet when it is smaller; a device sending
+    /// several reports at once may see later ones arrive first and be refused as
+    /// replays, so give the fleet at least `count` devices) each open a fresh
     /// connection and send one report, all released at the same instant once every
     /// connection is open; the summary's elapsed time runs from the release to the last
     /// answer. Connections that fail to open count as failures.

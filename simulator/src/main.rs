@@ -133,8 +133,17 @@ fn main() -> anyhow::Result<()> {
                 loop {
                     tokio::select! {
                         status = child.wait() => break status.context("wait for the demo"),
-                        // The child gets the same Ctrl-C and stops gracefully.
-                        _ = tokio::signal::ctrl_c() => {}
+                        // A Ctrl-C at the terminal reaches the child too; an interrupt
+                        // sent to this process alone is passed on, so the child always
+                        // stops gracefully (std has no signal API; `kill` is POSIX).
+                        _ = tokio::signal::ctrl_c() => {
+                            if let Some(id) = child.id() {
+                                let _ = tokio::process::Command::new("kill")
+                                    .args(["-s", "INT", &id.to_string()])
+                                    .status()
+                                    .await;
+                            }
+                        }
                     }
                 }
             })?;
