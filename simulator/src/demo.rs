@@ -7,12 +7,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use wardseal_collector::client::{Connection, Reply};
-use wardseal_core::reading::Timestamp;
 use wardseal_storage::proof::{self, ProofDocument};
 
+use crate::attacks;
 use crate::error::Error;
-use crate::fleet::{Fleet, Summary};
-use crate::kinds::DeviceKind;
+use crate::fleet::Fleet;
 use crate::ward::{RunningWard, WardFiles};
 
 /// How long the simulated devices run.
@@ -109,11 +108,6 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         &files.devices,
         2026,
     )?;
-    let first_sequences: Vec<u64> = fleet
-        .devices()
-        .iter()
-        .map(|d| d.simulated.next_sequence())
-        .collect();
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_message("readings sent");
     progress.enable_steady_tick(Duration::from_millis(100));
@@ -131,14 +125,8 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         "no genuine reading was refused or lost",
     )?;
 
-    // 2. The attacks.
-    write_line(out, "\n2. attacks")?;
-    // CALL POINT: the attack scenarios (crate::attacks, written separately) run here;
-    // until they land, the basic ones below cover the seed's list.
-    basic_attacks(ward, &mut fleet, &first_sequences, &mut outcome, out).await?;
-
-    // 3. Signed batches.
-    write_line(out, "\n3. card-signed batches delivered to storage")?;
+    // 2. Signed batches.
+    write_line(out, "\n2. card-signed batches delivered to storage")?;
     let delivered = wait_for_readings(ward, steady.accepted).await?;
     let (readings, batches) = ward.storage().store.counts().await?;
     write_line(
@@ -148,6 +136,39 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
     outcome.expect(out, delivered, "every accepted reading reached storage")?;
     let refused = ward.storage().store.rejections().await?;
     outcome.expect(out, refused.is_empty(), "storage refused no batch")?;
+
+    // 3. The attacks, each a named scenario against the running ward.
+    write_line(
+        out,
+        &format!(
+            "\n3. {} attacks of the threat model",
+            attacks::Scenario::ALL.len()
+        ),
+    )?;
+    let outcomes = attacks::run_all(ward).await?;
+    for attack in &outcomes {
+        write_line(out, &format!("  {attack}"))?;
+    }
+    outcome.expect(
+        out,
+        outcomes.iter().all(|attack| attack.refused_as_expected),
+        "every attack is refused with its specific code",
+    )?;
+    let mut by_code = std::collections::BTreeMap::<String, usize>::new();
+    for rejection in ward.storage().store.rejections().await? {
+        *by_code.entry(rejection.code.clone()).or_default() += 1;
+    }
+    write_line(
+        out,
+        &format!(
+            "  storage recorded the refused batches (not their data): {}",
+            by_code
+                .iter()
+                .map(|(code, count)| format!("{code} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )?;
 
     // 4. FHIR reads.
     write_line(out, "\n4. FHIR reads")?;
@@ -207,6 +228,13 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
     write_line(out, "\n5. roots anchored on the ledger")?;
     let decisions = ward.anchor_decisions().await?;
     let access = ward.anchor_access_log().await?;
+    let stored = ward.anchor_batches().await?;
+    if let Some((root, count)) = &stored {
+        write_line(
+            out,
+            &format!("  batch log: {count} stored batches under root {root}"),
+        )?;
+    }
     if let Some((root, count)) = &decisions {
         write_line(
             out,
@@ -225,30 +253,39 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         "the collector's decision log is anchored",
     )?;
     outcome.expect(out, access.is_some(), "storage's access log is anchored")?;
+    outcome.expect(out, stored.is_some(), "storage's batch log is anchored")?;
 
     // 6. A proof.
     write_line(
         out,
-        "\n6. one reading's proof, checked trusting only the CA root",
+        "\n6. one reading's proof, checked trusting only the CA root and the chain",
     )?;
     match &steady.last_leaf {
         Some(leaf) => {
             let path = format!("/v1/readings/{leaf}/proof");
             let reply = request(&nurse, hyper::Method::GET, &path, Vec::new()).await?;
-            let verified = serde_json::from_slice::<ProofDocument>(&reply.body)
+            let verified = match serde_json::from_slice::<ProofDocument>(&reply.body)
                 .map_err(|e| e.to_string())
                 .and_then(|document| {
                     proof::verify(&document, ward.pki().root_der()).map_err(|e| e.to_string())
-                });
+                }) {
+                Ok(verified) => proof::check_on_chain(ward.ledger(), &verified)
+                    .await
+                    .map(|record| (verified, record))
+                    .map_err(|e| e.to_string()),
+                Err(reason) => Err(reason),
+            };
             match &verified {
-                Ok(verified) => write_line(
+                Ok((verified, record)) => write_line(
                     out,
                     &format!(
-                        "  GET {path}: {}; reading {} of patient {}, batch {} signed by the patient's card, chains to the CA",
+                        "  GET {path}: {}; reading {} of patient {}, batch {} signed by the patient's card, chains to the CA;\n  the batch is in the batch log whose root {} was anchored in block {}",
                         reply.status,
                         verified.reading.measurement().data_type().name(),
                         verified.header.patient().as_str(),
-                        verified.header.sequence()
+                        verified.header.sequence(),
+                        record.anchor.root,
+                        record.block,
                     ),
                 )?,
                 Err(reason) => {
@@ -275,228 +312,6 @@ async fn wait_for_readings(ward: &RunningWard, expected: u64) -> Result<bool, Er
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn refused_with(summary: &Summary, code: &str) -> bool {
-    summary.accepted == 0 && summary.rejected.contains_key(code)
-}
-
-/// The seed's attacks that need no more than a device and a socket: plain HTTP, a
-/// self-signed device certificate, false data (out of range), a replay, and (in the FHIR
-/// step) an unauthorised read.
-async fn basic_attacks(
-    ward: &RunningWard,
-    fleet: &mut Fleet,
-    first_sequences: &[u64],
-    outcome: &mut Outcome,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let files = ward.files();
-    // Plain HTTP: the collector speaks TLS only.
-    let plain = plain_http(ward).await;
-    write_line(out, &format!("  plain HTTP to the collector: {plain}"))?;
-    outcome.expect(
-        out,
-        !plain.starts_with("HTTP/1.1 2"),
-        "plain HTTP is refused",
-    )?;
-
-    // A self-signed certificate claiming to be a device.
-    let forged = self_signed_device(ward).await?;
-    write_line(out, &format!("  self-signed device certificate: {forged}"))?;
-    outcome.expect(
-        out,
-        forged.starts_with("refused"),
-        "a device certificate the hospital CA did not issue is refused",
-    )?;
-
-    // False data: an oximeter reporting an SpO2 the rule forbids.
-    let oximeter = files
-        .devices
-        .iter()
-        .find(|d| d.kind == DeviceKind::PulseOximeter)
-        .ok_or_else(|| Error::Options("the demo ward has no pulse oximeter".into()))?;
-    let connection = ward.connect_collector(&oximeter.files).await?;
-    let sequence = fleet
-        .devices()
-        .iter()
-        .find(|d| d.name == oximeter.name)
-        .map_or(1_000_000, |d| d.simulated.next_sequence());
-    let body = format!(
-        r#"{{"type":"spo2","value":40,"unit":"%","time":"{}","seq":{sequence}}}"#,
-        Timestamp::now()
-    );
-    let mut summary = Summary::default();
-    let reply = request(
-        &connection,
-        hyper::Method::POST,
-        "/v1/readings",
-        body.into_bytes(),
-    )
-    .await?;
-    record(&mut summary, &reply);
-    write_line(
-        out,
-        &format!(
-            "  SpO2 40 % from {}: {} {}",
-            oximeter.name,
-            reply.status,
-            codes(&summary)
-        ),
-    )?;
-    outcome.expect(
-        out,
-        refused_with(&summary, "value_out_of_range"),
-        "an out-of-range value is refused (value_out_of_range)",
-    )?;
-
-    // Replay: the oximeter's first report again, sequence numbers already used.
-    if let Some((device, first)) = fleet
-        .devices_mut()
-        .iter_mut()
-        .zip(first_sequences)
-        .find(|(d, _)| d.name == oximeter.name)
-    {
-        let next = device.simulated.next_sequence();
-        device.simulated.set_next_sequence(*first);
-        let body = device.simulated.report(Timestamp::now());
-        device.simulated.set_next_sequence(next);
-        let mut summary = Summary::default();
-        let reply = request(
-            &connection,
-            hyper::Method::POST,
-            "/v1/readings",
-            body.into_bytes(),
-        )
-        .await?;
-        record(&mut summary, &reply);
-        write_line(
-            out,
-            &format!(
-                "  its first sequence number again from {}: {} {}",
-                oximeter.name,
-                reply.status,
-                codes(&summary)
-            ),
-        )?;
-        outcome.expect(
-            out,
-            refused_with(&summary, "replay"),
-            "a replayed sequence number is refused (replay)",
-        )?;
-    }
-    Ok(())
-}
-
-fn record(summary: &mut Summary, reply: &Reply) {
-    let json = json(reply);
-    match json["results"].as_array() {
-        Some(results) => {
-            for result in results {
-                match result["status"].as_str() {
-                    Some("accepted") => summary.accepted += 1,
-                    _ => {
-                        *summary
-                            .rejected
-                            .entry(result["code"].as_str().unwrap_or("unknown").to_owned())
-                            .or_default() += 1;
-                    }
-                }
-            }
-        }
-        None => {
-            *summary
-                .rejected
-                .entry(json["code"].as_str().unwrap_or("unknown").to_owned())
-                .or_default() += 1;
-        }
-    }
-}
-
-fn codes(summary: &Summary) -> String {
-    summary
-        .rejected
-        .iter()
-        .map(|(code, count)| format!("{code}×{count}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Sends a plain HTTP request to the collector's port; returns the first line answered
-/// or how the connection ended.
-async fn plain_http(ward: &RunningWard) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(ward.collector_addr()).await?;
-        stream
-            .write_all(
-                b"POST /v1/readings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}",
-            )
-            .await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
-        Err(_) => "refused: no answer".into(),
-        Ok(Err(error)) => format!("refused: {error}"),
-        Ok(Ok(answer)) if answer.starts_with(b"HTTP/") => String::from_utf8_lossy(&answer)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned(),
-        Ok(Ok(answer)) => format!("refused: {} bytes of TLS, no HTTP answer", answer.len()),
-    }
-}
-
-/// Connects with a certificate the hospital CA did not issue; returns `refused: …` or
-/// what was answered.
-async fn self_signed_device(ward: &RunningWard) -> Result<String, Error> {
-    let dir = ward.files().dir.join("attacker");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["device.attacker.invalid".to_owned()])
-            .map_err(|e| Error::Options(format!("cannot make the attacker's certificate: {e}")))?;
-    let files = crate::pki::CertificateFiles {
-        certificate: dir.join("self-signed.pem"),
-        key: dir.join("self-signed.key"),
-        serial: String::new(),
-    };
-    std::fs::write(&files.certificate, cert.pem())
-        .map_err(|e| Error::io("write", &files.certificate, e))?;
-    if !files.key.exists() {
-        wardseal_pki::key::write_private_file(&files.key, signing_key.serialize_pem().as_bytes())?;
-    }
-    let config = ward.client_config(&files)?;
-    let opened = tokio::time::timeout(
-        Duration::from_secs(10),
-        Connection::open(&ward.collector_endpoint(), config),
-    )
-    .await;
-    let connection = match opened {
-        Err(_) => return Ok("refused: no handshake".into()),
-        Ok(Err(error)) => return Ok(format!("refused: {error}")),
-        Ok(Ok(connection)) => connection,
-    };
-    // TLS 1.3: the server's verdict on the client certificate arrives with the first
-    // read, so the request itself fails.
-    let body = format!(
-        r#"{{"type":"heart_rate","value":72,"unit":"/min","time":"{}","seq":1}}"#,
-        Timestamp::now()
-    );
-    Ok(
-        match tokio::time::timeout(
-            Duration::from_secs(10),
-            connection.send(hyper::Method::POST, "/v1/readings", body.into_bytes()),
-        )
-        .await
-        {
-            Err(_) => "refused: no answer".into(),
-            // The client's error names the request, not the TLS alert behind it.
-            Ok(Err(_)) => "refused: the collector ended the TLS session before any HTTP".into(),
-            Ok(Ok(reply)) => format!("answered {}", reply.status),
-        },
-    )
 }
 
 /// What to run to reach the ward by hand, printed by `--keep-running`.

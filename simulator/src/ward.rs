@@ -951,6 +951,17 @@ impl RunningWard {
             .map(|(root, count)| (root.to_string(), count)))
     }
 
+    /// Anchors storage's unanchored batch-log entries (the stored batches' header hashes)
+    /// now; returns the root (hex) and count, or `None` when nothing was new.
+    pub async fn anchor_batches(&self) -> Result<Option<(String, u64)>, Error> {
+        Ok(wardseal_storage::batch_log::anchor(&self.storage.storage)
+            .await?
+            .map(|anchor| {
+                let count = anchor.last_entry - anchor.first_entry + 1;
+                (anchor.root.to_string(), u64::try_from(count).unwrap_or(0))
+            }))
+    }
+
     /// Stops the collector (draining in-flight requests, a last batching and delivery
     /// round), then storage, and closes the database.
     pub async fn shutdown(mut self) {
