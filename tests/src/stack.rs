@@ -270,6 +270,29 @@ impl Stack {
         }
     }
 
+    /// Waits until both logs have at least one anchor on chain, so that a fault hits a
+    /// ward with anchoring history (and entries anchored since must continue it).
+    pub async fn wait_first_anchors(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let decisions_id = wardseal_collector::decision_log::log_id(&self.files.ward).0;
+        let access_id = wardseal_storage::chain::access_log_id().0;
+        loop {
+            let decisions = audit::chain_anchors(&self.ledger, decisions_id).await?;
+            let access = audit::chain_anchors(&self.ledger, access_id).await?;
+            if !decisions.is_empty() && !access.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: "a first anchor of the decision log and of the access log".into(),
+                    seconds: timeout.as_secs(),
+                    detail: format!(": {} and {} anchors", decisions.len(), access.len()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Stops the collector (SIGTERM: drain) and storage (SIGINT) gracefully; returns
     /// their exit statuses.
     pub async fn shutdown(&mut self) -> Result<(ExitStatus, ExitStatus), Error> {

@@ -100,6 +100,7 @@ async fn scenario(test: &str, database: Database, faults: &[Fault]) -> anyhow::R
         "readings were not acknowledged before any fault: {}",
         load.snapshot().summary()
     );
+    stack.wait_first_anchors(WAIT).await?;
     let mut outages = Vec::new();
     for fault in faults {
         let fault_started = Instant::now();
@@ -116,6 +117,22 @@ async fn scenario(test: &str, database: Database, faults: &[Fault]) -> anyhow::R
         outages.push((fault, fault_started.elapsed()));
     }
     let tally = load.stop().await;
+    // None of these faults is a reason to refuse a reading (a `replay` would mean a
+    // restarted collector forgot a high-water mark it had acknowledged).
+    ensure!(
+        tally.refused.is_empty(),
+        "readings were refused: {}",
+        tally.summary()
+    );
+    // Only a collector outage is visible to the devices; storage, ledger and database
+    // outages are absorbed by the collector's spool and replica.
+    if !faults.iter().any(|f| matches!(f, Fault::KillCollector)) {
+        ensure!(
+            tally.unanswered == 0,
+            "devices went unanswered although the collector stayed up: {}",
+            tally.summary()
+        );
+    }
     let stored = stack.wait_stored(&tally.acknowledged, WAIT).await?;
     let delivery = audit::check_delivery(&tally, &stored)?;
     ensure!(
