@@ -145,6 +145,29 @@ pub async fn stored_leaf_counts(database_url: &str) -> Result<HashMap<Hash, u64>
     Ok(counts)
 }
 
+/// How many readings storage holds per patient.
+pub async fn stored_per_patient(database_url: &str) -> Result<HashMap<String, u64>, Error> {
+    let rows = query(
+        database_url,
+        "SELECT patient, COUNT(*) FROM readings GROUP BY patient",
+        "count readings by patient",
+    )
+    .await?;
+    let mut counts = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let patient: String = row.try_get(0).map_err(|source| Error::Database {
+            what: "read a patient",
+            source,
+        })?;
+        let count: i64 = row.try_get(1).map_err(|source| Error::Database {
+            what: "read a count",
+            source,
+        })?;
+        counts.insert(patient, u64::try_from(count).unwrap_or(0));
+    }
+    Ok(counts)
+}
+
 /// Storage's access-log leaves, in entry order.
 pub async fn access_log_leaves(database_url: &str) -> Result<Vec<Hash>, Error> {
     let rows = query(

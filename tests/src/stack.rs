@@ -9,6 +9,7 @@
 //! `SOFTHSM2_CONF` naming a store (`wardseal_softhsm::run_isolated_test` does that for a
 //! test); the collector inherits it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -210,64 +211,27 @@ impl Stack {
         &self,
         acknowledged: &[wardseal_core::Hash],
         timeout: Duration,
-    ) -> Result<std::collections::HashMap<wardseal_core::Hash, u64>, Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let stored = audit::stored_leaf_counts(&self.files.database_url).await?;
-            let missing = acknowledged
-                .iter()
-                .filter(|l| !stored.contains_key(l))
-                .count();
-            if missing == 0 {
-                return Ok(stored);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: "storage holding every acknowledged reading".into(),
-                    seconds: timeout.as_secs(),
-                    detail: format!(
-                        ": {missing} of {} still missing; collector log:\n{}",
-                        acknowledged.len(),
-                        self.collector.log_tail(20)
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    ) -> Result<HashMap<wardseal_core::Hash, u64>, Error> {
+        wait_stored(&self.files.database_url, acknowledged, timeout)
+            .await
+            .map_err(|error| match error {
+                Error::Timeout {
+                    what,
+                    seconds,
+                    detail,
+                } => Error::Timeout {
+                    what,
+                    seconds,
+                    detail: format!("{detail}; collector log:\n{}", self.collector.log_tail(20)),
+                },
+                other => other,
+            })
     }
 
     /// Waits until the collector's decision log and storage's access log are covered
     /// by anchors on chain (see [`audit::coverage`]).
     pub async fn wait_anchored(&self, timeout: Duration) -> Result<Anchored, Error> {
-        let deadline = Instant::now() + timeout;
-        let decisions_id = wardseal_collector::decision_log::log_id(&self.files.ward).0;
-        let access_id = wardseal_storage::chain::access_log_id().0;
-        loop {
-            let decisions: Vec<_> = audit::decision_log(&self.spool())?
-                .into_iter()
-                .map(|(leaf, _)| leaf)
-                .collect();
-            let access = audit::access_log_leaves(&self.files.database_url).await?;
-            let result = async {
-                let decision_anchors = audit::chain_anchors(&self.ledger, decisions_id).await?;
-                let access_anchors = audit::chain_anchors(&self.ledger, access_id).await?;
-                Ok::<_, audit::Error>(Anchored {
-                    decisions: audit::coverage("the decision log", &decisions, &decision_anchors)?,
-                    access_log: audit::coverage("the access log", &access, &access_anchors)?,
-                })
-            }
-            .await;
-            match result {
-                Ok(anchored) => return Ok(anchored),
-                // Not yet anchored is the only thing worth waiting for.
-                Err(audit::Error::Unanchored { .. } | audit::Error::Ledger(_))
-                    if Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
+        wait_anchored(&self.files, &self.spool(), &self.ledger, timeout).await
     }
 
     /// Waits until both logs have at least one anchor on chain, so that a fault hits a
@@ -299,6 +263,74 @@ impl Stack {
         let collector = self.collector.stop(Signal::Term, STOP_TIMEOUT).await?;
         let storage = self.storage.stop(Signal::Int, STOP_TIMEOUT).await?;
         Ok((collector, storage))
+    }
+}
+
+/// Waits until every leaf in `acknowledged` is in the storage database at
+/// `database_url`; returns the stored leaf counts.
+pub async fn wait_stored(
+    database_url: &str,
+    acknowledged: &[wardseal_core::Hash],
+    timeout: Duration,
+) -> Result<HashMap<wardseal_core::Hash, u64>, Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stored = audit::stored_leaf_counts(database_url).await?;
+        let missing = acknowledged
+            .iter()
+            .filter(|l| !stored.contains_key(l))
+            .count();
+        if missing == 0 {
+            return Ok(stored);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: "storage holding every acknowledged reading".into(),
+                seconds: timeout.as_secs(),
+                detail: format!(": {missing} of {} still missing", acknowledged.len()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the decision log in the collector's `spool` and the access log in
+/// storage's database (both of ward `files`) are covered by anchors on chain (see
+/// [`audit::coverage`]).
+pub async fn wait_anchored(
+    files: &WardFiles,
+    spool: &Path,
+    ledger: &Ledger<AnyBackend>,
+    timeout: Duration,
+) -> Result<Anchored, Error> {
+    let deadline = Instant::now() + timeout;
+    let decisions_id = wardseal_collector::decision_log::log_id(&files.ward).0;
+    let access_id = wardseal_storage::chain::access_log_id().0;
+    loop {
+        let decisions: Vec<_> = audit::decision_log(spool)?
+            .into_iter()
+            .map(|(leaf, _)| leaf)
+            .collect();
+        let access = audit::access_log_leaves(&files.database_url).await?;
+        let result = async {
+            let decision_anchors = audit::chain_anchors(ledger, decisions_id).await?;
+            let access_anchors = audit::chain_anchors(ledger, access_id).await?;
+            Ok::<_, audit::Error>(Anchored {
+                decisions: audit::coverage("the decision log", &decisions, &decision_anchors)?,
+                access_log: audit::coverage("the access log", &access, &access_anchors)?,
+            })
+        }
+        .await;
+        match result {
+            Ok(anchored) => return Ok(anchored),
+            // Not yet anchored is the only thing worth waiting for.
+            Err(audit::Error::Unanchored { .. } | audit::Error::Ledger(_))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 
