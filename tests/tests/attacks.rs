@@ -24,7 +24,7 @@ use wardseal_sim::ward::{
     CardBackend, DatabaseChoice, LedgerChoice, RunningWard, WardFiles, WardOptions,
 };
 use wardseal_tests::db::Database;
-use wardseal_tests::postgres::Postgres;
+use wardseal_tests::postgres::PostgresCluster;
 
 /// The default ward (two patients, every kind of device). The patients' cards are
 /// software keys, or SoftHSM tokens when the test process was started with
@@ -44,7 +44,7 @@ async fn every_attack_is_refused_on_the_embedded_ledger_and_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_is_refused_on_anvil_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
-    let postgres = Postgres::start().unwrap();
+    let postgres = PostgresCluster::start().unwrap();
     let anvil = AnvilNode::spawn(AnvilOptions::default()).unwrap();
     let key_file = dir.path().join("anvil-account.key");
     let signer = dev_signer(0).unwrap();
@@ -55,7 +55,7 @@ async fn every_attack_is_refused_on_anvil_and_postgresql() {
         url: anvil.url(),
         key_file,
     };
-    options.database = DatabaseChoice::Postgres(postgres.url().to_owned());
+    options.database = DatabaseChoice::Postgres(postgres.url());
     attack_suite(options).await;
     drop(anvil);
     drop(postgres);
