@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use wardseal_contracts::{AnyBackend, Cursor, EventFollower, Ledger, RuleBook};
 use wardseal_core::exchange::WardAssignments;
 use wardseal_core::identity::SubjectId;
+use wardseal_net::crl::CrlFetcher;
 use wardseal_net::peer::PeerIdentity;
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
@@ -54,16 +55,42 @@ struct Shared {
     max_body: usize,
 }
 
-/// The server TLS settings of a configuration.
-pub fn tls_settings(config: &Config) -> ServerTlsSettings {
+/// The server TLS settings of a configuration (CRL files only: the URLs are fetched by
+/// the CRL refresh task).
+pub fn tls_settings(config: &Config) -> Result<ServerTlsSettings, Error> {
     let mut settings = ServerTlsSettings::new(
         &config.tls.certificate,
         &config.tls.key,
         &config.tls.ca_bundle,
     );
-    settings.crls = config.tls.crls.clone();
-    settings.enforce_revocation_expiration = config.tls.enforce_crl_expiry;
-    settings
+    settings.crls = config.crl_sources()?.files;
+    settings.expired_crl = config.tls.expired_crl.into();
+    Ok(settings)
+}
+
+/// Fetches the CRLs of the configured URLs into `tls` once; fails unless every URL gave
+/// a CRL that verified (a collector never starts without the revocations it was told
+/// to follow).
+pub async fn first_crl_fetch(config: &Config, tls: &ServerTls) -> Result<CrlFetcher, Error> {
+    let mut fetcher = CrlFetcher::new(
+        config.crl_sources()?.urls,
+        Duration::from_secs(config.tls.crl_fetch_timeout_secs.max(1)),
+    );
+    if !fetcher.urls().is_empty() {
+        let failures = fetcher.refresh(tls).await;
+        if !fetcher.complete() {
+            return Err(ConfigError::Invalid {
+                key: "tls.crls",
+                reason: failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+            .into());
+        }
+    }
+    Ok(fetcher)
 }
 
 /// The client TLS configuration the collector uses towards storage.
@@ -174,7 +201,8 @@ impl Daemon {
         ledger: Ledger<AnyBackend>,
         cards: Vec<(SubjectId, Card)>,
     ) -> Result<Self, Error> {
-        let tls = Arc::new(ServerTls::load(tls_settings(config))?);
+        let tls = Arc::new(ServerTls::load(tls_settings(config)?)?);
+        let mut crl_fetcher = first_crl_fetch(config, &tls).await?;
         let storage = Arc::new(storage_client(config)?);
         let spool = Spool::open(SpoolOptions {
             path: config.spool.path.clone(),
@@ -282,20 +310,61 @@ impl Daemon {
                 }
             });
         }
-        // CRL refresh.
+        // CRL refresh: files re-read, URLs fetched; the last good CRL of each source stays
+        // in force. One warning when a failure starts and one when it ends, not one per
+        // attempt.
         {
             let tls = Arc::clone(&tls);
+            let metrics = Arc::clone(&metrics);
             let every = Duration::from_secs(config.tls.crl_refresh_secs.max(1));
             let stop = Arc::clone(&stop_tasks);
             tasks.spawn(async move {
+                let mut failing = false;
+                let mut expired = false;
                 loop {
                     tokio::select! {
                         () = stop.notified() => return,
                         () = tokio::time::sleep(every) => {}
                     }
-                    if let Err(error) = tls.reload() {
-                        eprintln!("wardseal-collector: CRL refresh failed, keeping the previous CRLs: {error}");
+                    let failures = if crl_fetcher.urls().is_empty() {
+                        tls.reload().err().map(|error| error.to_string()).into_iter().collect()
+                    } else {
+                        crl_fetcher
+                            .refresh(&tls)
+                            .await
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                    };
+                    metrics
+                        .crl_fetch_failures
+                        .fetch_add(failures.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    match (failing, failures.is_empty()) {
+                        (false, false) => eprintln!(
+                            "wardseal-collector: warning: CRL refresh failed, keeping the last good CRLs (retrying every {every:?}): {}",
+                            failures.join("; ")
+                        ),
+                        (true, true) => eprintln!("wardseal-collector: CRL refresh works again"),
+                        _ => {}
                     }
+                    failing = !failures.is_empty();
+                    let now_expired = tls.expired_crl(std::time::SystemTime::now());
+                    metrics.crl_expired.store(
+                        u64::from(now_expired.is_some()),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    match (&now_expired, expired) {
+                        (Some(error), false) => eprintln!(
+                            "wardseal-collector: warning: {error} ({})",
+                            match tls.settings().expired_crl {
+                                wardseal_net::server::ExpiredCrl::Refuse => "expired_crl = \"refuse\": every device is refused",
+                                wardseal_net::server::ExpiredCrl::Warn => "expired_crl = \"warn\": its revocations stay in force",
+                            }
+                        ),
+                        (None, true) => eprintln!("wardseal-collector: the CRLs are current again"),
+                        _ => {}
+                    }
+                    expired = now_expired.is_some();
                 }
             });
         }

@@ -52,6 +52,7 @@
 //! ```
 
 pub mod client;
+pub mod crl;
 mod error;
 pub mod files;
 pub mod peer;
