@@ -59,6 +59,10 @@ pub struct CollectorSection {
     /// Seconds in-flight requests get to finish at shutdown.
     #[serde(default = "default_drain_secs")]
     pub drain_secs: u64,
+    /// Listen backlog: connections the kernel queues before the accept loop takes them
+    /// (capped by `net.core.somaxconn`).
+    #[serde(default = "default_listen_backlog")]
+    pub listen_backlog: u32,
 }
 
 /// `[tls]`.
@@ -229,6 +233,9 @@ pub struct CardSection {
 }
 
 fn default_max_connections() -> usize {
+    4096
+}
+fn default_listen_backlog() -> u32 {
     4096
 }
 fn default_drain_secs() -> u64 {

@@ -408,11 +408,12 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             max_body: config.ingest.max_body_bytes,
         });
-        let listener = tokio::net::TcpListener::bind(config.collector.listen)
-            .await
-            .map_err(|source| ConfigError::Read {
-                path: config.collector.listen.to_string().into(),
-                source,
+        let listener =
+            listen(config.collector.listen, config.collector.listen_backlog).map_err(|source| {
+                ConfigError::Read {
+                    path: config.collector.listen.to_string().into(),
+                    source,
+                }
             })?;
         let local_addr = listener.local_addr().map_err(|source| ConfigError::Read {
             path: config.collector.listen.to_string().into(),
@@ -491,6 +492,22 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Binds the front door with a listen backlog of `backlog` (the kernel caps it at
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1024: when a ward's devices
+/// all reconnect at once (after a collector restart or a network blip) more SYNs arrive
+/// than the accept loop takes in the time the handshakes keep the CPU busy, and each one
+/// dropped by a full queue costs its device a 1 s SYN retransmission.
+fn listen(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog.max(1))
 }
 
 async fn handle(
