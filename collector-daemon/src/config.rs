@@ -230,6 +230,11 @@ pub struct CardSection {
     /// The patient's certificate (PEM or DER); read from the token when absent.
     #[serde(default)]
     pub certificate: Option<PathBuf>,
+    /// The PC/SC bedside reader (name as pcscd gives it) whose card stands for this
+    /// patient's presence: the token signs only while a card is in this reader. Absent:
+    /// the token is always present.
+    #[serde(default)]
+    pub reader: Option<String>,
 }
 
 fn default_max_connections() -> usize {

@@ -214,11 +214,35 @@ impl Daemon {
         let rules = RuleBook::from_parts(&ledger.rules().await?, &ledger.group_rules().await?);
         let replica = Arc::new(Replica::new(ledger.devices().await?, rules));
         let slots = Arc::new(CardSlots::default());
+        // Cards bound to a bedside reader are present only while the reader holds a card.
+        let mut bedside: Vec<(String, SubjectId, Card)> = Vec::new();
         for (patient, card) in cards {
-            slots.insert(patient, card);
+            let reader = config
+                .cards
+                .iter()
+                .find(|section| section.patient == patient)
+                .and_then(|section| section.reader.clone());
+            match reader {
+                Some(reader) => bedside.push((reader, patient, card)),
+                None => slots.insert(patient, card),
+            }
         }
+        metrics.cards_present.store(
+            i64::try_from(slots.len()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let stop_tasks = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
+        if !bedside.is_empty() {
+            let watcher = wardseal_card::watcher::CardWatcher::start()?;
+            tasks.spawn(watch_readers(
+                watcher,
+                bedside,
+                Arc::clone(&slots),
+                Arc::clone(&metrics),
+                Arc::clone(&stop_tasks),
+            ));
+        }
 
         // Assignments: a file, or storage's API.
         if let Some(path) = &config.storage.assignments_file {
@@ -491,6 +515,61 @@ impl Daemon {
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
+    }
+}
+
+/// Follows the bedside readers: a card inserted in a patient's reader makes their token
+/// present (pending readings get signed), a card removed makes it absent (readings wait
+/// in the spool). One warning, not a loop of them, if pcscd goes away.
+async fn watch_readers(
+    mut watcher: wardseal_card::watcher::CardWatcher,
+    bedside: Vec<(String, SubjectId, Card)>,
+    slots: Arc<CardSlots>,
+    metrics: Arc<Metrics>,
+    stop: Arc<Notify>,
+) {
+    use futures_core::Stream as _;
+    use wardseal_card::watcher::CardEvent;
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut watcher).poll_next(cx));
+        let event = tokio::select! {
+            () = stop.notified() => return,
+            event = next => event,
+        };
+        let (reader, present) = match event {
+            Some(Ok(CardEvent::CardInserted { reader, .. })) => (reader, true),
+            Some(Ok(CardEvent::CardRemoved { reader } | CardEvent::ReaderRemoved { reader })) => {
+                (reader, false)
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => {
+                eprintln!(
+                    "wardseal-collector: warning: watching the bedside readers failed ({error}); cards keep their last state"
+                );
+                stop.notified().await;
+                return;
+            }
+            None => return,
+        };
+        for (_, patient, card) in bedside.iter().filter(|(r, _, _)| *r == reader) {
+            if present {
+                slots.insert(patient.clone(), card.clone());
+            } else {
+                slots.remove(patient);
+            }
+            eprintln!(
+                "wardseal-collector: card of {patient} {} reader {reader:?}",
+                if present {
+                    "inserted in"
+                } else {
+                    "removed from"
+                }
+            );
+        }
+        metrics.cards_present.store(
+            i64::try_from(slots.len()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
 
