@@ -257,20 +257,33 @@ impl Daemon {
             let every = Duration::from_secs(config.storage.assignments_refresh_secs.max(1));
             let stop = Arc::clone(&stop_tasks);
             tasks.spawn(async move {
+                // Warn when fetching starts failing and when it works again, not per try.
+                let mut failing = false;
                 loop {
                     let fetched = match &file {
                         Some(path) => read_assignments(path).map_err(Error::from),
                         None => storage.assignments(&ward).await.map_err(Error::from),
                     };
+                    if fetched.is_ok() && failing {
+                        eprintln!("wardseal-collector: assignments can be fetched again");
+                    }
                     match fetched {
                         Ok(assignments) => {
+                            failing = false;
                             if let Err(error) =
                                 forwarder::apply_assignments(&spool, &replica, &assignments).await
                             {
                                 eprintln!("wardseal-collector: binding assignments: {error}");
                             }
                         }
-                        Err(error) => eprintln!("wardseal-collector: assignments: {error}"),
+                        Err(error) => {
+                            if !failing {
+                                eprintln!(
+                                    "wardseal-collector: warning: assignments: {error}; keeping the last ones, retrying every {every:?}"
+                                );
+                            }
+                            failing = true;
+                        }
                     }
                     tokio::select! {
                         () = stop.notified() => return,

@@ -134,8 +134,20 @@ pub async fn run(
     stop: Arc<Notify>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // One warning when delivery starts failing and one when it works again: an outage of
+    // hours must not write a line every few seconds (the failures are counted in metrics).
+    let mut outage: Option<(std::time::Instant, u64)> = None;
     loop {
-        match deliver_round(&spool, &storage, &metrics).await {
+        let round = deliver_round(&spool, &storage, &metrics).await;
+        if round.is_ok()
+            && let Some((since, failures)) = outage.take()
+        {
+            eprintln!(
+                "wardseal-collector: delivery to storage works again after {:.0?} and {failures} failed attempts",
+                since.elapsed()
+            );
+        }
+        match round {
             Ok(0) => {
                 tokio::select! {
                     () = stop.notified() => return,
@@ -146,7 +158,15 @@ pub async fn run(
             Ok(_) => backoff = Duration::from_millis(100),
             Err(error) => {
                 metrics.forward_failures.fetch_add(1, Ordering::Relaxed);
-                eprintln!("wardseal-collector: {error}; retrying in {backoff:?}");
+                match &mut outage {
+                    None => {
+                        eprintln!(
+                            "wardseal-collector: warning: {error}; readings stay in the spool, retrying with backoff up to 5 s (further failures counted in wardseal_collector_forward_failures_total)"
+                        );
+                        outage = Some((std::time::Instant::now(), 1));
+                    }
+                    Some((_, failures)) => *failures += 1,
+                }
                 tokio::select! {
                     () = stop.notified() => return,
                     () = tokio::time::sleep(backoff) => {}
