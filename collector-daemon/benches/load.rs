@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::storage::{PATIENT, StorageSetup, card_section, enroll_card, free_port};
+use common::storage::{PATIENT, StorageSetup, card_section, enroll_on_token, free_port};
 use common::{GROUP, RULE, WARD, Ward, epc, heart_rate};
 use wardseal_card::Signer;
 use wardseal_collector::batcher::Card;
@@ -92,14 +92,20 @@ fn main() {
     .unwrap();
 }
 
-/// Readings stored at storage (its SQLite database, read-only).
+/// Readings stored at storage (its SQLite database, read-only), summed over the stored
+/// batches' counts: `COUNT(*)` over the readings table would scan hundreds of thousands of
+/// rows on every poll and slow down the storage it measures.
 fn stored_count(database: &Path) -> i64 {
     let connection =
         rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
     connection.busy_timeout(Duration::from_secs(10)).unwrap();
     connection
-        .query_row("SELECT COUNT(*) FROM readings", [], |row| row.get(0))
+        .query_row(
+            "SELECT COALESCE(SUM(reading_count), 0) FROM batches",
+            [],
+            |row| row.get(0),
+        )
         .unwrap()
 }
 
@@ -153,14 +159,18 @@ async fn run(hsm: &wardseal_softhsm::SoftHsm) {
     let storage_port = free_port();
     let ward = Ward::linked(
         &devices,
-        &format!("{backlog}[batch]\nmax_readings = 5000\nlinger_ms = 20\n[ingest]\nskew_past_secs = 86400\n"),
+        &format!("{backlog}[batch]\nmax_readings = 1024\nlinger_ms = 20\n[ingest]\nskew_past_secs = 86400\n"),
         storage_port,
     )
     .await;
     // Two patient cards on SoftHSM tokens enrolled by the CA: one for the fresh and
     // keep-alive devices, one (throttled) for the card measurement.
     for patient in [PATIENT, CARD_PATIENT] {
-        let uri = enroll_card(&ward.pki, hsm, patient).await;
+        hsm.init_token(&wardseal_softhsm::TokenSpec::new(patient))
+            .unwrap();
+    }
+    for patient in [PATIENT, CARD_PATIENT] {
+        let uri = enroll_on_token(&ward.pki, hsm, patient).await;
         let mut text = std::fs::read_to_string(&ward.config_path).unwrap();
         text.push('\n');
         text.push_str(&card_section(patient, &uri));
@@ -421,7 +431,7 @@ async fn run(hsm: &wardseal_softhsm::SoftHsm) {
     let stored_for_card = || -> i64 {
         database()
             .query_row(
-                "SELECT COUNT(*) FROM readings WHERE patient = ?1",
+                "SELECT COALESCE(SUM(reading_count), 0) FROM batches WHERE patient = ?1",
                 [CARD_PATIENT],
                 |row| row.get(0),
             )

@@ -186,10 +186,14 @@ pub async fn deliver_round(
 ) -> Result<usize, Error> {
     let queued = spool
         .run(|connection| {
+            // Only each patient's oldest batch (the chain must arrive in order), and only
+            // its submission is read: a backlog of large batches is not loaded per round.
             let mut statement = connection.prepare_cached(
                 "SELECT b.id, b.patient, b.submission,
                         COALESCE((SELECT MIN(received_us) FROM readings r WHERE r.batch = b.id), 0)
-                 FROM batches b ORDER BY b.id LIMIT 512",
+                 FROM batches b
+                 WHERE b.id IN (SELECT MIN(id) FROM batches GROUP BY patient)
+                 ORDER BY b.id LIMIT 512",
             )?;
             let rows = statement.query_map([], |row| {
                 Ok(Queued {
@@ -203,7 +207,6 @@ pub async fn deliver_round(
             let mut out = Vec::new();
             for row in rows {
                 let row = row?;
-                // Only each patient's oldest batch: the chain must arrive in order.
                 if seen.insert(row.patient.clone()) {
                     out.push(row);
                 }

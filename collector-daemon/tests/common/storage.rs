@@ -45,6 +45,13 @@ pub(crate) fn free_port() -> u16 {
 /// `wardseal-pki card enroll` does. Returns the key's RFC 7512 URI for the collector.
 pub(crate) async fn enroll_card(pki: &TestPki, hsm: &SoftHsm, patient: &str) -> String {
     hsm.init_token(&TokenSpec::new(patient)).unwrap();
+    enroll_on_token(pki, hsm, patient).await
+}
+
+/// Like [`enroll_card`], on a token already initialised with `hsm.init_token` (a process
+/// that has loaded the PKCS#11 module does not see tokens initialised after that, so a
+/// process enrolling several cards initialises every token first).
+pub(crate) async fn enroll_on_token(pki: &TestPki, hsm: &SoftHsm, patient: &str) -> String {
     let pin = hsm.token_dir().join(format!("{patient}.pin"));
     std::fs::write(&pin, TokenSpec::DEFAULT_USER_PIN).unwrap();
     // TestPki keeps its CA key passphrase in this file.
