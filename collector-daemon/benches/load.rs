@@ -159,7 +159,7 @@ async fn run(hsm: &wardseal_softhsm::SoftHsm) {
     let storage_port = free_port();
     let ward = Ward::linked(
         &devices,
-        &format!("{backlog}[batch]\nmax_readings = 1024\nlinger_ms = 20\n[ingest]\nskew_past_secs = 86400\n"),
+        &format!("{backlog}[batch]\nmax_readings = 5000\nlinger_ms = 20\n[ingest]\nskew_past_secs = 86400\n"),
         storage_port,
     )
     .await;
