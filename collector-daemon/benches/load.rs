@@ -1,14 +1,19 @@
 //! The collector's load generator: a whole ward on this machine (hospital CA, embedded
-//! chain, collector over real mutual TLS) driven by simulated devices. Prints:
+//! chain, collector and wardseal-storage over real mutual TLS, storage on SQLite, patient
+//! cards enrolled on SoftHSM tokens) driven by simulated devices. Prints a table and, for
+//! each figure, one machine-readable line `BENCH <name> <value> <unit>`:
 //!
-//! 1. N = 10, 100, 1000 simultaneous devices, each opening a fresh mTLS connection and
-//!    sending one reading: time until all are acknowledged (the seed paper's load test);
-//! 2. sustained readings/s over keep-alive connections (1 and 20 readings per request);
-//! 3. one patient card throttled to 5 signatures/s: readings/s it seals and the p99
-//!    latency from arrival to sealed batch.
+//! 1. N = 10, 100, 1000 simultaneous devices, each opening a fresh mTLS connection (full
+//!    handshake with its client certificate, no resumption) and sending one reading: time
+//!    until all are acknowledged (202 = durable in the spool), and until all are stored
+//!    at storage (counted in storage's database), beside the seed paper's figures;
+//! 2. sustained readings/s over keep-alive connections, acknowledged and stored end to end;
+//! 3. one patient card throttled to 5 signatures/s: readings/s it gets stored and the
+//!    latency from the device sending a reading to its batch arriving at storage (p50, p99).
 //!
 //! `cargo bench -p wardseal-collector --bench load` (environment: `WARDSEAL_LOAD_N`,
-//! e.g. `10,100`; `WARDSEAL_LOAD_SECONDS`, default 5).
+//! e.g. `10,100`; `WARDSEAL_LOAD_SECONDS`, default 5; `WARDSEAL_LOAD_BACKLOG`, the
+//! collector's listen backlog, default the configuration's 4096).
 
 #![expect(
     clippy::unwrap_used,
@@ -19,15 +24,17 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{GROUP, RULE, Ward, epc, heart_rate};
-use wardseal_card::{KeyKind, Signer, SoftwareSigner};
+use common::storage::{PATIENT, StorageSetup, card_section, enroll_on_token, free_port};
+use common::{GROUP, RULE, WARD, Ward, epc, heart_rate};
+use wardseal_card::Signer;
 use wardseal_collector::batcher::Card;
 use wardseal_collector::client::Connection;
-use wardseal_collector::daemon::Daemon;
+use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::hash::Hash;
 use wardseal_core::identity::{GroupId, Identity, RuleId};
 use wardseal_core::reading::Timestamp;
@@ -36,13 +43,17 @@ use wardseal_pki::key::{KeyAlgorithm, SecretSource};
 use wardseal_pki::profile::Request;
 
 const PAPER: [(usize, f64); 3] = [(10, 5.72), (100, 10.81), (1000, 30.25)];
+const CARD_PATIENT: &str = "P-bench";
 const CARD_DEVICES: u64 = 8;
 const CARD_BASE: u64 = 5000;
 const KEEPALIVE_BASE: u64 = 6000;
 const KEEPALIVE_CONNECTIONS: u64 = 16;
+/// Longest any wait of the benchmark may take before it gives up.
+const LIMIT: Duration = Duration::from_secs(300);
 
-/// A patient card as slow as a real one: 200 ms per signature (5/s).
-struct Throttled(SoftwareSigner);
+/// A patient card as slow as a real one: 200 ms per signature (5/s), around a real
+/// SoftHSM token so storage accepts what it signs.
+struct Throttled(Arc<dyn Signer>);
 
 impl Signer for Throttled {
     fn algorithm(&self) -> wardseal_card::SignatureAlgorithm {
@@ -60,15 +71,60 @@ impl Signer for Throttled {
     }
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
+/// One figure: printed for people by the caller, and here for the report generator.
+fn bench(name: &str, value: f64, unit: &str) {
+    let value = if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    };
+    println!("BENCH {name} {value} {unit}");
 }
 
-async fn run() {
+fn main() {
+    wardseal_softhsm::run_isolated("load", &["--bench"], |hsm| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run(hsm));
+    })
+    .unwrap();
+}
+
+/// Readings stored at storage (its SQLite database, read-only), summed over the stored
+/// batches' counts: `COUNT(*)` over the readings table would scan hundreds of thousands of
+/// rows on every poll and slow down the storage it measures.
+fn stored_count(database: &Path) -> i64 {
+    let connection =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    connection.busy_timeout(Duration::from_secs(10)).unwrap();
+    connection
+        .query_row(
+            "SELECT COALESCE(SUM(reading_count), 0) FROM batches",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+/// Seconds from `start` until storage holds `target` readings (polled every 10 ms).
+async fn until_stored(database: &Path, target: i64, start: Instant) -> f64 {
+    loop {
+        if stored_count(database) >= target {
+            return start.elapsed().as_secs_f64();
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "storage holds {} of {target} readings after {LIMIT:?}",
+            stored_count(database)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn run(hsm: &wardseal_softhsm::SoftHsm) {
     let sizes: Vec<usize> = std::env::var("WARDSEAL_LOAD_N")
         .unwrap_or_else(|_| "10,100,1000".into())
         .split(',')
@@ -78,24 +134,74 @@ async fn run() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let backlog = std::env::var("WARDSEAL_LOAD_BACKLOG")
+        .map(|b| {
+            format!(
+                "[collector]\nward = \"{WARD}\"\nlisten = \"127.0.0.1:0\"\ndrain_secs = 5\nlisten_backlog = {b}\n"
+            )
+        })
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "machine: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let fresh = sizes.iter().copied().max().unwrap_or(0) as u64;
     let mut devices: Vec<(u64, u32, bool)> = (1..=fresh).map(|s| (s, GROUP, true)).collect();
     devices.extend((CARD_BASE..CARD_BASE + CARD_DEVICES).map(|s| (s, GROUP, true)));
     devices
         .extend((KEEPALIVE_BASE..KEEPALIVE_BASE + KEEPALIVE_CONNECTIONS).map(|s| (s, GROUP, true)));
     let started = Instant::now();
-    let ward = Ward::build(
+    let storage_port = free_port();
+    let ward = Ward::linked(
         &devices,
-        "[batch]\nmax_readings = 5000\nlinger_ms = 20\n[ingest]\nskew_past_secs = 86400\n",
-        0,
+        &format!("{backlog}[batch]\nmax_readings = 5000\nlinger_ms = 20\n[ingest]\nskew_past_secs = 86400\n"),
+        storage_port,
     )
     .await;
-    ward.assign(
-        &(CARD_BASE..CARD_BASE + CARD_DEVICES)
-            .map(|s| (s, "P-bench"))
-            .collect::<Vec<_>>(),
-    );
-    // Device certificates, issued by the CA unlocked once.
+    // Two patient cards on SoftHSM tokens enrolled by the CA: one for the fresh and
+    // keep-alive devices, one (throttled) for the card measurement.
+    for patient in [PATIENT, CARD_PATIENT] {
+        hsm.init_token(&wardseal_softhsm::TokenSpec::new(patient))
+            .unwrap();
+    }
+    for patient in [PATIENT, CARD_PATIENT] {
+        let uri = enroll_on_token(&ward.pki, hsm, patient).await;
+        let mut text = std::fs::read_to_string(&ward.config_path).unwrap();
+        text.push('\n');
+        text.push_str(&card_section(patient, &uri));
+        std::fs::write(&ward.config_path, text).unwrap();
+    }
+    let setup = StorageSetup::new(&ward.pki, ward.dir.path(), storage_port).await;
+    let storage = setup.start(ward.ledger.clone()).await;
+    let card_devices: Vec<u64> = (CARD_BASE..CARD_BASE + CARD_DEVICES).collect();
+    storage
+        .admit(
+            &devices
+                .iter()
+                .map(|d| d.0)
+                .filter(|s| !card_devices.contains(s))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let store = &storage.storage.store;
+    store
+        .admit(CARD_PATIENT, WARD, "13", "A", None)
+        .await
+        .unwrap();
+    let since = Timestamp::now().unix_micros() - 3_600_000_000;
+    for &serial in &card_devices {
+        store
+            .assign_device(&epc(serial).pure_identity_uri(), CARD_PATIENT, since)
+            .await
+            .unwrap();
+    }
+
+    // Device certificates and client configurations, all made before any timing.
     let secrets = Secrets {
         passphrase: Some(SecretSource::File(ward.pki.temp.path().join("passphrase"))),
         pin: None,
@@ -105,7 +211,7 @@ async fn run() {
     for &(serial, _, _) in &devices {
         let key = ward.dir.path().join(format!("device-{serial}.key"));
         let mut request = Request::new(Identity::device(epc(serial), GroupId(GROUP), RuleId(RULE)));
-        request.ward = Some("ward-7".into());
+        request.ward = Some(WARD.into());
         let issued = signing
             .issue(
                 &request,
@@ -126,32 +232,47 @@ async fn run() {
         configs.insert(serial, config);
     }
     println!(
-        "setup: {} devices registered and certified in {:.1} s",
+        "setup: {} devices registered and certified, 2 cards enrolled, in {:.1} s",
         devices.len(),
         started.elapsed().as_secs_f64()
     );
-    let card = SoftwareSigner::generate(KeyKind::EcdsaP256).unwrap();
-    let cards = vec![(
-        "P-bench".parse().unwrap(),
-        Card {
-            signer: Arc::new(Throttled(card)),
-            certificate: Vec::new(),
-        },
-    )];
-    let daemon = Daemon::start(&ward.config(), ward.ledger.clone(), cards)
+    let config = ward.config();
+    let cards = open_cards(&config)
+        .unwrap()
+        .into_iter()
+        .map(|(patient, card)| {
+            if patient.as_str() == CARD_PATIENT {
+                let signer: Arc<dyn Signer> = Arc::new(Throttled(card.signer));
+                (
+                    patient,
+                    Card {
+                        signer,
+                        certificate: card.certificate,
+                    },
+                )
+            } else {
+                (patient, card)
+            }
+        })
+        .collect();
+    let daemon = Daemon::start(&config, ward.ledger.clone(), cards)
         .await
         .unwrap();
     let endpoint = common::endpoint(daemon.local_addr().port());
+    // The collector fetches storage's assignments every second: let it bind them first.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
     println!(
-        "\n1. simultaneous devices, each a fresh mTLS connection (TLS 1.3 handshake) and one reading"
+        "\n1. simultaneous devices, each a fresh mTLS connection (full TLS 1.3 handshake, client certificate) and one reading"
     );
     println!(
-        "   {:>5}  {:>16}  {:>14}  {:>8}",
-        "N", "all acknowledged", "paper (5 s blocks)", "202s"
+        "   {:>5}  {:>16}  {:>16}  {:>18}  {:>6}",
+        "N", "all acknowledged", "all stored", "paper (5 s blocks)", "202s"
     );
+    let mut figures = Vec::new();
     for (round, &n) in sizes.iter().enumerate() {
         let sequence = round as u64 + 1;
+        let before = stored_count(&setup.database);
         let barrier = Arc::new(tokio::sync::Barrier::new(n + 1));
         let mut tasks = tokio::task::JoinSet::new();
         for serial in 1..=n as u64 {
@@ -180,19 +301,24 @@ async fn run() {
                 accepted += 1;
             }
         }
-        let elapsed = start.elapsed().as_secs_f64();
+        let acknowledged = start.elapsed().as_secs_f64();
+        let stored = until_stored(&setup.database, before + accepted, start).await;
         let paper = PAPER
             .iter()
             .find(|(size, _)| *size == n)
             .map_or("-".into(), |(_, s)| format!("{s:.2} s"));
-        println!("   {n:>5}  {elapsed:>14.3} s  {paper:>14}  {accepted:>8}");
+        println!("   {n:>5}  {acknowledged:>14.3} s  {stored:>14.3} s  {paper:>18}  {accepted:>6}");
+        figures.push((format!("load_{n}_acknowledged_s"), acknowledged, "s"));
+        figures.push((format!("load_{n}_stored_s"), stored, "s"));
+        figures.push((format!("load_{n}_accepted"), accepted as f64, "readings"));
     }
 
     println!(
-        "\n2. sustained over {KEEPALIVE_CONNECTIONS} keep-alive HTTP/1.1 connections, {seconds} s each"
+        "\n2. sustained over {KEEPALIVE_CONNECTIONS} keep-alive HTTP/1.1 connections, {seconds} s of sending each"
     );
     let mut next_sequence = 1u64;
     for per_request in [1usize, 20] {
+        let before = stored_count(&setup.database);
         let accepted = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut tasks = tokio::task::JoinSet::new();
@@ -229,16 +355,33 @@ async fn run() {
         while let Some(last) = tasks.join_next().await {
             next_sequence = next_sequence.max(last.unwrap());
         }
+        let sending = start.elapsed().as_secs_f64();
         let total = accepted.load(Ordering::Relaxed);
+        let stored = until_stored(&setup.database, before + total as i64, start).await;
+        let acknowledged_rate = total as f64 / sending;
+        let stored_rate = total as f64 / stored;
         println!(
-            "   {per_request:>2} reading(s)/request: {total} readings acknowledged (durable) in {:.1} s = {:.0} readings/s",
-            start.elapsed().as_secs_f64(),
-            total as f64 / start.elapsed().as_secs_f64()
+            "   {per_request:>2} reading(s)/request: {total} acknowledged in {sending:.1} s = {acknowledged_rate:.0}/s; all stored at storage after {stored:.1} s = {stored_rate:.0} readings/s end to end"
         );
+        let name = if per_request == 1 {
+            "sustained_1_per_request"
+        } else {
+            "sustained"
+        };
+        figures.push((
+            format!("{name}_acknowledged_readings_per_s"),
+            acknowledged_rate,
+            "readings/s",
+        ));
+        figures.push((
+            format!("{name}_e2e_readings_per_s"),
+            stored_rate,
+            "readings/s",
+        ));
     }
 
     println!(
-        "\n3. one patient card throttled to 5 signatures/s, {CARD_DEVICES} devices sending for {seconds} s"
+        "\n3. one patient card throttled to 5 signatures/s (SoftHSM token + 200 ms), {CARD_DEVICES} devices sending for {seconds} s"
     );
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = tokio::task::JoinSet::new();
@@ -248,12 +391,13 @@ async fn run() {
         tasks.spawn(async move {
             let connection = Connection::open(&endpoint, config).await.unwrap();
             let mut sequence = 1u64;
+            let mut accepted = 0i64;
             while Instant::now() < deadline {
                 let readings: Vec<String> = (0..10)
                     .map(|i| heart_rate("72", sequence + i, Timestamp::now()))
                     .collect();
                 sequence += 10;
-                let _ = connection
+                let reply = connection
                     .send(
                         hyper::Method::POST,
                         "/v1/readings",
@@ -261,49 +405,71 @@ async fn run() {
                     )
                     .await
                     .unwrap();
+                if reply.status == 202 {
+                    accepted += 10;
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            accepted
         });
     }
-    while tasks.join_next().await.is_some() {}
-    // Let the card seal what arrived.
-    let database = rusqlite::Connection::open(daemon.spool().path()).unwrap();
-    let pending = |database: &rusqlite::Connection| -> i64 {
-        database
+    let mut sent = 0i64;
+    while let Some(count) = tasks.join_next().await {
+        sent += count.unwrap();
+    }
+    // Everything the devices sent reaches storage through the throttled card; latency is
+    // from the reading's device time (set when sent) to its batch's arrival at storage.
+    let database = || {
+        let connection = rusqlite::Connection::open_with_flags(
+            &setup.database,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        connection.busy_timeout(Duration::from_secs(10)).unwrap();
+        connection
+    };
+    let stored_for_card = || -> i64 {
+        database()
             .query_row(
-                "SELECT COUNT(*) FROM readings WHERE patient = 'P-bench' AND batch IS NULL",
-                [],
+                "SELECT COALESCE(SUM(reading_count), 0) FROM batches WHERE patient = ?1",
+                [CARD_PATIENT],
                 |row| row.get(0),
             )
             .unwrap()
     };
-    for _ in 0..600 {
-        if pending(&database) == 0 {
-            break;
-        }
+    let waited = Instant::now();
+    while stored_for_card() < sent {
+        assert!(
+            waited.elapsed() < LIMIT,
+            "the throttled card's readings never all reached storage"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut latencies: Vec<i64> = {
-        let mut statement = database
+    let rows: Vec<(i64, i64)> = {
+        let connection = database();
+        let mut statement = connection
             .prepare(
-                "SELECT b.created_us - r.received_us FROM readings r JOIN batches b ON r.batch = b.id
-                 WHERE r.patient = 'P-bench'",
+                "SELECT r.measured_at, b.received_at FROM readings r JOIN batches b ON r.batch_hash = b.header_hash
+                 WHERE r.patient = ?1",
             )
             .unwrap();
         statement
-            .query_map([], |row| row.get(0))
+            .query_map([CARD_PATIENT], |row| Ok((row.get(0)?, row.get(1)?)))
             .unwrap()
             .map(Result::unwrap)
             .collect()
     };
-    latencies.sort_unstable();
-    let (first, last, batches): (i64, i64, i64) = database
+    let batches: i64 = database()
         .query_row(
-            "SELECT MIN(r.received_us), MAX(b.created_us), COUNT(DISTINCT b.id) FROM readings r JOIN batches b ON r.batch = b.id WHERE r.patient = 'P-bench'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            "SELECT COUNT(*) FROM batches WHERE patient = ?1",
+            [CARD_PATIENT],
+            |row| row.get(0),
         )
         .unwrap();
+    let mut latencies: Vec<i64> = rows.iter().map(|(r, b)| b - r).collect();
+    latencies.sort_unstable();
+    let first = rows.iter().map(|r| r.0).min().unwrap_or(0);
+    let last = rows.iter().map(|r| r.1).max().unwrap_or(0);
     let count = latencies.len();
     let p = |q: f64| {
         latencies
@@ -312,13 +478,28 @@ async fn run() {
             .unwrap_or(0) as f64
             / 1e3
     };
+    let span = (last - first) as f64 / 1e6;
+    let rate = count as f64 / span;
     println!(
-        "   {count} readings sealed in {batches} card-signed batches over {:.1} s = {:.0} readings/s for one card; arrival→sealed p50 {:.0} ms, p99 {:.0} ms",
-        (last - first) as f64 / 1e6,
-        count as f64 / ((last - first) as f64 / 1e6),
+        "   {count} readings in {batches} card-signed batches, stored over {span:.1} s = {rate:.0} readings/s for one card; sent→stored at storage p50 {:.0} ms, p99 {:.0} ms",
         p(0.5),
         p(0.99)
     );
-    println!("\n(storage is not part of this run: \"stored\" figures need wardseal-storage)");
+    figures.push(("card_throttled_readings_per_s".into(), rate, "readings/s"));
+    figures.push(("card_throttled_p50_ms".into(), p(0.5), "ms"));
+    figures.push(("card_throttled_p99_ms".into(), p(0.99), "ms"));
+    figures.push((
+        "load_average_1m".into(),
+        load.split_whitespace()
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0.0),
+        "load",
+    ));
+    println!();
+    for (name, value, unit) in figures {
+        bench(&name, value, unit);
+    }
     daemon.shutdown().await;
+    storage.stop().await;
 }

@@ -76,6 +76,16 @@ impl CardSlots {
         }
     }
 
+    /// How many cards are present.
+    pub fn len(&self) -> usize {
+        self.cards.read().map_or(0, |cards| cards.len())
+    }
+
+    /// Whether no card is present.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The card of `patient`, if present.
     pub fn card(&self, patient: &SubjectId) -> Option<Card> {
         self.cards.read().ok().and_then(|c| c.get(patient).cloned())

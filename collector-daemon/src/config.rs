@@ -59,6 +59,10 @@ pub struct CollectorSection {
     /// Seconds in-flight requests get to finish at shutdown.
     #[serde(default = "default_drain_secs")]
     pub drain_secs: u64,
+    /// Listen backlog: connections the kernel queues before the accept loop takes them
+    /// (capped by `net.core.somaxconn`).
+    #[serde(default = "default_listen_backlog")]
+    pub listen_backlog: u32,
 }
 
 /// `[tls]`.
@@ -71,15 +75,48 @@ pub struct TlsSection {
     pub key: PathBuf,
     /// The hospital CA bundle (PEM).
     pub ca_bundle: PathBuf,
-    /// CRL files, re-read on every refresh and on SIGHUP.
+    /// CRL sources: files (PEM or DER) or the CA's `http://` distribution points,
+    /// re-read or fetched on every refresh and on SIGHUP.
     #[serde(default)]
-    pub crls: Vec<PathBuf>,
+    pub crls: Vec<String>,
     /// Seconds between CRL refreshes.
     #[serde(default = "default_crl_refresh_secs")]
     pub crl_refresh_secs: u64,
-    /// Refuse every client when a CRL is past its nextUpdate.
-    #[serde(default = "default_true")]
-    pub enforce_crl_expiry: bool,
+    /// Seconds one CRL fetch may take.
+    #[serde(default = "default_crl_fetch_timeout_secs")]
+    pub crl_fetch_timeout_secs: u64,
+    /// What a CRL past its `nextUpdate` does.
+    #[serde(default)]
+    pub expired_crl: ExpiredCrlSetting,
+}
+
+/// `tls.expired_crl`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpiredCrlSetting {
+    /// Refuse every device (503 `crl_expired`) until a fresh CRL arrives.
+    #[default]
+    Refuse,
+    /// Keep the expired CRL's revocations in force and log a warning.
+    Warn,
+}
+
+impl From<ExpiredCrlSetting> for wardseal_net::server::ExpiredCrl {
+    fn from(setting: ExpiredCrlSetting) -> Self {
+        match setting {
+            ExpiredCrlSetting::Refuse => Self::Refuse,
+            ExpiredCrlSetting::Warn => Self::Warn,
+        }
+    }
+}
+
+/// The CRL sources of `[tls] crls`, split by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlSources {
+    /// Files, re-read on every reload.
+    pub files: Vec<PathBuf>,
+    /// Distribution points, fetched on every refresh.
+    pub urls: Vec<wardseal_net::crl::HttpUrl>,
 }
 
 /// `[spool]`.
@@ -193,9 +230,17 @@ pub struct CardSection {
     /// The patient's certificate (PEM or DER); read from the token when absent.
     #[serde(default)]
     pub certificate: Option<PathBuf>,
+    /// The PC/SC bedside reader (name as pcscd gives it) whose card stands for this
+    /// patient's presence: the token signs only while a card is in this reader. Absent:
+    /// the token is always present.
+    #[serde(default)]
+    pub reader: Option<String>,
 }
 
 fn default_max_connections() -> usize {
+    4096
+}
+fn default_listen_backlog() -> u32 {
     4096
 }
 fn default_drain_secs() -> u64 {
@@ -204,8 +249,8 @@ fn default_drain_secs() -> u64 {
 fn default_crl_refresh_secs() -> u64 {
     60
 }
-fn default_true() -> bool {
-    true
+fn default_crl_fetch_timeout_secs() -> u64 {
+    10
 }
 fn default_max_group() -> usize {
     4096
@@ -236,6 +281,24 @@ fn default_follow_ms() -> u64 {
 }
 
 impl Config {
+    /// The CRL sources, files and URLs.
+    pub fn crl_sources(&self) -> Result<CrlSources, ConfigError> {
+        let mut sources = CrlSources::default();
+        for text in &self.tls.crls {
+            match text.parse::<wardseal_net::crl::CrlSource>() {
+                Ok(wardseal_net::crl::CrlSource::File(path)) => sources.files.push(path),
+                Ok(wardseal_net::crl::CrlSource::Http(url)) => sources.urls.push(url),
+                Err(error) => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls.crls",
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(sources)
+    }
+
     /// Storage's endpoint.
     pub fn storage_endpoint(&self) -> Result<Endpoint, ConfigError> {
         self.storage
@@ -329,7 +392,11 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
     fix(&mut config.tls.certificate);
     fix(&mut config.tls.key);
     fix(&mut config.tls.ca_bundle);
-    config.tls.crls.iter_mut().for_each(fix);
+    for source in &mut config.tls.crls {
+        if !source.contains("://") && Path::new(source.as_str()).is_relative() {
+            *source = base.join(source.as_str()).display().to_string();
+        }
+    }
     fix(&mut config.spool.path);
     if let Some(path) = config.storage.assignments_file.as_mut() {
         fix(path);
@@ -355,6 +422,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         private_file(key)?;
     }
     config.storage_endpoint()?;
+    config.crl_sources()?;
     match (&config.ledger.embedded_dir, &config.ledger.rpc_url) {
         (Some(_), None) if config.ledger.account.is_some() => {}
         (None, Some(_)) if config.ledger.account_key_file.is_some() => {}

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use wardseal_contracts::{AnyBackend, Cursor, EventFollower, Ledger, RuleBook};
 use wardseal_core::exchange::WardAssignments;
 use wardseal_core::identity::SubjectId;
+use wardseal_net::crl::CrlFetcher;
 use wardseal_net::peer::PeerIdentity;
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
@@ -54,16 +55,42 @@ struct Shared {
     max_body: usize,
 }
 
-/// The server TLS settings of a configuration.
-pub fn tls_settings(config: &Config) -> ServerTlsSettings {
+/// The server TLS settings of a configuration (CRL files only: the URLs are fetched by
+/// the CRL refresh task).
+pub fn tls_settings(config: &Config) -> Result<ServerTlsSettings, Error> {
     let mut settings = ServerTlsSettings::new(
         &config.tls.certificate,
         &config.tls.key,
         &config.tls.ca_bundle,
     );
-    settings.crls = config.tls.crls.clone();
-    settings.enforce_revocation_expiration = config.tls.enforce_crl_expiry;
-    settings
+    settings.crls = config.crl_sources()?.files;
+    settings.expired_crl = config.tls.expired_crl.into();
+    Ok(settings)
+}
+
+/// Fetches the CRLs of the configured URLs into `tls` once; fails unless every URL gave
+/// a CRL that verified (a collector never starts without the revocations it was told
+/// to follow).
+pub async fn first_crl_fetch(config: &Config, tls: &ServerTls) -> Result<CrlFetcher, Error> {
+    let mut fetcher = CrlFetcher::new(
+        config.crl_sources()?.urls,
+        Duration::from_secs(config.tls.crl_fetch_timeout_secs.max(1)),
+    );
+    if !fetcher.urls().is_empty() {
+        let failures = fetcher.refresh(tls).await;
+        if !fetcher.complete() {
+            return Err(ConfigError::Invalid {
+                key: "tls.crls",
+                reason: failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+            .into());
+        }
+    }
+    Ok(fetcher)
 }
 
 /// The client TLS configuration the collector uses towards storage.
@@ -174,7 +201,8 @@ impl Daemon {
         ledger: Ledger<AnyBackend>,
         cards: Vec<(SubjectId, Card)>,
     ) -> Result<Self, Error> {
-        let tls = Arc::new(ServerTls::load(tls_settings(config))?);
+        let tls = Arc::new(ServerTls::load(tls_settings(config)?)?);
+        let mut crl_fetcher = first_crl_fetch(config, &tls).await?;
         let storage = Arc::new(storage_client(config)?);
         let spool = Spool::open(SpoolOptions {
             path: config.spool.path.clone(),
@@ -186,11 +214,35 @@ impl Daemon {
         let rules = RuleBook::from_parts(&ledger.rules().await?, &ledger.group_rules().await?);
         let replica = Arc::new(Replica::new(ledger.devices().await?, rules));
         let slots = Arc::new(CardSlots::default());
+        // Cards bound to a bedside reader are present only while the reader holds a card.
+        let mut bedside: Vec<(String, SubjectId, Card)> = Vec::new();
         for (patient, card) in cards {
-            slots.insert(patient, card);
+            let reader = config
+                .cards
+                .iter()
+                .find(|section| section.patient == patient)
+                .and_then(|section| section.reader.clone());
+            match reader {
+                Some(reader) => bedside.push((reader, patient, card)),
+                None => slots.insert(patient, card),
+            }
         }
+        metrics.cards_present.store(
+            i64::try_from(slots.len()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let stop_tasks = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
+        if !bedside.is_empty() {
+            let watcher = wardseal_card::watcher::CardWatcher::start()?;
+            tasks.spawn(watch_readers(
+                watcher,
+                bedside,
+                Arc::clone(&slots),
+                Arc::clone(&metrics),
+                Arc::clone(&stop_tasks),
+            ));
+        }
 
         // Assignments: a file, or storage's API.
         if let Some(path) = &config.storage.assignments_file {
@@ -205,20 +257,33 @@ impl Daemon {
             let every = Duration::from_secs(config.storage.assignments_refresh_secs.max(1));
             let stop = Arc::clone(&stop_tasks);
             tasks.spawn(async move {
+                // Warn when fetching starts failing and when it works again, not per try.
+                let mut failing = false;
                 loop {
                     let fetched = match &file {
                         Some(path) => read_assignments(path).map_err(Error::from),
                         None => storage.assignments(&ward).await.map_err(Error::from),
                     };
+                    if fetched.is_ok() && failing {
+                        eprintln!("wardseal-collector: assignments can be fetched again");
+                    }
                     match fetched {
                         Ok(assignments) => {
+                            failing = false;
                             if let Err(error) =
                                 forwarder::apply_assignments(&spool, &replica, &assignments).await
                             {
                                 eprintln!("wardseal-collector: binding assignments: {error}");
                             }
                         }
-                        Err(error) => eprintln!("wardseal-collector: assignments: {error}"),
+                        Err(error) => {
+                            if !failing {
+                                eprintln!(
+                                    "wardseal-collector: warning: assignments: {error}; keeping the last ones, retrying every {every:?}"
+                                );
+                            }
+                            failing = true;
+                        }
                     }
                     tokio::select! {
                         () = stop.notified() => return,
@@ -282,20 +347,61 @@ impl Daemon {
                 }
             });
         }
-        // CRL refresh.
+        // CRL refresh: files re-read, URLs fetched; the last good CRL of each source stays
+        // in force. One warning when a failure starts and one when it ends, not one per
+        // attempt.
         {
             let tls = Arc::clone(&tls);
+            let metrics = Arc::clone(&metrics);
             let every = Duration::from_secs(config.tls.crl_refresh_secs.max(1));
             let stop = Arc::clone(&stop_tasks);
             tasks.spawn(async move {
+                let mut failing = false;
+                let mut expired = false;
                 loop {
                     tokio::select! {
                         () = stop.notified() => return,
                         () = tokio::time::sleep(every) => {}
                     }
-                    if let Err(error) = tls.reload() {
-                        eprintln!("wardseal-collector: CRL refresh failed, keeping the previous CRLs: {error}");
+                    let failures = if crl_fetcher.urls().is_empty() {
+                        tls.reload().err().map(|error| error.to_string()).into_iter().collect()
+                    } else {
+                        crl_fetcher
+                            .refresh(&tls)
+                            .await
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                    };
+                    metrics
+                        .crl_fetch_failures
+                        .fetch_add(failures.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    match (failing, failures.is_empty()) {
+                        (false, false) => eprintln!(
+                            "wardseal-collector: warning: CRL refresh failed, keeping the last good CRLs (retrying every {every:?}): {}",
+                            failures.join("; ")
+                        ),
+                        (true, true) => eprintln!("wardseal-collector: CRL refresh works again"),
+                        _ => {}
                     }
+                    failing = !failures.is_empty();
+                    let now_expired = tls.expired_crl(std::time::SystemTime::now());
+                    metrics.crl_expired.store(
+                        u64::from(now_expired.is_some()),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    match (&now_expired, expired) {
+                        (Some(error), false) => eprintln!(
+                            "wardseal-collector: warning: {error} ({})",
+                            match tls.settings().expired_crl {
+                                wardseal_net::server::ExpiredCrl::Refuse => "expired_crl = \"refuse\": every device is refused",
+                                wardseal_net::server::ExpiredCrl::Warn => "expired_crl = \"warn\": its revocations stay in force",
+                            }
+                        ),
+                        (None, true) => eprintln!("wardseal-collector: the CRLs are current again"),
+                        _ => {}
+                    }
+                    expired = now_expired.is_some();
                 }
             });
         }
@@ -339,11 +445,12 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             max_body: config.ingest.max_body_bytes,
         });
-        let listener = tokio::net::TcpListener::bind(config.collector.listen)
-            .await
-            .map_err(|source| ConfigError::Read {
-                path: config.collector.listen.to_string().into(),
-                source,
+        let listener =
+            listen(config.collector.listen, config.collector.listen_backlog).map_err(|source| {
+                ConfigError::Read {
+                    path: config.collector.listen.to_string().into(),
+                    source,
+                }
             })?;
         let local_addr = listener.local_addr().map_err(|source| ConfigError::Read {
             path: config.collector.listen.to_string().into(),
@@ -422,6 +529,77 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Follows the bedside readers: a card inserted in a patient's reader makes their token
+/// present (pending readings get signed), a card removed makes it absent (readings wait
+/// in the spool). One warning, not a loop of them, if pcscd goes away.
+async fn watch_readers(
+    mut watcher: wardseal_card::watcher::CardWatcher,
+    bedside: Vec<(String, SubjectId, Card)>,
+    slots: Arc<CardSlots>,
+    metrics: Arc<Metrics>,
+    stop: Arc<Notify>,
+) {
+    use futures_core::Stream as _;
+    use wardseal_card::watcher::CardEvent;
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut watcher).poll_next(cx));
+        let event = tokio::select! {
+            () = stop.notified() => return,
+            event = next => event,
+        };
+        let (reader, present) = match event {
+            Some(Ok(CardEvent::CardInserted { reader, .. })) => (reader, true),
+            Some(Ok(CardEvent::CardRemoved { reader } | CardEvent::ReaderRemoved { reader })) => {
+                (reader, false)
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => {
+                eprintln!(
+                    "wardseal-collector: warning: watching the bedside readers failed ({error}); cards keep their last state"
+                );
+                stop.notified().await;
+                return;
+            }
+            None => return,
+        };
+        for (_, patient, card) in bedside.iter().filter(|(r, _, _)| *r == reader) {
+            if present {
+                slots.insert(patient.clone(), card.clone());
+            } else {
+                slots.remove(patient);
+            }
+            eprintln!(
+                "wardseal-collector: card of {patient} {} reader {reader:?}",
+                if present {
+                    "inserted in"
+                } else {
+                    "removed from"
+                }
+            );
+        }
+        metrics.cards_present.store(
+            i64::try_from(slots.len()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+/// Binds the front door with a listen backlog of `backlog` (the kernel caps it at
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1024: when a ward's devices
+/// all reconnect at once (after a collector restart or a network blip) more SYNs arrive
+/// than the accept loop takes in the time the handshakes keep the CPU busy, and each one
+/// dropped by a full queue costs its device a 1 s SYN retransmission.
+fn listen(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog.max(1))
 }
 
 async fn handle(

@@ -134,8 +134,20 @@ pub async fn run(
     stop: Arc<Notify>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // One warning when delivery starts failing and one when it works again: an outage of
+    // hours must not write a line every few seconds (the failures are counted in metrics).
+    let mut outage: Option<(std::time::Instant, u64)> = None;
     loop {
-        match deliver_round(&spool, &storage, &metrics).await {
+        let round = deliver_round(&spool, &storage, &metrics).await;
+        if round.is_ok()
+            && let Some((since, failures)) = outage.take()
+        {
+            eprintln!(
+                "wardseal-collector: delivery to storage works again after {:.0?} and {failures} failed attempts",
+                since.elapsed()
+            );
+        }
+        match round {
             Ok(0) => {
                 tokio::select! {
                     () = stop.notified() => return,
@@ -146,7 +158,15 @@ pub async fn run(
             Ok(_) => backoff = Duration::from_millis(100),
             Err(error) => {
                 metrics.forward_failures.fetch_add(1, Ordering::Relaxed);
-                eprintln!("wardseal-collector: {error}; retrying in {backoff:?}");
+                match &mut outage {
+                    None => {
+                        eprintln!(
+                            "wardseal-collector: warning: {error}; readings stay in the spool, retrying with backoff up to 5 s (further failures counted in wardseal_collector_forward_failures_total)"
+                        );
+                        outage = Some((std::time::Instant::now(), 1));
+                    }
+                    Some((_, failures)) => *failures += 1,
+                }
                 tokio::select! {
                     () = stop.notified() => return,
                     () = tokio::time::sleep(backoff) => {}
@@ -166,10 +186,14 @@ pub async fn deliver_round(
 ) -> Result<usize, Error> {
     let queued = spool
         .run(|connection| {
+            // Only each patient's oldest batch (the chain must arrive in order), and only
+            // its submission is read: a backlog of large batches is not loaded per round.
             let mut statement = connection.prepare_cached(
                 "SELECT b.id, b.patient, b.submission,
                         COALESCE((SELECT MIN(received_us) FROM readings r WHERE r.batch = b.id), 0)
-                 FROM batches b ORDER BY b.id LIMIT 512",
+                 FROM batches b
+                 WHERE b.id IN (SELECT MIN(id) FROM batches GROUP BY patient)
+                 ORDER BY b.id LIMIT 512",
             )?;
             let rows = statement.query_map([], |row| {
                 Ok(Queued {
@@ -183,7 +207,6 @@ pub async fn deliver_round(
             let mut out = Vec::new();
             for row in rows {
                 let row = row?;
-                // Only each patient's oldest batch: the chain must arrive in order.
                 if seen.insert(row.patient.clone()) {
                     out.push(row);
                 }

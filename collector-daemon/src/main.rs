@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load_config(path, std::env::vars())?;
-    wardseal_net::server::ServerTls::load(daemon::tls_settings(&config))
+    wardseal_net::server::ServerTls::load(daemon::tls_settings(&config)?)
         .context("the TLS material does not load")?;
     daemon::storage_client(&config).context("the storage client configuration does not load")?;
     let cards = daemon::open_cards(&config).context("a configured card does not open")?;

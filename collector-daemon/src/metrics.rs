@@ -81,6 +81,12 @@ pub struct Metrics {
     pub batches_delivered: AtomicU64,
     /// Failed delivery attempts.
     pub forward_failures: AtomicU64,
+    /// CRL fetches that failed or were refused (the last good CRL stayed in force).
+    pub crl_fetch_failures: AtomicU64,
+    /// 1 while a CRL in force is past its `nextUpdate`.
+    pub crl_expired: AtomicU64,
+    /// Cards present in the bedside readers and configured tokens.
+    pub cards_present: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -94,6 +100,9 @@ impl Default for Metrics {
             anchor_lag_micros: AtomicI64::new(0),
             batches_delivered: AtomicU64::new(0),
             forward_failures: AtomicU64::new(0),
+            crl_fetch_failures: AtomicU64::new(0),
+            crl_expired: AtomicU64::new(0),
+            cards_present: AtomicI64::new(0),
         }
     }
 }
@@ -188,6 +197,18 @@ impl Metrics {
              # TYPE wardseal_collector_forward_failures_total counter\nwardseal_collector_forward_failures_total {}",
             self.batches_delivered.load(Ordering::Relaxed),
             self.forward_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wardseal_collector_crl_fetch_failures_total CRL fetches that failed or were refused (the last good CRL stays in force).\n\
+             # TYPE wardseal_collector_crl_fetch_failures_total counter\nwardseal_collector_crl_fetch_failures_total {}\n\
+             # HELP wardseal_collector_crl_expired 1 while a CRL in force is past its nextUpdate.\n\
+             # TYPE wardseal_collector_crl_expired gauge\nwardseal_collector_crl_expired {}\n\
+             # HELP wardseal_collector_cards_present Patient cards present (bedside readers and configured tokens).\n\
+             # TYPE wardseal_collector_cards_present gauge\nwardseal_collector_cards_present {}",
+            self.crl_fetch_failures.load(Ordering::Relaxed),
+            self.crl_expired.load(Ordering::Relaxed),
+            self.cards_present.load(Ordering::Relaxed)
         );
         out
     }

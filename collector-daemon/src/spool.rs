@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS readings (
     batch INTEGER
 );
 CREATE INDEX IF NOT EXISTS readings_pending ON readings (patient, batch, id);
+-- A sealed batch's readings, for delivery (oldest arrival) and deletion on receipt;
+-- without it each lookup scans every spooled reading. Partial: readings waiting for a
+-- batch are not indexed, so ingest pays nothing for it until sealing.
+CREATE INDEX IF NOT EXISTS readings_batch ON readings (batch) WHERE batch IS NOT NULL;
 CREATE TABLE IF NOT EXISTS high_water (
     device BLOB PRIMARY KEY,
     sequence INTEGER NOT NULL

@@ -1,37 +1,25 @@
 //! A patient's SoftHSM token signs the patient's batch: readings from an assigned device
-//! over mutual TLS, sealed into one Merkle batch whose header the token signs.
+//! over mutual TLS, sealed into one Merkle batch whose header the token signs. The card is
+//! enrolled by the hospital CA (key generated on the token, patient certificate issued and
+//! written back), opened from the collector configuration as in production, and the batch
+//! carries that certificate.
 
 mod common;
 
 use std::time::Duration;
 
+use common::storage::{card_section, enroll_card};
 use common::{GROUP, Ward, heart_rate, post};
-use wardseal_card::Signer as _;
-use wardseal_collector::batcher::Card;
-use wardseal_collector::daemon::Daemon;
+use wardseal_collector::daemon::{Daemon, open_cards, tls_settings};
 use wardseal_core::exchange::BatchSubmission;
 use wardseal_core::merkle;
 use wardseal_core::reading::{Reading, Timestamp};
 use wardseal_core::signature::VerifyingKey;
-use wardseal_softhsm::TokenSpec;
+use wardseal_net::server::ServerTls;
 
 #[test]
 fn a_softhsm_patient_token_signs_the_batch() {
     wardseal_softhsm::run_isolated_test("a_softhsm_patient_token_signs_the_batch", |hsm| {
-        let token = hsm.init_token(&TokenSpec::new("P-000123")).unwrap();
-        hsm.generate_ec_p256(&token, "patient", &[0x01]).unwrap();
-        let pin = hsm.token_dir().join("pin");
-        std::fs::write(&pin, TokenSpec::DEFAULT_USER_PIN).unwrap();
-        let uri = format!(
-            "pkcs11:token=P-000123;object=patient?module-path={}&pin-source=file:{}",
-            hsm.module_path().display(),
-            pin.display()
-        );
-        let signer = wardseal_card::Pkcs11Signer::open(
-            &wardseal_card::Pkcs11Config::from_uri(&uri).unwrap(),
-        )
-        .unwrap();
-        let public_key = signer.public_key_der().to_vec();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -40,17 +28,16 @@ fn a_softhsm_patient_token_signs_the_batch() {
         runtime.block_on(async move {
             let ward = Ward::new(&[(1, GROUP, true)], "[batch]\nlinger_ms = 10\n").await;
             ward.assign(&[(1, "P-000123")]);
-            let card = Card {
-                signer: std::sync::Arc::new(signer),
-                certificate: Vec::new(),
-            };
-            let daemon = Daemon::start(
-                &ward.config(),
-                ward.ledger.clone(),
-                vec![("P-000123".parse().unwrap(), card)],
-            )
-            .await
-            .unwrap();
+            let uri = enroll_card(&ward.pki, hsm, "P-000123").await;
+            let mut text = std::fs::read_to_string(&ward.config_path).unwrap();
+            text.push('\n');
+            text.push_str(&card_section("P-000123", &uri));
+            std::fs::write(&ward.config_path, text).unwrap();
+            let config = ward.config();
+            let cards = open_cards(&config).unwrap();
+            let daemon = Daemon::start(&config, ward.ledger.clone(), cards)
+                .await
+                .unwrap();
             let device = ward.device(1, GROUP).await;
             let connection = ward.connect(daemon.local_addr().port(), &device).await;
             let now = Timestamp::now();
@@ -92,7 +79,33 @@ fn a_softhsm_patient_token_signs_the_batch() {
             let listed: Vec<String> = recomputed.iter().map(ToString::to_string).collect();
             assert_eq!(listed, leaves);
             assert_eq!(header.root(), merkle::root(&recomputed));
-            let key = VerifyingKey::from_spki_der(&public_key).unwrap();
+            // The batch carries the patient certificate the CA issued for the token; it
+            // verifies against the hospital CA for the patient-data-signing usage, names
+            // the patient, and its key verifies the header signature.
+            static USAGE: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+                wardseal_core::identity::PATIENT_DATA_SIGNING_OID
+                    .as_bytes()
+                    .to_vec()
+            });
+            let tls = ServerTls::load(tls_settings(&config).unwrap()).unwrap();
+            let patient = tls
+                .verify_certificate(
+                    &submission.patient_certificate,
+                    USAGE.as_slice(),
+                    std::time::SystemTime::now(),
+                )
+                .unwrap();
+            assert_eq!(
+                patient.identity.role(),
+                wardseal_core::identity::Role::Patient
+            );
+            assert_eq!(
+                patient.identity.subject_id().map(|s| s.as_str()),
+                Some("P-000123")
+            );
+            let (_, certificate) =
+                x509_parser::parse_x509_certificate(&submission.patient_certificate).unwrap();
+            let key = VerifyingKey::from_spki_der(certificate.public_key().raw).unwrap();
             header
                 .verify_signature(&key, &submission.signature)
                 .unwrap();

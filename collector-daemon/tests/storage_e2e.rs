@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::postgres::Postgres;
 use common::storage::{
     PATIENT, StorageSetup, card_section, enroll_card, eventually, free_port, metric, nurse,
-    stored_leaves,
 };
 use common::{GROUP, Ward, heart_rate, post};
 use wardseal_collector::client::Connection;
@@ -25,8 +25,10 @@ use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::reading::Timestamp;
 use wardseal_storage::proof::{self, ProofDocument};
 
-/// How long anything may take to reach storage before the test gives up.
-const DELIVERY_LIMIT: Duration = Duration::from_secs(120);
+/// How long anything may take to reach storage before the test gives up (a hang
+/// detector, not a speed target: on a loaded 2-core machine a debug build delivering
+/// 10,000 readings to PostgreSQL in one patient's chain of batches takes minutes).
+const DELIVERY_LIMIT: Duration = Duration::from_secs(600);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -36,96 +38,127 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Storage's database in a run.
+#[derive(Clone, Copy)]
+enum Database {
+    Sqlite,
+    Postgres,
+}
+
+/// The storage setup of a run on `database` (the cluster lives as long as the guard).
+async fn storage_setup(
+    database: Database,
+    pki: &wardseal_net::testing::TestPki,
+    dir: &std::path::Path,
+    port: u16,
+) -> (StorageSetup, Option<Postgres>) {
+    match database {
+        Database::Sqlite => (StorageSetup::new(pki, dir, port).await, None),
+        Database::Postgres => {
+            let cluster = Postgres::start();
+            let setup = StorageSetup::on_postgres(pki, dir, port, &cluster.url).await;
+            (setup, Some(cluster))
+        }
+    }
+}
+
 #[test]
 fn an_accepted_reading_reaches_storage_and_its_proof_verifies() {
     wardseal_softhsm::run_isolated_test(
         "an_accepted_reading_reaches_storage_and_its_proof_verifies",
-        |hsm| {
-            runtime().block_on(async {
-                let storage_port = free_port();
-                let ward = Ward::linked(&[(1, GROUP, true)], "", storage_port).await;
-                let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
-                append(&ward.config_path, &card_section(PATIENT, &uri));
-                let setup = StorageSetup::new(&ward.pki, ward.dir.path(), storage_port).await;
-                let storage = setup.start(ward.ledger.clone()).await;
-                storage.admit(&[1]).await;
-
-                let config = ward.config();
-                let cards = open_cards(&config).unwrap();
-                let card_certificate = cards[0].1.certificate.clone();
-                let daemon = Daemon::start(&config, ward.ledger.clone(), cards)
-                    .await
-                    .unwrap();
-                let device = ward.device(1, GROUP).await;
-                let connection = ward.connect(daemon.local_addr().port(), &device).await;
-                let (status, json) =
-                    post(&connection, &heart_rate("72", 1, Timestamp::now())).await;
-                assert_eq!(status, 202, "{json}");
-                let leaf = json["results"][0]["leaf"].as_str().unwrap().to_owned();
-
-                // Storage has it once, and the collector's spool is empty again.
-                let stored = eventually(DELIVERY_LIMIT, || async {
-                    stored_leaves(&setup.database).contains_key(&leaf)
-                })
-                .await;
-                assert!(stored, "reading {leaf} never reached storage");
-                assert_eq!(stored_leaves(&setup.database).get(&leaf), Some(&1));
-                let drained = eventually(DELIVERY_LIMIT, || async {
-                    metric(&connection, "wardseal_collector_spool_depth").await == 0.0
-                })
-                .await;
-                assert!(drained, "the spool kept the delivered reading");
-                assert_eq!(
-                    storage.storage.store.rejections().await.unwrap().len(),
-                    0,
-                    "storage refused a batch"
-                );
-
-                // The nurse fetches the reading's proof from storage's API; it verifies
-                // against the signed header, trusting only the CA's root certificate.
-                let nurse = nurse(&ward.pki).await;
-                let to_storage =
-                    Connection::open(&common::endpoint(storage_port), ward.client_config(&nurse))
-                        .await
-                        .unwrap();
-                let reply = to_storage
-                    .send(
-                        hyper::Method::GET,
-                        &format!("/v1/readings/{leaf}/proof"),
-                        Vec::new(),
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    reply.status,
-                    200,
-                    "{}",
-                    String::from_utf8_lossy(&reply.body)
-                );
-                let document: ProofDocument = serde_json::from_slice(&reply.body).unwrap();
-                let verified = proof::verify(&document, &ward.pki.root_der()).unwrap();
-                assert_eq!(verified.leaf_hash.to_string(), leaf);
-                assert_eq!(verified.header.patient().as_str(), PATIENT);
-                assert_eq!(verified.header.collector().as_str(), common::WARD);
-                assert_eq!(verified.header.sequence(), 1);
-                assert_eq!(
-                    hex::decode(&document.patient_certificate).unwrap(),
-                    card_certificate,
-                    "storage kept another certificate than the card's"
-                );
-                // The proof is checked, not just parsed: a changed reading fails.
-                let mut forged = document.clone();
-                let mut bytes = hex::decode(&document.reading).unwrap();
-                *bytes.last_mut().unwrap() ^= 1;
-                forged.reading = hex::encode(bytes);
-                assert!(proof::verify(&forged, &ward.pki.root_der()).is_err());
-
-                daemon.shutdown().await;
-                storage.stop().await;
-            });
-        },
+        |hsm| runtime().block_on(accepted_run(hsm, Database::Sqlite)),
     )
     .unwrap();
+}
+
+#[test]
+fn an_accepted_reading_reaches_storage_on_postgres_and_its_proof_verifies() {
+    wardseal_softhsm::run_isolated_test(
+        "an_accepted_reading_reaches_storage_on_postgres_and_its_proof_verifies",
+        |hsm| runtime().block_on(accepted_run(hsm, Database::Postgres)),
+    )
+    .unwrap();
+}
+
+async fn accepted_run(hsm: &wardseal_softhsm::SoftHsm, database: Database) {
+    let storage_port = free_port();
+    let ward = Ward::linked(&[(1, GROUP, true)], "", storage_port).await;
+    let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
+    append(&ward.config_path, &card_section(PATIENT, &uri));
+    let (setup, _cluster) = storage_setup(database, &ward.pki, ward.dir.path(), storage_port).await;
+    let storage = setup.start(ward.ledger.clone()).await;
+    storage.admit(&[1]).await;
+
+    let config = ward.config();
+    let cards = open_cards(&config).unwrap();
+    let card_certificate = cards[0].1.certificate.clone();
+    let daemon = Daemon::start(&config, ward.ledger.clone(), cards)
+        .await
+        .unwrap();
+    let device = ward.device(1, GROUP).await;
+    let connection = ward.connect(daemon.local_addr().port(), &device).await;
+    let (status, json) = post(&connection, &heart_rate("72", 1, Timestamp::now())).await;
+    assert_eq!(status, 202, "{json}");
+    let leaf = json["results"][0]["leaf"].as_str().unwrap().to_owned();
+
+    // Storage has it once, and the collector's spool is empty again.
+    let stored = eventually(DELIVERY_LIMIT, || async {
+        setup.stored_leaves().contains_key(&leaf)
+    })
+    .await;
+    assert!(stored, "reading {leaf} never reached storage");
+    assert_eq!(setup.stored_leaves().get(&leaf), Some(&1));
+    let drained = eventually(DELIVERY_LIMIT, || async {
+        metric(&connection, "wardseal_collector_spool_depth").await == 0.0
+    })
+    .await;
+    assert!(drained, "the spool kept the delivered reading");
+    assert_eq!(
+        storage.storage.store.rejections().await.unwrap().len(),
+        0,
+        "storage refused a batch"
+    );
+
+    // The nurse fetches the reading's proof from storage's API; it verifies
+    // against the signed header, trusting only the CA's root certificate.
+    let nurse = nurse(&ward.pki).await;
+    let to_storage = Connection::open(&common::endpoint(storage_port), ward.client_config(&nurse))
+        .await
+        .unwrap();
+    let reply = to_storage
+        .send(
+            hyper::Method::GET,
+            &format!("/v1/readings/{leaf}/proof"),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let document: ProofDocument = serde_json::from_slice(&reply.body).unwrap();
+    let verified = proof::verify(&document, &ward.pki.root_der()).unwrap();
+    assert_eq!(verified.leaf_hash.to_string(), leaf);
+    assert_eq!(verified.header.patient().as_str(), PATIENT);
+    assert_eq!(verified.header.collector().as_str(), common::WARD);
+    assert_eq!(verified.header.sequence(), 1);
+    assert_eq!(
+        hex::decode(&document.patient_certificate).unwrap(),
+        card_certificate,
+        "storage kept another certificate than the card's"
+    );
+    // The proof is checked, not just parsed: a changed reading fails.
+    let mut forged = document.clone();
+    let mut bytes = hex::decode(&document.reading).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    forged.reading = hex::encode(bytes);
+    assert!(proof::verify(&forged, &ward.pki.root_der()).is_err());
+
+    daemon.shutdown().await;
+    storage.stop().await;
 }
 
 /// What the devices of a run were told.
@@ -228,12 +261,21 @@ const CRASH_PER_DEVICE: u64 = 2_500;
 fn after_kill_9_every_acknowledged_reading_is_stored_exactly_once() {
     wardseal_softhsm::run_isolated_test(
         "after_kill_9_every_acknowledged_reading_is_stored_exactly_once",
-        |hsm| runtime().block_on(kill_9_run(hsm)),
+        |hsm| runtime().block_on(kill_9_run(hsm, Database::Sqlite)),
     )
     .unwrap();
 }
 
-async fn kill_9_run(hsm: &wardseal_softhsm::SoftHsm) {
+#[test]
+fn after_kill_9_every_acknowledged_reading_is_stored_exactly_once_on_postgres() {
+    wardseal_softhsm::run_isolated_test(
+        "after_kill_9_every_acknowledged_reading_is_stored_exactly_once_on_postgres",
+        |hsm| runtime().block_on(kill_9_run(hsm, Database::Postgres)),
+    )
+    .unwrap();
+}
+
+async fn kill_9_run(hsm: &wardseal_softhsm::SoftHsm, database: Database) {
     let storage_port = free_port();
     let collector_port = free_port();
     let devices: Vec<_> = (1..=CRASH_DEVICES).map(|s| (s, GROUP, true)).collect();
@@ -270,7 +312,7 @@ async fn kill_9_run(hsm: &wardseal_softhsm::SoftHsm) {
     } = ward;
     drop(ledger);
 
-    let setup = StorageSetup::new(&pki, dir.path(), storage_port).await;
+    let (setup, _cluster) = storage_setup(database, &pki, dir.path(), storage_port).await;
     let storage = setup.start(storage_ledger).await;
     storage
         .admit(&(1..=CRASH_DEVICES).collect::<Vec<_>>())
@@ -330,11 +372,11 @@ async fn kill_9_run(hsm: &wardseal_softhsm::SoftHsm) {
     .await
     .unwrap();
     let delivered = eventually(DELIVERY_LIMIT, || async {
-        stored_leaves(&setup.database).len() >= total
+        setup.stored_leaves().len() >= total
             && metric(&watcher, "wardseal_collector_spool_depth").await == 0.0
     })
     .await;
-    let stored = stored_leaves(&setup.database);
+    let stored = setup.stored_leaves();
     assert!(
         delivered,
         "{} of {total} readings stored; collector log: {}",
@@ -389,17 +431,26 @@ const OUTAGE: Duration = Duration::from_secs(30);
 fn while_storage_is_down_the_spool_grows_then_drains_exactly_once() {
     wardseal_softhsm::run_isolated_test(
         "while_storage_is_down_the_spool_grows_then_drains_exactly_once",
-        |hsm| runtime().block_on(outage_run(hsm)),
+        |hsm| runtime().block_on(outage_run(hsm, Database::Sqlite)),
     )
     .unwrap();
 }
 
-async fn outage_run(hsm: &wardseal_softhsm::SoftHsm) {
+#[test]
+fn while_storage_on_postgres_is_down_the_spool_grows_then_drains_exactly_once() {
+    wardseal_softhsm::run_isolated_test(
+        "while_storage_on_postgres_is_down_the_spool_grows_then_drains_exactly_once",
+        |hsm| runtime().block_on(outage_run(hsm, Database::Postgres)),
+    )
+    .unwrap();
+}
+
+async fn outage_run(hsm: &wardseal_softhsm::SoftHsm, database: Database) {
     let storage_port = free_port();
     let ward = Ward::linked(&[(1, GROUP, true), (2, GROUP, true)], "", storage_port).await;
     let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
     append(&ward.config_path, &card_section(PATIENT, &uri));
-    let setup = StorageSetup::new(&ward.pki, ward.dir.path(), storage_port).await;
+    let (setup, _cluster) = storage_setup(database, &ward.pki, ward.dir.path(), storage_port).await;
     let storage = setup.start(ward.ledger.clone()).await;
     storage.admit(&[1, 2]).await;
     let config = ward.config();
@@ -420,7 +471,7 @@ async fn outage_run(hsm: &wardseal_softhsm::SoftHsm) {
     let first = acknowledged.clone();
     assert!(
         eventually(DELIVERY_LIMIT, || async {
-            let stored = stored_leaves(&setup.database);
+            let stored = setup.stored_leaves();
             first.iter().all(|leaf| stored.contains_key(leaf))
         })
         .await,
@@ -457,7 +508,9 @@ async fn outage_run(hsm: &wardseal_softhsm::SoftHsm) {
         "only {retries} failed delivery rounds during the outage"
     );
     assert!(
-        !stored_leaves(&setup.database).contains_key(&acknowledged[before_outage]),
+        !setup
+            .stored_leaves()
+            .contains_key(&acknowledged[before_outage]),
         "a reading sent during the outage is in storage"
     );
 
@@ -468,7 +521,7 @@ async fn outage_run(hsm: &wardseal_softhsm::SoftHsm) {
     })
     .await;
     assert!(drained, "the spool never drained after storage came back");
-    let stored = stored_leaves(&setup.database);
+    let stored = setup.stored_leaves();
     assert_exactly_once(&acknowledged, &stored);
     assert_eq!(stored.len(), acknowledged.len());
     assert!(storage.storage.store.rejections().await.unwrap().is_empty());

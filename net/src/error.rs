@@ -92,6 +92,18 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A CRL's signature does not verify against a certificate of the CA bundle.
+    #[error(
+        "CRL from {origin} is not signed by the hospital CA ({issuer}): {reason}; a CRL is trusted only when its issuer is in the CA bundle and its signature verifies"
+    )]
+    CrlSignature {
+        /// Where it came from (a path or URL).
+        origin: String,
+        /// The issuer the CRL names.
+        issuer: String,
+        /// Why it does not verify.
+        reason: String,
+    },
     /// rustls refused the certificate verifier (for example an empty CA bundle).
     #[error("cannot build the client-certificate verifier: {reason}; check the CA bundle and CRLs")]
     Verifier {
@@ -147,6 +159,17 @@ pub enum AccessError {
     /// The peer's certificate was revoked after its connection was set up.
     #[error("the client certificate has been revoked")]
     Revoked,
+    /// A CRL in force is past its `nextUpdate` and the server is configured to refuse
+    /// every client certificate until a fresh CRL arrives.
+    #[error(
+        "the certificate revocation list of {issuer} expired at {next_update}; every client is refused until the CA publishes a new one"
+    )]
+    CrlExpired {
+        /// The CRL issuer's distinguished name.
+        issuer: String,
+        /// The CRL's `nextUpdate` (RFC 3339).
+        next_update: String,
+    },
 }
 
 fn names(roles: &[Role]) -> String {

@@ -20,6 +20,12 @@
 //! - [`serve::serve`] is a bounded hyper 1 loop (HTTP/1.1 and HTTP/2) with graceful
 //!   shutdown; [`wire`] holds the one JSON error body both servers answer with.
 //! - Private key files that group or others can read are refused ([`files`]).
+//! - [`crl::CrlFetcher`] keeps CRLs from the CA's `http://` distribution points fresh: each
+//!   answer is used only if its signature verifies against the CA bundle
+//!   ([`server::ServerTls::verify_crl`]; CRL files are checked the same way), and the last
+//!   good CRL stays in force while the CA is unreachable. A CRL past its `nextUpdate` makes
+//!   every request 503 `crl_expired` under [`server::ExpiredCrl::Refuse`] (the default) or
+//!   is tolerated under [`server::ExpiredCrl::Warn`].
 //!
 //! # Example
 //!
@@ -52,6 +58,7 @@
 //! ```
 
 pub mod client;
+pub mod crl;
 mod error;
 pub mod files;
 pub mod peer;

@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::error::AccessError;
 use crate::peer::PeerIdentity;
 use crate::server::ServerTls;
 use crate::wire::WireError;
@@ -54,8 +55,9 @@ impl Default for ServeOptions {
 ///
 /// `handler` gets each request with the verified peer's identity. Requests from a peer
 /// whose certificate has no wardseal identity are answered 403 `unidentified_peer`; from a
-/// peer revoked since its connection opened, 403 `certificate_revoked`; neither reaches the
-/// handler.
+/// peer revoked since its connection opened, 403 `certificate_revoked`; while a CRL is
+/// past its `nextUpdate` under [`crate::server::ExpiredCrl::Refuse`], 503 `crl_expired`;
+/// none of them reaches the handler.
 pub async fn serve<H, F>(
     listener: TcpListener,
     tls: Arc<ServerTls>,
@@ -148,6 +150,12 @@ async fn connection<H, F>(
                 )
                 .into_response(),
                 Ok(peer) => match tls.check_not_revoked(&peer) {
+                    Err(error @ AccessError::CrlExpired { .. }) => WireError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "crl_expired",
+                        error.to_string(),
+                    )
+                    .into_response(),
                     Err(error) => WireError::new(
                         StatusCode::FORBIDDEN,
                         "certificate_revoked",

@@ -47,9 +47,36 @@ pub struct ServerTlsSettings {
     pub ca_bundle: PathBuf,
     /// CRL files (PEM or DER), typically the issuing CA's `crl.pem`.
     pub crls: Vec<PathBuf>,
-    /// Refuse every client certificate when a CRL is past its `nextUpdate` (rustls accepts
-    /// expired CRLs otherwise). On by default.
-    pub enforce_revocation_expiration: bool,
+    /// What a CRL past its `nextUpdate` does. [`ExpiredCrl::Refuse`] by default.
+    pub expired_crl: ExpiredCrl,
+}
+
+/// What happens while a CRL in force is past its `nextUpdate` (the CA failed to publish a
+/// fresh one, or the server cannot fetch it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExpiredCrl {
+    /// Fail closed: every request is answered 503 `crl_expired` (the handshake still
+    /// completes, so the client learns why) and certificates checked outside the
+    /// handshake are refused.
+    #[default]
+    Refuse,
+    /// Keep using the expired CRL's entries; the caller warns (see
+    /// [`ServerTls::expired_crl`]).
+    Warn,
+}
+
+impl std::str::FromStr for ExpiredCrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "refuse" => Ok(Self::Refuse),
+            "warn" => Ok(Self::Warn),
+            other => Err(format!(
+                "`{other}` is not an expired-CRL policy; use \"refuse\" or \"warn\""
+            )),
+        }
+    }
 }
 
 impl ServerTlsSettings {
@@ -64,7 +91,7 @@ impl ServerTlsSettings {
             key: key.into(),
             ca_bundle: ca_bundle.into(),
             crls: Vec::new(),
-            enforce_revocation_expiration: true,
+            expired_crl: ExpiredCrl::Refuse,
         }
     }
 }
@@ -75,6 +102,11 @@ struct Loaded {
     trust: Arc<Trust>,
     /// (issuer DN DER, serial) of every revoked certificate in the CRLs.
     revoked: HashSet<(Vec<u8>, Vec<u8>)>,
+    /// The CRL in force that expires first: (`nextUpdate` as Unix seconds, issuer,
+    /// `nextUpdate` as RFC 3339).
+    first_expiry: Option<(i64, String, String)>,
+    /// The CA bundle, against which every CRL's signature is verified.
+    ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// A server's TLS configuration, swapped atomically on reload: connections accepted after
@@ -137,14 +169,39 @@ impl ServerTls {
         Arc::clone(&self.current.load().config)
     }
 
-    /// Refuses a peer whose certificate is on the current CRLs.
+    /// Refuses a peer whose certificate is on the current CRLs, and everyone while a CRL
+    /// is past its `nextUpdate` under [`ExpiredCrl::Refuse`].
     pub fn check_not_revoked(&self, peer: &PeerIdentity) -> Result<(), AccessError> {
+        let loaded = self.current.load();
         let key = (peer.issuer.clone(), peer.serial.clone());
-        if self.current.load().revoked.contains(&key) {
-            Err(AccessError::Revoked)
-        } else {
-            Ok(())
+        if loaded.revoked.contains(&key) {
+            return Err(AccessError::Revoked);
         }
+        if self.settings.expired_crl == ExpiredCrl::Refuse
+            && let Some(expired) = expired(&loaded, std::time::SystemTime::now())
+        {
+            return Err(expired);
+        }
+        Ok(())
+    }
+
+    /// The expiry of the CRL in force that is past its `nextUpdate` at `now`, whatever
+    /// the policy (so a server under [`ExpiredCrl::Warn`] can say so).
+    pub fn expired_crl(&self, now: std::time::SystemTime) -> Option<AccessError> {
+        expired(&self.current.load(), now)
+    }
+
+    /// Parses a CRL (PEM or DER) and verifies its signature against its issuer in the
+    /// current CA bundle; `origin` names it in errors. A CRL that does not verify is
+    /// refused: anyone on the path could otherwise un-revoke a device.
+    pub fn verify_crl(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<CertificateRevocationListDer<'static>, Error> {
+        let crl = files::crl(origin, bytes)?;
+        verify_crl_signature(origin, &crl, &self.current.load().ca)?;
+        Ok(crl)
     }
 
     /// Verifies a certificate that arrived outside the handshake (a patient's certificate
@@ -192,16 +249,23 @@ impl ServerTls {
 fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Loaded, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = root_store(&settings.ca_bundle)?;
+    let ca = files::certificates("CA bundle", &settings.ca_bundle)?;
     let mut crls = Vec::new();
     for path in &settings.crls {
         let bytes = files::read("CRL", path)?;
-        crls.push(files::crl(&path.display().to_string(), &bytes)?);
+        let origin = path.display().to_string();
+        let crl = files::crl(&origin, &bytes)?;
+        verify_crl_signature(&origin, &crl, &ca)?;
+        crls.push(crl);
     }
     for bytes in fetched {
-        crls.push(files::crl("fetched", bytes)?);
+        let crl = files::crl("fetched", bytes)?;
+        verify_crl_signature("fetched", &crl, &ca)?;
+        crls.push(crl);
     }
     let crls = newest_per_issuer(crls);
     let revoked = revoked_set(&crls);
+    let first_expiry = first_expiry(&crls);
     let owned_crls = crls
         .iter()
         .map(|crl| {
@@ -224,20 +288,19 @@ fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Load
         anchors.push(anchor.to_owned());
     }
 
-    let mut verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .with_crls(crls)
-            .only_check_end_entity_revocation();
-    if settings.enforce_revocation_expiration {
-        verifier = verifier.enforce_revocation_expiration();
-    }
-    let verifier = verifier.build().map_err(|error| ConfigError::Verifier {
-        reason: error.to_string(),
-    })?;
+    // Expiry is not enforced in the handshake: under `Refuse` the serving loop answers
+    // 503 `crl_expired` per request, which tells the client why (a TLS alert would not).
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
+        .build()
+        .map_err(|error| ConfigError::Verifier {
+            reason: error.to_string(),
+        })?;
     let trust = Arc::new(Trust {
         anchors,
         crls: owned_crls,
-        enforce_revocation_expiration: settings.enforce_revocation_expiration,
+        enforce_revocation_expiration: settings.expired_crl == ExpiredCrl::Refuse,
     });
     let verifier = Arc::new(ClientVerifier {
         inner: verifier,
@@ -268,7 +331,73 @@ fn load_config(settings: &ServerTlsSettings, fetched: &[Vec<u8>]) -> Result<Load
         config: Arc::new(config),
         trust,
         revoked,
+        first_expiry,
+        ca,
     })
+}
+
+fn expired(loaded: &Loaded, now: std::time::SystemTime) -> Option<AccessError> {
+    let (next_update, issuer, text) = loaded.first_expiry.as_ref()?;
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        });
+    (now > *next_update).then(|| AccessError::CrlExpired {
+        issuer: issuer.clone(),
+        next_update: text.clone(),
+    })
+}
+
+/// The CRL that expires first, among those with a `nextUpdate`.
+fn first_expiry(crls: &[CertificateRevocationListDer<'_>]) -> Option<(i64, String, String)> {
+    crls.iter()
+        .filter_map(|crl| {
+            let (_, parsed) = x509_parser::parse_x509_crl(crl.as_ref()).ok()?;
+            let next = parsed.next_update()?;
+            Some((
+                next.timestamp(),
+                parsed.issuer().to_string(),
+                next.to_datetime()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| next.to_string()),
+            ))
+        })
+        .min_by_key(|(next, _, _)| *next)
+}
+
+/// Verifies `crl`'s signature with the key of the CA-bundle certificate whose subject is
+/// the CRL's issuer.
+fn verify_crl_signature(
+    origin: &str,
+    crl: &CertificateRevocationListDer<'_>,
+    ca: &[rustls::pki_types::CertificateDer<'_>],
+) -> Result<(), ConfigError> {
+    let invalid = |issuer: String, reason: String| ConfigError::CrlSignature {
+        origin: origin.to_owned(),
+        issuer,
+        reason,
+    };
+    let (_, parsed) =
+        x509_parser::parse_x509_crl(crl.as_ref()).map_err(|error| ConfigError::Crl {
+            origin: origin.to_owned(),
+            reason: error.to_string(),
+        })?;
+    let issuer = parsed.issuer();
+    let mut last_error = "no certificate in the CA bundle has this subject".to_owned();
+    for certificate in ca {
+        let Ok((_, candidate)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+            continue;
+        };
+        if candidate.subject().as_raw() != issuer.as_raw() {
+            continue;
+        }
+        match parsed.verify_signature(candidate.public_key()) {
+            Ok(()) => return Ok(()),
+            Err(error) => last_error = format!("bad signature ({error})"),
+        }
+    }
+    Err(invalid(issuer.to_string(), last_error))
 }
 
 /// The CA bundle and the newest CRLs, for verifications outside rustls's own verifier.

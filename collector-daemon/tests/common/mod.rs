@@ -23,6 +23,7 @@ use wardseal_core::reading::Timestamp;
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_net::testing::{TestCertificate, TestPki};
 
+pub(crate) mod postgres;
 pub(crate) mod storage;
 
 pub(crate) const WARD: &str = "ward-7";

@@ -45,6 +45,13 @@ pub(crate) fn free_port() -> u16 {
 /// `wardseal-pki card enroll` does. Returns the key's RFC 7512 URI for the collector.
 pub(crate) async fn enroll_card(pki: &TestPki, hsm: &SoftHsm, patient: &str) -> String {
     hsm.init_token(&TokenSpec::new(patient)).unwrap();
+    enroll_on_token(pki, hsm, patient).await
+}
+
+/// Like [`enroll_card`], on a token already initialised with `hsm.init_token` (a process
+/// that has loaded the PKCS#11 module does not see tokens initialised after that, so a
+/// process enrolling several cards initialises every token first).
+pub(crate) async fn enroll_on_token(pki: &TestPki, hsm: &SoftHsm, patient: &str) -> String {
     let pin = hsm.token_dir().join(format!("{patient}.pin"));
     std::fs::write(&pin, TokenSpec::DEFAULT_USER_PIN).unwrap();
     // TestPki keeps its CA key passphrase in this file.
@@ -99,6 +106,8 @@ pub(crate) struct StorageSetup {
     pub(crate) ca_bundle: PathBuf,
     pub(crate) crl: PathBuf,
     pub(crate) database: PathBuf,
+    /// `postgres://…` when storage runs on PostgreSQL; SQLite at `database` otherwise.
+    pub(crate) postgres: Option<String>,
     pub(crate) port: u16,
 }
 
@@ -110,12 +119,41 @@ impl StorageSetup {
             ca_bundle: pki.ca_bundle(),
             crl: pki.crl(),
             database: dir.join("storage.db"),
+            postgres: None,
             port,
         }
     }
 
+    /// The same on the PostgreSQL database at `url`.
+    pub(crate) async fn on_postgres(pki: &TestPki, dir: &Path, port: u16, url: &str) -> Self {
+        Self {
+            postgres: Some(url.to_owned()),
+            ..Self::new(pki, dir, port).await
+        }
+    }
+
     pub(crate) fn url(&self) -> String {
-        format!("sqlite://{}", self.database.display())
+        match &self.postgres {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.database.display()),
+        }
+    }
+
+    /// How many times each leaf hash is stored, read from storage's database.
+    pub(crate) fn stored_leaves(&self) -> HashMap<String, i64> {
+        match &self.postgres {
+            None => stored_leaves(&self.database),
+            Some(url) => super::postgres::query(
+                url,
+                "SELECT encode(leaf_hash, 'hex'), COUNT(*) FROM readings GROUP BY leaf_hash",
+            )
+            .lines()
+            .filter_map(|line| {
+                let (leaf, count) = line.split_once(' ')?;
+                Some((leaf.to_owned(), count.parse().ok()?))
+            })
+            .collect(),
+        }
     }
 
     /// Starts storage with `ledger` for the registry and rules.
