@@ -10,7 +10,7 @@
 //! passes its device's rule again (a compromised collector cannot push forbidden data).
 //! A batch whose header hash is already stored is acknowledged again, not stored twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use wardseal_contracts::CheckInput;
@@ -272,9 +272,19 @@ impl Ingest<'_> {
     }
 
     async fn check_rules(&self, readings: &[Reading], groups: &Registry) -> Result<(), Error> {
+        let group_of = |reading: &Reading| {
+            groups
+                .get(&reading.device().to_bytes())
+                .and_then(|entry| entry.as_ref())
+                .map(|entry| entry.group)
+                .unwrap_or_default()
+        };
         // Rate: readings of a type from a device in the 60 s ending with each reading,
-        // counting stored readings and this batch's.
-        let mut times: HashMap<(String, u16), Vec<i64>> = HashMap::new();
+        // counting stored readings and this batch's. The count only matters where the
+        // device's rule limits the rate: for an unlimited type, reading a minute of the
+        // device's stored readings back (tens of thousands at a high rate) for every batch
+        // would change no decision, so only rate-limited (device, type) pairs are read.
+        let mut times: HashMap<(String, u16), (u32, Vec<i64>)> = HashMap::new();
         for reading in readings {
             let key = (
                 reading.device().pure_identity_uri(),
@@ -282,39 +292,63 @@ impl Ingest<'_> {
             );
             times
                 .entry(key)
-                .or_default()
+                .or_insert_with(|| (group_of(reading), Vec::new()))
+                .1
                 .push(reading.measurement().time().unix_micros());
         }
-        for ((device, data_type), batch_times) in &mut times {
-            let first = batch_times.iter().copied().min().unwrap_or_default();
-            let last = batch_times.iter().copied().max().unwrap_or_default();
-            let stored = self
-                .store
-                .reading_times(device, *data_type, first - RATE_WINDOW_MICROS, last)
-                .await?;
-            batch_times.extend(stored);
+        let mut counted: HashSet<(String, u16)> = HashSet::new();
+        // The rule book may change while stored readings are read (the chain moves on):
+        // the decisions are made under the guard that found nothing left to read, so a
+        // rate limit that appeared meanwhile is counted too. Each pass reads at least one
+        // more pair, so this ends.
+        let rules = loop {
+            let rules = self.chain.rules().await?;
+            let needed: Vec<(String, u16)> = times
+                .iter()
+                .filter(|(key, (group, _))| {
+                    !counted.contains(*key)
+                        && rules
+                            .group_rule(*group)
+                            .and_then(|rule| rules.type_rule(rule, key.1))
+                            .is_some_and(|rule| rule.max_per_minute != 0)
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            if needed.is_empty() {
+                break rules;
+            }
+            drop(rules);
+            for key in needed {
+                let Some((_, batch_times)) = times.get_mut(&key) else {
+                    continue;
+                };
+                let first = batch_times.iter().copied().min().unwrap_or_default();
+                let last = batch_times.iter().copied().max().unwrap_or_default();
+                let stored = self
+                    .store
+                    .reading_times(&key.0, key.1, first - RATE_WINDOW_MICROS, last)
+                    .await?;
+                batch_times.extend(stored);
+                counted.insert(key);
+            }
+        };
+        for (_, batch_times) in times.values_mut() {
             batch_times.sort_unstable();
         }
-        let rules = self.chain.rules().await?;
         for (index, reading) in readings.iter().enumerate() {
             let measurement = reading.measurement();
-            let group = groups
-                .get(&reading.device().to_bytes())
-                .and_then(|entry| entry.as_ref())
-                .map(|entry| entry.group)
-                .unwrap_or_default();
             let time = measurement.time().unix_micros();
             let key = (
                 reading.device().pure_identity_uri(),
                 measurement.data_type().code(),
             );
-            let window = times.get(&key).map_or(1, |all| {
+            let window = times.get(&key).map_or(1, |(_, all)| {
                 let start = all.partition_point(|&t| t <= time - RATE_WINDOW_MICROS);
                 let end = all.partition_point(|&t| t <= time);
                 end.saturating_sub(start)
             });
             let input = CheckInput::for_measurement(
-                group,
+                group_of(reading),
                 measurement,
                 u32::try_from(window).unwrap_or(u32::MAX),
             )
