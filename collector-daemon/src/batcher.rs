@@ -28,6 +28,10 @@ use crate::error::{Error, SpoolError};
 use crate::metrics::Metrics;
 use crate::spool::{self, Spool, to_sql_u64};
 
+/// How many sealed, undelivered batches of a patient make the batcher seal only full
+/// batches: one in flight to storage and one ready behind it keep delivery busy.
+const QUEUED_BEFORE_FULL_ONLY: u64 = 2;
+
 /// How big and how late a batch may get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
@@ -174,9 +178,15 @@ impl Batcher {
         loop {
             let max = self.limits.max_readings;
             let who = patient.clone();
-            let (pending, tip) = self
+            let (pending, tip, queued) = self
                 .spool
-                .run(move |c| Ok((spool::pending(c, &who, max)?, spool::chain_tip(c, &who)?)))
+                .run(move |c| {
+                    Ok((
+                        spool::pending(c, &who, max)?,
+                        spool::chain_tip(c, &who)?,
+                        spool::batches_queued(c, &who)?,
+                    ))
+                })
                 .await?;
             let Some(oldest) = pending.first() else {
                 return Ok(sealed);
@@ -185,7 +195,12 @@ impl Batcher {
                 .unix_micros()
                 .saturating_sub(oldest.received.unix_micros());
             let linger = i64::try_from(self.limits.linger.as_micros()).unwrap_or(i64::MAX);
-            if pending.len() < max && waited < linger {
+            // A partial batch is sealed once its oldest reading has lingered, unless the
+            // patient already has a batch in flight and another waiting behind it: a
+            // batch sealed now could only join that queue, while waiting lets it grow
+            // towards the maximum (fewer signatures, fewer trips to storage, each
+            // carrying more readings). The readings are durable in the spool either way.
+            if pending.len() < max && (waited < linger || queued >= QUEUED_BEFORE_FULL_ONLY) {
                 return Ok(sealed);
             }
             self.seal(patient, card, pending, tip).await?;

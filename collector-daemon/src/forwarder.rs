@@ -8,7 +8,6 @@
 //! The same client fetches the ward's device-to-patient assignments
 //! (`GET /v1/wards/{ward}/assignments`).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -119,12 +118,21 @@ impl StorageClient {
 
 struct Queued {
     id: i64,
-    patient: String,
     submission: String,
     oldest_received: i64,
 }
 
-/// Delivers sealed batches until `stop` is notified (then returns after the batch in
+/// How many patients' chains are delivered at once. Each patient's batches still go one
+/// after another (storage accepts a chain only in order); different patients' chains are
+/// independent, and over HTTP/2 their batches share the one connection to storage.
+const PATIENTS_AT_ONCE: usize = 8;
+
+/// How many batches one patient may deliver back to back in one round: enough to drain a
+/// backlog without waiting for the next round, few enough that other patients beyond
+/// [`PATIENTS_AT_ONCE`] and a shutdown request get their turn.
+const BATCHES_PER_ROUND: usize = 32;
+
+/// Delivers sealed batches until `stop` is notified (then returns after the batches in
 /// flight). `sealed` wakes it early when the batcher seals one.
 pub async fn run(
     spool: Spool,
@@ -177,91 +185,194 @@ pub async fn run(
     }
 }
 
-/// Sends the oldest sealed batch of each patient (concurrently) and deletes the
-/// acknowledged ones. Returns how many were delivered.
+/// The patients with sealed batches waiting, oldest batch first.
+async fn patients_queued(spool: &Spool) -> Result<Vec<String>, SpoolError> {
+    spool
+        .run(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT patient FROM batches GROUP BY patient ORDER BY MIN(id) LIMIT 512",
+            )?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?);
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// `patient`'s oldest sealed batch after batch `after` (its chain order is the id order:
+/// the batcher seals one patient's batches one at a time).
+async fn next_batch(
+    spool: &Spool,
+    patient: &str,
+    after: i64,
+) -> Result<Option<Queued>, SpoolError> {
+    let patient = patient.to_owned();
+    spool
+        .run(move |connection| {
+            // Only its submission is read, and the oldest arrival through the partial
+            // index on sealed readings: a backlog of large batches is not loaded at once.
+            let mut statement = connection.prepare_cached(
+                "SELECT b.id, b.submission,
+                        COALESCE((SELECT MIN(received_us) FROM readings r WHERE r.batch = b.id), 0)
+                 FROM batches b
+                 WHERE b.patient = ?1 AND b.id > ?2
+                 ORDER BY b.id LIMIT 1",
+            )?;
+            let mut rows = statement.query_map(rusqlite::params![patient, after], |row| {
+                Ok(Queued {
+                    id: row.get(0)?,
+                    submission: row.get(1)?,
+                    oldest_received: row.get(2)?,
+                })
+            })?;
+            Ok(rows.next().transpose()?)
+        })
+        .await
+}
+
+/// Deletes an acknowledged batch and its readings (only ever called with storage's
+/// matching receipt in hand).
+async fn forget(spool: &Spool, metrics: &Metrics, id: i64, oldest: i64) -> Result<(), SpoolError> {
+    let removed = spool
+        .run(move |connection| {
+            let transaction = connection.transaction()?;
+            let removed = transaction.execute("DELETE FROM readings WHERE batch = ?1", [id])?;
+            transaction.execute("DELETE FROM batches WHERE id = ?1", [id])?;
+            transaction.commit()?;
+            Ok(removed)
+        })
+        .await?;
+    spool.delivered(u64::try_from(removed).unwrap_or(0));
+    metrics.batches_delivered.fetch_add(1, Ordering::Relaxed);
+    if oldest > 0 {
+        metrics.forward_lag_micros.store(
+            Timestamp::now().unix_micros().saturating_sub(oldest),
+            Ordering::Relaxed,
+        );
+    }
+    Ok(())
+}
+
+async fn submit_queued(storage: &StorageClient, batch: &Queued) -> Result<BatchReceipt, Error> {
+    let submission: BatchSubmission =
+        serde_json::from_str(&batch.submission).map_err(|e| SpoolError::Corrupt {
+            row: batch.id,
+            reason: format!("stored batch does not parse: {e}"),
+        })?;
+    Ok(storage.submit(&submission).await?)
+}
+
+/// Delivers `patient`'s sealed batches in chain order, back to back, up to
+/// [`BATCHES_PER_ROUND`]. Each batch is deleted from the spool only after storage's
+/// receipt for it; that delete and the read of the next batch overlap the next batch's
+/// trip to storage (the spool's writer thread and storage work at the same time).
+/// Returns how many batches were delivered and deleted, and the error that stopped it.
+async fn deliver_patient(
+    spool: Spool,
+    storage: Arc<StorageClient>,
+    metrics: Arc<Metrics>,
+    patient: String,
+) -> (usize, Option<Error>) {
+    let mut delivered = 0;
+    let mut current = match next_batch(&spool, &patient, 0).await {
+        Ok(batch) => batch,
+        Err(error) => return (0, Some(error.into())),
+    };
+    // The batch whose receipt arrived and whose delete is still to be done.
+    let mut acknowledged: Option<(i64, i64)> = None;
+    let mut sent = 0;
+    let mut failure = None;
+    while let Some(batch) = current.take() {
+        if sent == BATCHES_PER_ROUND {
+            break;
+        }
+        sent += 1;
+        let delete = async {
+            match acknowledged.take() {
+                Some((id, oldest)) => forget(&spool, &metrics, id, oldest).await.map(|()| 1),
+                None => Ok(0),
+            }
+        };
+        let (receipt, following, deleted) = tokio::join!(
+            submit_queued(&storage, &batch),
+            next_batch(&spool, &patient, batch.id),
+            delete
+        );
+        match deleted {
+            Ok(count) => delivered += count,
+            Err(error) => {
+                failure = Some(error.into());
+            }
+        }
+        match receipt {
+            // `submit` checked the receipt names exactly this header.
+            Ok(_receipt) => acknowledged = Some((batch.id, batch.oldest_received)),
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+        match following {
+            Ok(next) => current = next,
+            Err(error) => {
+                failure = Some(error.into());
+                break;
+            }
+        }
+    }
+    if let Some((id, oldest)) = acknowledged {
+        match forget(&spool, &metrics, id, oldest).await {
+            Ok(()) => delivered += 1,
+            Err(error) => {
+                failure.get_or_insert(error.into());
+            }
+        }
+    }
+    (delivered, failure)
+}
+
+/// Delivers each waiting patient's sealed batches (up to [`PATIENTS_AT_ONCE`] patients at
+/// a time, each patient's in chain order) and deletes the acknowledged ones. Returns how
+/// many were delivered.
 pub async fn deliver_round(
     spool: &Spool,
     storage: &Arc<StorageClient>,
     metrics: &Arc<Metrics>,
 ) -> Result<usize, Error> {
-    let queued = spool
-        .run(|connection| {
-            // Only each patient's oldest batch (the chain must arrive in order), and only
-            // its submission is read: a backlog of large batches is not loaded per round.
-            let mut statement = connection.prepare_cached(
-                "SELECT b.id, b.patient, b.submission,
-                        COALESCE((SELECT MIN(received_us) FROM readings r WHERE r.batch = b.id), 0)
-                 FROM batches b
-                 WHERE b.id IN (SELECT MIN(id) FROM batches GROUP BY patient)
-                 ORDER BY b.id LIMIT 512",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok(Queued {
-                    id: row.get(0)?,
-                    patient: row.get(1)?,
-                    submission: row.get(2)?,
-                    oldest_received: row.get(3)?,
-                })
-            })?;
-            let mut seen = HashSet::new();
-            let mut out = Vec::new();
-            for row in rows {
-                let row = row?;
-                if seen.insert(row.patient.clone()) {
-                    out.push(row);
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-    if queued.is_empty() {
-        return Ok(0);
-    }
+    let mut patients = patients_queued(spool).await?.into_iter();
     let mut tasks = tokio::task::JoinSet::new();
-    for batch in queued {
-        let storage = Arc::clone(storage);
-        tasks.spawn(async move {
-            let submission: BatchSubmission =
-                serde_json::from_str(&batch.submission).map_err(|e| SpoolError::Corrupt {
-                    row: batch.id,
-                    reason: format!("stored batch does not parse: {e}"),
-                })?;
-            let receipt = storage.submit(&submission).await?;
-            Ok::<_, Error>((batch.id, batch.oldest_received, receipt))
-        });
-    }
-    let mut delivered = Vec::new();
+    let mut count = 0;
     let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
+    loop {
+        while tasks.len() < PATIENTS_AT_ONCE
+            && let Some(patient) = patients.next()
+        {
+            tasks.spawn(deliver_patient(
+                spool.clone(),
+                Arc::clone(storage),
+                Arc::clone(metrics),
+                patient,
+            ));
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
         match joined {
-            Ok(Ok(done)) => delivered.push(done),
-            Ok(Err(error)) => {
-                first_error.get_or_insert(error);
+            Ok((delivered, error)) => {
+                count += delivered;
+                if let Some(error) = error {
+                    first_error.get_or_insert(error);
+                }
             }
             Err(join) => {
                 first_error
                     .get_or_insert(Error::Forward(ForwardError::BadReceipt(join.to_string())));
             }
-        }
-    }
-    let count = delivered.len();
-    for (id, oldest, _receipt) in delivered {
-        let removed = spool
-            .run(move |connection| {
-                let transaction = connection.transaction()?;
-                let removed = transaction.execute("DELETE FROM readings WHERE batch = ?1", [id])?;
-                transaction.execute("DELETE FROM batches WHERE id = ?1", [id])?;
-                transaction.commit()?;
-                Ok(removed)
-            })
-            .await?;
-        spool.delivered(u64::try_from(removed).unwrap_or(0));
-        metrics.batches_delivered.fetch_add(1, Ordering::Relaxed);
-        if oldest > 0 {
-            metrics.forward_lag_micros.store(
-                Timestamp::now().unix_micros().saturating_sub(oldest),
-                Ordering::Relaxed,
-            );
         }
     }
     match first_error {

@@ -484,6 +484,18 @@ pub(crate) fn pending(
     Ok(readings)
 }
 
+/// How many sealed batches of `patient` wait for (or are in) delivery.
+pub(crate) fn batches_queued(
+    connection: &Connection,
+    patient: &SubjectId,
+) -> Result<u64, SpoolError> {
+    // The (patient, sequence) unique index answers this without reading the batches.
+    let mut statement =
+        connection.prepare_cached("SELECT COUNT(*) FROM batches WHERE patient = ?1")?;
+    let count: i64 = statement.query_row([patient.as_str()], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 /// Patients with pending readings.
 pub(crate) fn patients_pending(connection: &Connection) -> Result<Vec<SubjectId>, SpoolError> {
     let mut statement = connection.prepare_cached(
