@@ -176,6 +176,11 @@ pub struct PatientFiles {
     pub certificate: PathBuf,
     /// The signing key.
     pub card: PatientCard,
+    /// The PC/SC bedside reader whose card stands for the patient's presence (the
+    /// collector's `[[cards]] reader`): the token signs only while a card is in it.
+    /// `None`: the token is always present.
+    #[serde(default)]
+    pub reader: Option<String>,
 }
 
 /// A certified, registered device worn by a patient.
@@ -264,6 +269,10 @@ pub struct WardFiles {
     /// The SoftHSM configuration the cards are on (`SOFTHSM2_CONF` for every process
     /// that opens them), when they are on SoftHSM.
     pub softhsm_conf: Option<PathBuf>,
+    /// Where the collector reads CRLs (files or the CA's `http://` distribution points,
+    /// as `wardseal-pki crl --serve` serves them); empty: the CRL file [`WardFiles::crl`].
+    #[serde(default)]
+    pub collector_crls: Vec<String>,
 }
 
 /// Writes a private SoftHSM store under `ward_dir/softhsm` and returns its configuration
@@ -462,6 +471,7 @@ impl WardFiles {
                 id,
                 certificate,
                 card,
+                reader: None,
             });
         }
 
@@ -544,6 +554,7 @@ impl WardFiles {
             collector_port: free_port()?,
             collector_config: dir.join("collector.toml"),
             softhsm_conf,
+            collector_crls: Vec::new(),
             dir,
         };
         files.write_collector_config()?;
@@ -556,6 +567,13 @@ impl WardFiles {
         let path = dir.join(WARD_FILE);
         let text = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
         serde_json::from_slice(&text).map_err(|source| Error::WardFile { path, source })
+    }
+
+    /// Writes the collector's configuration and `ward.json` again, after a change to
+    /// [`WardFiles::collector_crls`] or to a patient's [`PatientFiles::reader`].
+    pub fn rewrite(&self) -> Result<(), Error> {
+        self.write_collector_config()?;
+        self.save()
     }
 
     fn save(&self) -> Result<(), Error> {
@@ -584,10 +602,15 @@ impl WardFiles {
         let mut cards = String::new();
         for patient in &self.patients {
             match &patient.card {
-                PatientCard::SoftHsm { pkcs11_uri, .. } => cards.push_str(&format!(
-                    "\n[[cards]]\npatient = \"{}\"\npkcs11_uri = \"{pkcs11_uri}\"\n",
-                    patient.id
-                )),
+                PatientCard::SoftHsm { pkcs11_uri, .. } => {
+                    cards.push_str(&format!(
+                        "\n[[cards]]\npatient = \"{}\"\npkcs11_uri = \"{pkcs11_uri}\"\n",
+                        patient.id
+                    ));
+                    if let Some(reader) = &patient.reader {
+                        cards.push_str(&format!("reader = \"{reader}\"\n"));
+                    }
+                }
                 PatientCard::Software { .. } => cards.push_str(&format!(
                     "\n# {}: software key {}; the collector binary takes cards on tokens only,\n\
                      # so this card is handed to the collector in-process (wardseal-sim).\n",
@@ -596,6 +619,14 @@ impl WardFiles {
                 )),
             }
         }
+        let crls: Vec<String> = if self.collector_crls.is_empty() {
+            vec![format!("\"{}\"", self.crl.display())]
+        } else {
+            self.collector_crls
+                .iter()
+                .map(|source| format!("\"{source}\""))
+                .collect()
+        };
         let text = format!(
             r#"# Written by wardseal-sim for ward {ward}; see collector.example.toml for every key.
 [collector]
@@ -607,8 +638,9 @@ drain_secs = 5
 certificate = "{certificate}"
 key = "{key}"
 ca_bundle = "{bundle}"
-crls = ["{crl}"]
+crls = [{crls}]
 crl_refresh_secs = 5
+crl_fetch_timeout_secs = 2
 
 [spool]
 path = "{dir}/spool.db"
@@ -631,7 +663,7 @@ follow_interval_ms = 200
             certificate = self.collector.certificate.display(),
             key = self.collector.key.display(),
             bundle = self.ca_bundle.display(),
-            crl = self.crl.display(),
+            crls = crls.join(", "),
             storage_port = self.storage_port,
             suite = self.ledger.suite.display(),
         );

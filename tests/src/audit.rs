@@ -5,7 +5,11 @@
 //!   was not sent ([`stored_leaf_counts`], [`check_delivery`]);
 //! - **anchoring**: every leaf of a log (the collector's decision log in its spool,
 //!   storage's access log in its database) is covered by an anchor on chain whose root is
-//!   the RFC 9162 Merkle root of a contiguous run of that log's leaves ([`coverage`]).
+//!   the RFC 9162 Merkle root of a contiguous run of that log's leaves ([`coverage`]);
+//! - **the batch log**: every stored batch is numbered once, 1 to n without a gap, in
+//!   storage's batch log, and every anchor storage recorded for it (`batch_anchors`) is
+//!   the root of the entries it claims ([`batch_log`]); its leaves are then checked
+//!   against the chain like the other logs.
 //!
 //! An anchor may cover leaves an earlier anchor already covered: a process killed between
 //! its anchoring transaction and recording that it anchored anchors the same leaves again
@@ -103,6 +107,22 @@ pub enum Error {
         /// Its root (hex).
         root: String,
     },
+    /// The batch log does not number every stored batch exactly once, 1 to n.
+    #[error("the batch log does not number the stored batches once each from 1: {0}")]
+    BatchLog(String),
+    /// An anchor storage recorded for the batch log is not the root of its entries, or is
+    /// not on chain.
+    #[error("storage's batch anchor of entries {first}..={last} {problem} (root {root})")]
+    BatchAnchor {
+        /// Its first entry.
+        first: i64,
+        /// Its last entry.
+        last: i64,
+        /// What is wrong.
+        problem: &'static str,
+        /// The recorded root (hex).
+        root: String,
+    },
     /// Leaves of a log are covered by no anchor.
     #[error(
         "{uncovered} of the {total} leaves of {log} are covered by no anchor on chain (first: leaf {first})"
@@ -187,6 +207,125 @@ pub async fn access_log_leaves(database_url: &str) -> Result<Vec<Hash>, Error> {
             })
         })
         .collect()
+}
+
+/// Storage's batch log, checked against its `batches` table and its own anchor records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLog {
+    /// The log's leaves (RFC 9162 leaves of the header hashes), in entry order.
+    pub leaves: Vec<Hash>,
+    /// The anchors storage recorded (`batch_anchors`): entries `first..=last` and root.
+    pub recorded: Vec<(i64, i64, Hash)>,
+}
+
+/// Reads storage's batch log and checks it: every row of `batches` has exactly one
+/// entry, the entries are numbered 1 to n, and every anchor recorded in
+/// `batch_anchors` is the Merkle root of the entries it names. Whether those roots are
+/// on chain is [`check_batch_anchors_on_chain`]'s and [`coverage`]'s business.
+pub async fn batch_log(database_url: &str) -> Result<BatchLog, Error> {
+    let stored = query(
+        database_url,
+        "SELECT header_hash FROM batches",
+        "read the stored batches",
+    )
+    .await?;
+    let entries = query(
+        database_url,
+        "SELECT entry, header_hash FROM batch_log ORDER BY entry",
+        "read the batch log",
+    )
+    .await?;
+    let anchors = query(
+        database_url,
+        "SELECT first_entry, last_entry, root FROM batch_anchors ORDER BY first_entry",
+        "read the batch anchors",
+    )
+    .await?;
+    let hash = |row: &sqlx::any::AnyRow, index: usize, what: &'static str| {
+        let bytes: Vec<u8> = row.try_get(index).map_err(|source| Error::Database {
+            what: "read a hash",
+            source,
+        })?;
+        Hash::from_slice(&bytes).map_err(|_| Error::Corrupt { what })
+    };
+    let number = |row: &sqlx::any::AnyRow, index: usize| {
+        row.try_get::<i64, _>(index)
+            .map_err(|source| Error::Database {
+                what: "read an entry number",
+                source,
+            })
+    };
+    let mut batches = std::collections::HashSet::with_capacity(stored.len());
+    for row in &stored {
+        batches.insert(hash(row, 0, "batches.header_hash")?);
+    }
+    let mut header_hashes = Vec::with_capacity(entries.len());
+    for (position, row) in entries.iter().enumerate() {
+        let entry = number(row, 0)?;
+        if usize::try_from(entry).ok() != Some(position + 1) {
+            return Err(Error::BatchLog(format!(
+                "entry {entry} is in position {}",
+                position + 1
+            )));
+        }
+        let header = hash(row, 1, "batch_log.header_hash")?;
+        if !batches.contains(&header) {
+            return Err(Error::BatchLog(format!(
+                "entry {entry} names batch {header}, which is not stored"
+            )));
+        }
+        header_hashes.push(header);
+    }
+    if header_hashes.len() != batches.len() {
+        return Err(Error::BatchLog(format!(
+            "{} batches are stored but the log has {} entries",
+            batches.len(),
+            header_hashes.len()
+        )));
+    }
+    let leaves: Vec<Hash> = header_hashes
+        .iter()
+        .map(|header| merkle::leaf_hash(header.as_bytes()))
+        .collect();
+    let mut recorded = Vec::with_capacity(anchors.len());
+    for row in &anchors {
+        let (first, last) = (number(row, 0)?, number(row, 1)?);
+        let root = hash(row, 2, "batch_anchors.root")?;
+        let run = usize::try_from(first)
+            .ok()
+            .zip(usize::try_from(last).ok())
+            .and_then(|(first, last)| leaves.get(first.checked_sub(1)?..last));
+        if !run.is_some_and(|run| !run.is_empty() && merkle::root(run) == root) {
+            return Err(Error::BatchAnchor {
+                first,
+                last,
+                problem: "is not the Merkle root of those entries",
+                root: hex::encode(root.as_bytes()),
+            });
+        }
+        recorded.push((first, last, root));
+    }
+    Ok(BatchLog { leaves, recorded })
+}
+
+/// Checks that every anchor storage recorded for its batch log is on chain (`anchors`:
+/// the batch log's anchors on chain) with the same root and count.
+pub fn check_batch_anchors_on_chain(log: &BatchLog, anchors: &[Anchor]) -> Result<(), Error> {
+    for (first, last, root) in &log.recorded {
+        let count = u64::try_from(last - first + 1).unwrap_or(0);
+        if !anchors
+            .iter()
+            .any(|anchor| &anchor.root.0 == root.as_bytes() && anchor.count == count)
+        {
+            return Err(Error::BatchAnchor {
+                first: *first,
+                last: *last,
+                problem: "is not on chain",
+                root: hex::encode(root.as_bytes()),
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn query(

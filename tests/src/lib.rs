@@ -4,7 +4,7 @@
 //!
 //! For the attack suite: [`db`] reads storage's tables. For the fault suite: [`procs`] runs a binary as a child that can be killed and
 //! restarted, [`anvil`] and [`postgres`] the ledger node and the database as such
-//! children, [`stack`] a whole ward of processes, [`load`] devices that keep sending
+//! children, [`stack`] a whole ward of processes, [`pcsc`] a bedside reader (pcscd and a virtual card), [`load`] devices that keep sending
 //! through the faults and record what was acknowledged, and [`audit`] the final checks
 //! (every acknowledged reading stored exactly once, every log entry anchored on chain).
 
@@ -14,6 +14,7 @@ pub mod anvil;
 pub mod audit;
 pub mod db;
 pub mod load;
+pub mod pcsc;
 pub mod postgres;
 pub mod procs;
 pub mod stack;

@@ -54,6 +54,9 @@ pub struct LoadOptions {
     pub read_every: Option<Duration>,
     /// Seed of the devices' values.
     pub seed: u64,
+    /// Devices (by name) the load leaves alone, for a test to use on its own (one to
+    /// revoke, say, without its refusals counting against the ward).
+    pub except_devices: Vec<String>,
 }
 
 impl Default for LoadOptions {
@@ -65,6 +68,7 @@ impl Default for LoadOptions {
             reconnect_every: 20,
             read_every: Some(Duration::from_secs(1)),
             seed: 1,
+            except_devices: Vec::new(),
         }
     }
 }
@@ -161,8 +165,8 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts every device of `files` against its collector, and the nurse's reads
-    /// against its storage.
+    /// Starts every device of `files` (but `options.except_devices`) against its
+    /// collector, and the nurse's reads against its storage.
     pub fn start(files: &WardFiles, options: &LoadOptions) -> Result<Self, Error> {
         let (stop, stopped) = watch::channel(false);
         let tally = Arc::new(Mutex::new(Tally::default()));
@@ -172,6 +176,9 @@ impl Load {
             port: files.collector_port,
         };
         for (index, device) in files.devices.iter().enumerate() {
+            if options.except_devices.contains(&device.name) {
+                continue;
+            }
             let ward_error = |reason: String| Error::Ward {
                 what: format!("device {}", device.name),
                 reason,

@@ -70,13 +70,28 @@ pub enum Database {
     Postgres,
 }
 
-/// Anchors on chain cover both logs.
+/// Anchors on chain cover the three logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anchored {
     /// The collector's decision log.
     pub decisions: Coverage,
     /// Storage's access log.
     pub access_log: Coverage,
+    /// Storage's batch log (every stored batch).
+    pub batch_log: Coverage,
+}
+
+/// What a [`Stack`] runs beyond the default ward.
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// Serve the CA's CRL over HTTP with the real `wardseal-pki crl --serve` (a child
+    /// process, see [`Stack::crl_server`]) and have the collector fetch it from there
+    /// instead of reading the CRL file. Storage keeps reading the file (its binary takes
+    /// files only).
+    pub crl_server: bool,
+    /// The first patient's card presence comes from this PC/SC bedside reader (the
+    /// collector's `[[cards]] reader`); pcscd must be running with it.
+    pub bedside_reader: Option<String>,
 }
 
 /// A running ward of processes (see the module documentation).
@@ -86,6 +101,7 @@ pub struct Stack {
     ledger: Ledger<AnyBackend>,
     storage: Process,
     collector: Process,
+    crl_server: Option<CrlServer>,
     // Dropped after the servers (fields drop in order): they never outlive their
     // database and node.
     postgres: Option<PostgresCluster>,
@@ -97,6 +113,15 @@ impl Stack {
     /// wearing a pulse oximeter and an ECG; cards on SoftHSM), admits the patients and
     /// starts storage and the collector, waiting until both listen.
     pub async fn start(dir: &Path, database: Database) -> Result<Self, Error> {
+        Self::start_with(dir, database, &StackOptions::default()).await
+    }
+
+    /// [`Stack::start`] with what `options` add (a CRL server, a bedside reader).
+    pub async fn start_with(
+        dir: &Path,
+        database: Database,
+        options: &StackOptions,
+    ) -> Result<Self, Error> {
         let anvil = Anvil::start(dir).await?;
         let postgres = match database {
             Database::Sqlite => None,
@@ -104,19 +129,32 @@ impl Stack {
         };
         let key_file = dir.join("anvil-dev.key");
         Anvil::write_dev_key(0, &key_file)?;
-        let mut options = WardOptions::new(dir.join("ward"));
-        options.kinds = vec![DeviceKind::PulseOximeter, DeviceKind::Ecg];
-        options.cards = CardBackend::SoftHsm;
-        options.ledger = LedgerChoice::Rpc {
+        let mut ward_options = WardOptions::new(dir.join("ward"));
+        ward_options.kinds = vec![DeviceKind::PulseOximeter, DeviceKind::Ecg];
+        ward_options.cards = CardBackend::SoftHsm;
+        ward_options.ledger = LedgerChoice::Rpc {
             url: anvil.url(),
             key_file,
         };
-        options.database = match &postgres {
+        ward_options.database = match &postgres {
             Some(cluster) => DatabaseChoice::Postgres(cluster.url()),
             None => DatabaseChoice::Sqlite,
         };
-        let files = WardFiles::prepare(&options).await?;
+        let mut files = WardFiles::prepare(&ward_options).await?;
         admit(&files).await?;
+        let crl_server = if options.crl_server {
+            let mut server = CrlServer::new(&files)?;
+            server.start().await?;
+            files.collector_crls = vec![server.url().to_owned()];
+            Some(server)
+        } else {
+            None
+        };
+        if let (Some(reader), Some(patient)) = (&options.bedside_reader, files.patients.first_mut())
+        {
+            patient.reader = Some(reader.clone());
+        }
+        files.rewrite()?;
         let ledger = open_ledger(&files.ledger)?;
 
         let storage_binary = procs::binary("wardseal-storage", "wardseal-storage")?;
@@ -137,6 +175,7 @@ impl Stack {
             ledger,
             storage,
             collector,
+            crl_server,
             postgres,
             anvil,
         };
@@ -168,6 +207,11 @@ impl Stack {
     /// The ledger node.
     pub fn anvil(&mut self) -> &mut Anvil {
         &mut self.anvil
+    }
+
+    /// The CRL server, when the stack was started with one.
+    pub fn crl_server(&mut self) -> Option<&mut CrlServer> {
+        self.crl_server.as_mut()
     }
 
     /// The PostgreSQL cluster, when storage is on PostgreSQL.
@@ -228,29 +272,38 @@ impl Stack {
             })
     }
 
-    /// Waits until the collector's decision log and storage's access log are covered
-    /// by anchors on chain (see [`audit::coverage`]).
+    /// Waits until the collector's decision log, storage's access log and storage's
+    /// batch log are covered by anchors on chain (see [`audit::coverage`],
+    /// [`audit::batch_log`]).
     pub async fn wait_anchored(&self, timeout: Duration) -> Result<Anchored, Error> {
         wait_anchored(&self.files, &self.spool(), &self.ledger, timeout).await
     }
 
-    /// Waits until both logs have at least one anchor on chain, so that a fault hits a
+    /// Waits until the three logs have at least one anchor on chain, so that a fault hits a
     /// ward with anchoring history (and entries anchored since must continue it).
     pub async fn wait_first_anchors(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let decisions_id = wardseal_collector::decision_log::log_id(&self.files.ward).0;
         let access_id = wardseal_storage::chain::access_log_id().0;
+        let batches_id = wardseal_storage::chain::batch_log_id().0;
         loop {
             let decisions = audit::chain_anchors(&self.ledger, decisions_id).await?;
             let access = audit::chain_anchors(&self.ledger, access_id).await?;
-            if !decisions.is_empty() && !access.is_empty() {
+            let batches = audit::chain_anchors(&self.ledger, batches_id).await?;
+            if !decisions.is_empty() && !access.is_empty() && !batches.is_empty() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
-                    what: "a first anchor of the decision log and of the access log".into(),
+                    what: "a first anchor of the decision log, the access log and the batch log"
+                        .into(),
                     seconds: timeout.as_secs(),
-                    detail: format!(": {} and {} anchors", decisions.len(), access.len()),
+                    detail: format!(
+                        ": {}, {} and {} anchors",
+                        decisions.len(),
+                        access.len(),
+                        batches.len()
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -294,9 +347,10 @@ pub async fn wait_stored(
     }
 }
 
-/// Waits until the decision log in the collector's `spool` and the access log in
-/// storage's database (both of ward `files`) are covered by anchors on chain (see
-/// [`audit::coverage`]).
+/// Waits until the decision log in the collector's `spool`, and the access log and the
+/// batch log in storage's database (all of ward `files`), are covered by anchors on chain
+/// (see [`audit::coverage`]); the batch log is also checked against the stored batches
+/// and against the anchors storage recorded for it (see [`audit::batch_log`]).
 pub async fn wait_anchored(
     files: &WardFiles,
     spool: &Path,
@@ -306,18 +360,23 @@ pub async fn wait_anchored(
     let deadline = Instant::now() + timeout;
     let decisions_id = wardseal_collector::decision_log::log_id(&files.ward).0;
     let access_id = wardseal_storage::chain::access_log_id().0;
+    let batches_id = wardseal_storage::chain::batch_log_id().0;
     loop {
         let decisions: Vec<_> = audit::decision_log(spool)?
             .into_iter()
             .map(|(leaf, _)| leaf)
             .collect();
         let access = audit::access_log_leaves(&files.database_url).await?;
+        let batches = audit::batch_log(&files.database_url).await?;
         let result = async {
             let decision_anchors = audit::chain_anchors(ledger, decisions_id).await?;
             let access_anchors = audit::chain_anchors(ledger, access_id).await?;
+            let batch_anchors = audit::chain_anchors(ledger, batches_id).await?;
+            audit::check_batch_anchors_on_chain(&batches, &batch_anchors)?;
             Ok::<_, audit::Error>(Anchored {
                 decisions: audit::coverage("the decision log", &decisions, &decision_anchors)?,
                 access_log: audit::coverage("the access log", &access, &access_anchors)?,
+                batch_log: audit::coverage("the batch log", &batches.leaves, &batch_anchors)?,
             })
         }
         .await;
@@ -354,4 +413,77 @@ async fn admit(files: &WardFiles) -> Result<(), Error> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The CA's CRL served over HTTP by the real `wardseal-pki --ca-dir … crl --serve
+/// 127.0.0.1:PORT` (a child [`Process`]), on a port fixed at creation so that it can be
+/// killed and started again at the same URL. The server re-signs the CRL within a second
+/// of a revocation made by another process (this test's [`wardseal_sim::pki::WardPki`]).
+#[derive(Debug)]
+pub struct CrlServer {
+    process: Process,
+    port: u16,
+    url: String,
+}
+
+impl CrlServer {
+    /// A CRL server for the CA of `files`, not started yet.
+    pub fn new(files: &WardFiles) -> Result<Self, Error> {
+        let binary = procs::binary("wardseal-pki", "wardseal-pki")?;
+        let port = wardseal_sim::ward::free_port()?;
+        let process = Process::new("crl-server", binary, files.dir.join("crl-server.log")).args([
+            "--ca-dir".into(),
+            files.ca_dir.clone().into_os_string(),
+            "--passphrase-file".into(),
+            files.ca_passphrase.clone().into_os_string(),
+            "--actor".into(),
+            "wardseal-tests".into(),
+            "crl".into(),
+            "--serve".into(),
+            std::ffi::OsString::from(format!("127.0.0.1:{port}")),
+        ]);
+        Ok(Self {
+            process,
+            port,
+            url: String::new(),
+        })
+    }
+
+    /// The URL the CRL is served at (known once started: the server prints it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The server process.
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    /// Starts the server (again) and waits until it listens; reads the URL it serves the
+    /// CRL at from its log (the path depends on the CA's configured CRL URL).
+    pub async fn start(&mut self) -> Result<(), Error> {
+        self.process.start()?;
+        self.process
+            .wait_listening(self.port, LISTEN_TIMEOUT)
+            .await?;
+        // It prints the URL right after binding, so a connection may succeed just before.
+        let prefix = format!("serving CRL at http://127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + LISTEN_TIMEOUT;
+        loop {
+            let log = self.process.log_text();
+            if let Some(line) = log.lines().rev().find(|line| line.starts_with(&prefix)) {
+                line.trim_start_matches("serving CRL at ")
+                    .clone_into(&mut self.url);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: "the CRL server naming its URL".into(),
+                    seconds: LISTEN_TIMEOUT.as_secs(),
+                    detail: format!(": its log has no line starting {prefix:?}:\n{log}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -6,8 +6,10 @@
 //!   were not touched are still running;
 //! - every reading that got a 202 is stored in storage's database exactly once, nothing
 //!   is stored twice, nothing is stored that no device sent;
-//! - every decision in the collector's decision log and every entry of storage's access
-//!   log is covered by an anchor on chain whose root is the Merkle root of those entries;
+//! - every decision in the collector's decision log, every entry of storage's access log
+//!   and every stored batch (storage's batch log) is covered by an anchor on chain whose
+//!   root is the Merkle root of those entries; the batch log numbers every stored batch
+//!   once, and the batch anchors storage recorded are those roots;
 //! - storage and the collector stop gracefully (exit 0).
 //!
 //! Each test runs in its own child process of this test binary (SoftHSM needs
@@ -15,14 +17,15 @@
 //! Outages are a few seconds and the load is modest (8 reports a second per patient), so
 //! the suite stays within a few minutes on two cores.
 //!
-//! Not covered yet (the features are not on this branch):
-//! - TODO(crl-url): the CRL server down (`crls = ["http://…"]` in the collector): the
-//!   collector keeps the last CRL it fetched. Covered meanwhile: the CRL file replaced by
-//!   garbage or removed, both servers keep the last good CRL.
-//! - TODO(card-presence): the patient card removed and re-inserted through the PC/SC
-//!   virtual card (pcscd + vpcd): the collector does not watch card presence yet.
-//!   Covered meanwhile in-process (`patient_card_removed_and_reinserted_in_process`): the
-//!   collector's card slot emptied and refilled the way the watcher will do it.
+//! Three faults need more than the ward's processes:
+//! - the CRL server down: the collector fetches its CRL over HTTP from the real
+//!   `wardseal-pki crl --serve` (a child process); a device revoked at the CA is refused
+//!   after the next fetch while the others go on; with the server killed, the collector
+//!   keeps the last good CRL (the fetch-failure metric rises); restarted, fetches resume;
+//! - the patient card taken out of a bedside PC/SC reader and put back: a real pcscd with
+//!   vsmartcard's vpcd reader and a virtual card (see [`wardseal_tests::pcsc`] for why
+//!   such a test holds a machine-wide lock while pcscd runs);
+//! - the CRL file broken: both servers keep the last good CRL.
 
 #![expect(
     clippy::unwrap_used,
@@ -34,18 +37,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use wardseal_collector::client::{Connection, Endpoint};
-use wardseal_core::identity::SubjectId;
-use wardseal_sim::kinds::DeviceKind;
 use wardseal_sim::pki::WardPki;
-use wardseal_sim::ward::{
-    CardBackend, DatabaseChoice, LedgerChoice, RunningWard, WardFiles, WardOptions, client_config,
-};
-use wardseal_tests::anvil::Anvil;
+use wardseal_sim::ward::client_config;
 use wardseal_tests::audit;
 use wardseal_tests::load::{Load, LoadOptions};
-use wardseal_tests::postgres::{PostgresCluster, StopMode};
+use wardseal_tests::pcsc::{self, Pcscd};
+use wardseal_tests::postgres::StopMode;
 use wardseal_tests::procs::Signal;
-use wardseal_tests::stack::{self, Database, Stack};
+use wardseal_tests::stack::{Database, Stack, StackOptions};
 
 /// How long a killed or stopped part stays down.
 const OUTAGE: Duration = Duration::from_secs(3);
@@ -73,34 +72,89 @@ enum Fault {
     /// Replace the CRL file by garbage, then remove it: both servers keep the last good
     /// CRL (a revoked certificate stays refused, everyone else is served).
     BreakCrl,
+    /// Revoke the spare device at the CA (it is refused once the collector fetched the
+    /// CRL), kill -9 the CRL server (the collector keeps the last good CRL), start it
+    /// again (fetches resume). Needs [`Setup::crl_server`].
+    CrlServerDown,
+    /// Take the first patient's card out of the bedside reader, put it back. Needs
+    /// [`Setup::bedside`].
+    CardRemoved,
+}
+
+/// What a ward runs beyond the default.
+#[derive(Debug, Clone, Copy, Default)]
+struct Setup {
+    /// The collector fetches its CRL from `wardseal-pki crl --serve`; the last device is
+    /// left out of the load, to be revoked.
+    crl_server: bool,
+    /// pcscd with the vpcd reader; the first patient's card is in it at the start.
+    bedside: bool,
+}
+
+impl Setup {
+    fn stack_options(self) -> StackOptions {
+        StackOptions {
+            crl_server: self.crl_server,
+            bedside_reader: self.bedside.then(|| pcsc::READER.to_owned()),
+        }
+    }
 }
 
 /// Runs `faults` one after the other on one ward, checking recovery after each and
 /// delivery and anchoring at the end, in a child process with a SoftHSM store.
 fn run(test: &str, database: Database, faults: &[Fault]) {
+    run_with(test, database, Setup::default(), faults);
+}
+
+/// [`run`] on a ward with what `setup` adds.
+fn run_with(test: &str, database: Database, setup: Setup, faults: &[Fault]) {
     wardseal_softhsm::run_isolated_test(test, |_| {
+        // pcscd first (the collector's card watcher needs it at start), with the card in;
+        // stopped after the ward (declared before the runtime, so dropped after it).
+        let mut pcscd = setup.bedside.then(|| {
+            let mut pcscd = Pcscd::start().unwrap();
+            pcscd.insert().unwrap();
+            pcscd
+        });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        if let Err(error) = runtime.block_on(scenario(test, database, faults)) {
+        if let Err(error) =
+            runtime.block_on(scenario(test, database, setup, pcscd.as_mut(), faults))
+        {
             panic!("{test}: {error:#}");
         }
     })
     .unwrap();
 }
 
-async fn scenario(test: &str, database: Database, faults: &[Fault]) -> anyhow::Result<()> {
+async fn scenario(
+    test: &str,
+    database: Database,
+    setup: Setup,
+    mut pcscd: Option<&mut Pcscd>,
+    faults: &[Fault],
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("wardseal-faults-")
         .tempdir()?;
-    let mut stack = Stack::start(dir.path(), database)
+    let mut stack = Stack::start_with(dir.path(), database, &setup.stack_options())
         .await
         .context("start the ward")?;
     let ready = started.elapsed();
-    let load = Load::start(stack.files(), &LoadOptions::default())?;
+    let mut load_options = LoadOptions::default();
+    if setup.crl_server {
+        let spare = stack
+            .files()
+            .devices
+            .last()
+            .context("the ward has no device")?;
+        load_options.except_devices.push(spare.name.clone());
+    }
+    let load = Load::start(stack.files(), &load_options)?;
     ensure!(
         load.wait_acknowledged(0, WARM_UP, WAIT).await,
         "readings were not acknowledged before any fault: {}",
@@ -110,7 +164,7 @@ async fn scenario(test: &str, database: Database, faults: &[Fault]) -> anyhow::R
     let mut outages = Vec::new();
     for fault in faults {
         let fault_started = Instant::now();
-        inject(*fault, &mut stack, &load)
+        inject(*fault, &mut stack, &load, pcscd.as_deref_mut())
             .await
             .with_context(|| format!("{fault:?}"))?;
         let after = load.acknowledged();
@@ -177,7 +231,12 @@ async fn scenario(test: &str, database: Database, faults: &[Fault]) -> anyhow::R
     Ok(())
 }
 
-async fn inject(fault: Fault, stack: &mut Stack, load: &Load) -> anyhow::Result<()> {
+async fn inject(
+    fault: Fault,
+    stack: &mut Stack,
+    load: &Load,
+    pcscd: Option<&mut Pcscd>,
+) -> anyhow::Result<()> {
     match fault {
         Fault::KillCollector => {
             stack.collector().kill9()?;
@@ -222,8 +281,241 @@ async fn inject(fault: Fault, stack: &mut Stack, load: &Load) -> anyhow::Result<
             );
         }
         Fault::BreakCrl => break_crl(stack, load).await?,
+        Fault::CrlServerDown => crl_server_down(stack, load).await?,
+        Fault::CardRemoved => {
+            card_removed(
+                stack,
+                load,
+                pcscd.context("no bedside reader in this ward")?,
+            )
+            .await?;
+        }
     }
     Ok(())
+}
+
+/// Revokes the spare device (not in the load) at the CA while the collector fetches
+/// its CRL from the CA's server: refused after the next fetch, the load served all along.
+/// Then kills the CRL server: fetches fail (the metric rises), the last good CRL stays
+/// in force. Then starts it again: fetches resume, shown by a second revocation (the
+/// other nurse) taking effect, and by the failure count standing still.
+async fn crl_server_down(stack: &mut Stack, load: &Load) -> anyhow::Result<()> {
+    let files = stack.files().clone();
+    let port = files.collector_port;
+    let spare = files.devices.last().context("the ward has no device")?;
+    let spare_config = client_config(&files.ca_bundle, &spare.files)?;
+    let nurse = client_config(&files.ca_bundle, &files.nurse.files)?;
+    let other_nurse = client_config(&files.ca_bundle, &files.other_nurse.files)?;
+    for (who, config) in [
+        ("the spare device", &spare_config),
+        ("the other nurse", &other_nurse),
+    ] {
+        ensure!(
+            status(port, config, "/healthz").await == Some(200),
+            "the collector does not serve {who} before any revocation"
+        );
+    }
+    let pki = WardPki::open(&files.dir).await?;
+
+    let (unanswered, acknowledged) = (load.unanswered(), load.acknowledged());
+    let revoked = Instant::now();
+    pki.revoke(&spare.files.serial).await?;
+    ensure!(
+        refused_within(port, &spare_config, WAIT).await,
+        "the collector still serves the revoked device {}: {}",
+        spare.name,
+        stack.collector().log_tail(10)
+    );
+    let effective = revoked.elapsed();
+    ensure!(
+        load.unanswered() == unanswered && load.acknowledged() > acknowledged,
+        "the other devices were not served while one was revoked: {}",
+        load.snapshot().summary()
+    );
+
+    let failures = metric(port, &nurse, FETCH_FAILURES).await?;
+    stack
+        .crl_server()
+        .context("the ward has no CRL server")?
+        .process()
+        .kill9()?;
+    let (unanswered, acknowledged) = (load.unanswered(), load.acknowledged());
+    let down = Instant::now();
+    ensure!(
+        wait_metric(port, &nurse, FETCH_FAILURES, |n| n > failures, WAIT).await?,
+        "{FETCH_FAILURES} did not rise with the CRL server down"
+    );
+    // One more refresh period with the server down: still the last good CRL.
+    tokio::time::sleep(CRL_REFRESH).await;
+    ensure!(
+        refused(port, &spare_config).await,
+        "the revoked device is served once the CRL server is down"
+    );
+    ensure!(
+        status(port, &other_nurse, "/healthz").await == Some(200),
+        "the other nurse is refused once the CRL server is down"
+    );
+    ensure!(
+        load.unanswered() == unanswered && load.acknowledged() > acknowledged,
+        "devices were not served while the CRL server was down: {}",
+        load.snapshot().summary()
+    );
+    let outage = down.elapsed();
+
+    let server = stack.crl_server().context("the ward has no CRL server")?;
+    server.start().await?;
+    pki.revoke(&files.other_nurse.files.serial).await?;
+    ensure!(
+        refused_within(port, &other_nurse, WAIT).await,
+        "the collector did not fetch the CRL again once its server was back"
+    );
+    let failures = metric(port, &nurse, FETCH_FAILURES).await?;
+    tokio::time::sleep(CRL_REFRESH).await;
+    let later = metric(port, &nurse, FETCH_FAILURES).await?;
+    ensure!(
+        later == failures,
+        "CRL fetches still fail with the server back ({failures} then {later})"
+    );
+    ensure!(
+        refused(port, &spare_config).await,
+        "the revoked device is served after the CRL server came back"
+    );
+    eprintln!(
+        "crl server: revocation effective after {:.1} s; server down {:.1} s; {later} failed fetches",
+        effective.as_secs_f32(),
+        outage.as_secs_f32()
+    );
+    Ok(())
+}
+
+/// Takes the first patient's card out of the bedside reader while devices send: the
+/// collector keeps acknowledging that patient's readings (durable in its spool) but seals
+/// none of them; the other patient's readings keep reaching storage. Then puts it back:
+/// that patient's readings are signed and stored again (the final audit checks that all
+/// of them are, once).
+async fn card_removed(stack: &mut Stack, load: &Load, pcscd: &mut Pcscd) -> anyhow::Result<()> {
+    let files = stack.files().clone();
+    let port = files.collector_port;
+    let nurse = client_config(&files.ca_bundle, &files.nurse.files)?;
+    let (absent, present) = (&files.patients[0].id, &files.patients[1].id);
+    ensure!(
+        wait_metric(port, &nurse, CARDS_PRESENT, |n| n == 2.0, WAIT).await?,
+        "the collector does not hold both cards before the card is taken out"
+    );
+    tokio::task::block_in_place(|| pcscd.remove())?;
+    ensure!(
+        wait_metric(port, &nurse, CARDS_PRESENT, |n| n == 1.0, WAIT).await?,
+        "the collector did not notice the card taken out"
+    );
+    // A batch sealed just before the card went out may still be on its way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = audit::stored_per_patient(&files.database_url).await?;
+    let acknowledged = load.acknowledged();
+    tokio::time::sleep(OUTAGE).await;
+    let during = audit::stored_per_patient(&files.database_url).await?;
+    ensure!(
+        load.acknowledged() > acknowledged,
+        "devices were not served while the card was out"
+    );
+    ensure!(
+        during.get(absent) == before.get(absent),
+        "readings of {absent} were stored while the card was out"
+    );
+    ensure!(
+        during.get(present) > before.get(present),
+        "readings of {present} stopped flowing while another patient's card was out"
+    );
+    tokio::task::block_in_place(|| pcscd.insert())?;
+    ensure!(
+        wait_metric(port, &nurse, CARDS_PRESENT, |n| n == 2.0, WAIT).await?,
+        "the collector did not notice the card put back"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = audit::stored_per_patient(&files.database_url).await?;
+        if now.get(absent) > during.get(absent) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "readings of {absent} were not stored after the card was put back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The collector's count of failed CRL fetches.
+const FETCH_FAILURES: &str = "wardseal_collector_crl_fetch_failures_total";
+/// The collector's count of patient cards present.
+const CARDS_PRESENT: &str = "wardseal_collector_cards_present";
+/// A little more than the collector's CRL refresh period in the ward's configuration.
+const CRL_REFRESH: Duration = Duration::from_secs(6);
+
+/// The status of `GET path` on the server at `port` as `config`'s holder; `None` when the
+/// connection or the request failed.
+async fn status(
+    port: u16,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Option<u16> {
+    get(port, config, path).await.map(|(status, _)| status)
+}
+
+async fn get(
+    port: u16,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Option<(u16, Vec<u8>)> {
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let connection = Connection::open(&endpoint, std::sync::Arc::clone(config))
+        .await
+        .ok()?;
+    let reply = connection
+        .send(hyper::Method::GET, path, Vec::new())
+        .await
+        .ok()?;
+    Some((reply.status, reply.body.to_vec()))
+}
+
+/// The value of the collector's metric `name` (from `GET /metrics`).
+async fn metric(
+    port: u16,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let (status, body) = get(port, config, "/metrics")
+        .await
+        .context("GET /metrics failed")?;
+    ensure!(status == 200, "GET /metrics answered {status}");
+    let text = String::from_utf8_lossy(&body);
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .with_context(|| format!("the collector's metrics have no {name}"))?;
+    Ok(value.trim().parse()?)
+}
+
+/// Waits (at most `timeout`) until metric `name` satisfies `done`.
+async fn wait_metric(
+    port: u16,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    name: &str,
+    done: impl Fn(f64) -> bool,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done(metric(port, config, name).await?) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Revokes the other nurse's certificate and has both servers load that CRL; then
@@ -389,6 +681,32 @@ fn crl_file_broken_postgres() {
 }
 
 #[test]
+fn crl_server_down_postgres() {
+    run_with(
+        "crl_server_down_postgres",
+        Database::Postgres,
+        Setup {
+            crl_server: true,
+            ..Setup::default()
+        },
+        &[Fault::CrlServerDown],
+    );
+}
+
+#[test]
+fn patient_card_removed_and_reinserted_sqlite() {
+    run_with(
+        "patient_card_removed_and_reinserted_sqlite",
+        Database::Sqlite,
+        Setup {
+            bedside: true,
+            ..Setup::default()
+        },
+        &[Fault::CardRemoved],
+    );
+}
+
+#[test]
 fn collector_storage_and_ledger_node_killed_sqlite() {
     run(
         "collector_storage_and_ledger_node_killed_sqlite",
@@ -400,96 +718,4 @@ fn collector_storage_and_ledger_node_killed_sqlite() {
             Fault::RestartStorage,
         ],
     );
-}
-
-/// The patient card taken out and put back while devices send: the collector keeps
-/// acknowledging that patient's readings (durable in its spool) but seals none of them
-/// while the card is out; the other patient's readings keep flowing to storage; once the
-/// card is back, everything is delivered exactly once and anchored. Storage on
-/// PostgreSQL, the ledger on anvil, the ward in this process (software cards).
-///
-/// TODO(card-presence): drive this through the PC/SC virtual card once the collector
-/// watches card presence; here the card slot is emptied and refilled in-process, as the
-/// watcher will do it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn patient_card_removed_and_reinserted_in_process() {
-    let dir = tempfile::Builder::new()
-        .prefix("wardseal-faults-card-")
-        .tempdir()
-        .unwrap();
-    let anvil = Anvil::start(dir.path()).await.unwrap();
-    let postgres = PostgresCluster::start().unwrap();
-    let key_file = dir.path().join("anvil-dev.key");
-    Anvil::write_dev_key(0, &key_file).unwrap();
-    let mut options = WardOptions::new(dir.path().join("ward"));
-    options.kinds = vec![DeviceKind::PulseOximeter, DeviceKind::Ecg];
-    options.cards = CardBackend::Software;
-    options.ledger = LedgerChoice::Rpc {
-        url: anvil.url(),
-        key_file,
-    };
-    options.database = DatabaseChoice::Postgres(postgres.url());
-    let files = WardFiles::prepare(&options).await.unwrap();
-    let ward = RunningWard::start(&files).await.unwrap();
-    let load = Load::start(&files, &LoadOptions::default()).unwrap();
-    assert!(
-        load.wait_acknowledged(0, WARM_UP, WAIT).await,
-        "{}",
-        load.snapshot().summary()
-    );
-
-    let (absent, present) = (&files.patients[0].id, &files.patients[1].id);
-    let patient = SubjectId::new(absent.as_str()).unwrap();
-    let cards = ward.collector().cards();
-    let card = cards.card(&patient).unwrap();
-    cards.remove(&patient);
-    // A batch sealed just before the card went out may still be on its way.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = audit::stored_per_patient(&files.database_url)
-        .await
-        .unwrap();
-    let acknowledged = load.acknowledged();
-    tokio::time::sleep(OUTAGE).await;
-    let during = audit::stored_per_patient(&files.database_url)
-        .await
-        .unwrap();
-    assert!(
-        load.acknowledged() > acknowledged,
-        "devices were not served while the card was out"
-    );
-    assert_eq!(
-        during.get(absent),
-        before.get(absent),
-        "readings of {absent} were stored while the card was out"
-    );
-    assert!(
-        during.get(present) > before.get(present),
-        "readings of {present} stopped flowing while another patient's card was out"
-    );
-    cards.insert(patient, card);
-
-    let after = load.acknowledged();
-    assert!(load.wait_acknowledged(after, PROGRESS, WAIT).await);
-    let tally = load.stop().await;
-    assert!(tally.refused.is_empty(), "{}", tally.summary());
-    assert_eq!(tally.unanswered, 0, "{}", tally.summary());
-    let stored = stack::wait_stored(&files.database_url, &tally.acknowledged, WAIT)
-        .await
-        .unwrap();
-    let delivery = audit::check_delivery(&tally, &stored).unwrap();
-    // Storage in this process has no anchoring timer (the binary's --anchor-every): anchor
-    // its access log now, as the admin route does. The collector anchors on its own.
-    ward.anchor_access_log().await.unwrap();
-    let anchored = stack::wait_anchored(&files, &files.dir.join("spool.db"), ward.ledger(), WAIT)
-        .await
-        .unwrap();
-    let finally = audit::stored_per_patient(&files.database_url)
-        .await
-        .unwrap();
-    assert!(finally.get(absent) > during.get(absent));
-    eprintln!(
-        "card removed and re-inserted: {}; delivery {delivery:?}; anchors {anchored:?}",
-        tally.summary()
-    );
-    ward.shutdown().await;
 }
