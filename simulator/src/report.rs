@@ -675,15 +675,35 @@ pub const COMPONENTS: &[Component] = &[
             expect("load_1000_stored_s", "1000 devices: all stored"),
             expect(
                 "sustained_e2e_readings_per_s",
-                "sustained, devices to storage",
+                "sustained, a ward of 8 patients (own card each), 16 keep-alive devices, 20 readings/request: stored end to end (target 20,000)",
+            ),
+            expect(
+                "sustained_acknowledged_readings_per_s",
+                "same ward: acknowledged (durable in the spool)",
+            ),
+            expect(
+                "sustained_1_per_request_e2e_readings_per_s",
+                "same ward, 1 reading/request: stored end to end",
+            ),
+            expect(
+                "sustained_e2e_one_patient_readings_per_s",
+                "one patient (one card, one chain), 16 keep-alive devices, 20 readings/request: stored end to end",
+            ),
+            expect(
+                "sustained_1_per_request_e2e_one_patient_readings_per_s",
+                "one patient, 1 reading/request: stored end to end",
             ),
             expect(
                 "card_throttled_readings_per_s",
-                "one card throttled to 5 signatures/s: readings sealed",
+                "one card throttled to 5 signatures/s, 8 devices: readings stored",
             ),
             expect(
                 "card_throttled_p99_ms",
-                "one throttled card: arrival → sealed, p99",
+                "one throttled card: sent → stored, p99",
+            ),
+            expect(
+                "card_throttled_p50_ms",
+                "one throttled card: sent → stored, p50",
             ),
         ],
     },

@@ -669,10 +669,10 @@ pub fn run_isolated(
             path: exe.clone(),
             source,
         })?;
-    // Hand the child's output on so a failure shows where it failed.
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(&output.stdout);
-    let _ = stderr.write_all(&output.stderr);
+    // Hand the child's output on, each stream to its own: a failure shows where it
+    // failed, and what a bench prints on stdout (its `BENCH` lines) stays on stdout.
+    let _ = std::io::stdout().lock().write_all(&output.stdout);
+    let _ = std::io::stderr().lock().write_all(&output.stderr);
     if !output.status.success() {
         return Err(Error::ChildFailed {
             name: name.to_owned(),

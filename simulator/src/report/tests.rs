@@ -274,9 +274,9 @@ fn the_collector_section_sets_the_load_test_beside_the_paper() {
         "{body}"
     );
     assert!(body.contains("](docs/latency-vs-devices.svg)"), "{body}");
-    assert!(body.contains("| one throttled card: arrival → sealed, p99 | 1,572 ms | – |"));
+    assert!(body.contains("| one throttled card: sent → stored, p99 | 1,572 ms | – |"));
     assert!(
-        body.contains("| sustained, devices to storage | not measured | |"),
+        body.contains("| same ward: acknowledged (durable in the spool) | not measured | |"),
         "{body}"
     );
 }
