@@ -1,0 +1,52 @@
+//! The demo's script (`wardseal-sim demo` without its re-execution under SoftHSM) on a ward
+//! with software cards: every expectation it prints holds, and what it prints names each
+//! step, every attack scenario and the proof checked against the chain.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails by panicking, with the message"
+)]
+
+use wardseal_sim::attacks::Scenario;
+use wardseal_sim::demo;
+use wardseal_sim::ward::{CardBackend, RunningWard, WardFiles, WardOptions};
+
+#[test]
+fn the_demo_script_meets_every_expectation() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = WardOptions::new(dir.path().join("ward"));
+        options.cards = CardBackend::Software;
+        let files = WardFiles::prepare(&options).await.unwrap();
+        let ward = RunningWard::start(&files).await.unwrap();
+        let mut printed = Vec::new();
+        let outcome = demo::run(&ward, &mut printed).await.unwrap();
+        ward.shutdown().await;
+        let printed = String::from_utf8(printed).unwrap();
+        assert!(outcome.failures.is_empty(), "{printed}");
+        for step in [
+            "1. ",
+            "2. card-signed batches",
+            "3. ",
+            "4. FHIR reads",
+            "5. roots anchored",
+            "6. one reading's proof",
+        ] {
+            assert!(printed.contains(step), "no step {step:?} in:\n{printed}");
+        }
+        for scenario in Scenario::ALL {
+            assert!(
+                printed.contains(scenario.name()),
+                "attack {} not reported in:\n{printed}",
+                scenario.name()
+            );
+        }
+        assert!(printed.contains("was anchored in block"), "{printed}");
+        assert!(!printed.contains("[FAIL]"), "{printed}");
+    });
+}
