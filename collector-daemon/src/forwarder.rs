@@ -125,12 +125,12 @@ struct Queued {
 /// How many patients' chains are delivered at once. Each patient's batches still go one
 /// after another (storage accepts a chain only in order); different patients' chains are
 /// independent, and over HTTP/2 their batches share the one connection to storage.
-const PATIENTS_AT_ONCE: usize = 8;
+pub const PATIENTS_AT_ONCE: usize = 8;
 
 /// How many batches one patient may deliver back to back in one round: enough to drain a
 /// backlog without waiting for the next round, few enough that other patients beyond
 /// [`PATIENTS_AT_ONCE`] and a shutdown request get their turn.
-const BATCHES_PER_ROUND: usize = 32;
+pub const BATCHES_PER_ROUND: usize = 32;
 
 /// Delivers sealed batches until `stop` is notified (then returns after the batches in
 /// flight). `sealed` wakes it early when the batcher seals one.

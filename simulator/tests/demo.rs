@@ -2,11 +2,6 @@
 //! with software cards: every expectation it prints holds, and what it prints names each
 //! step, every attack scenario and the proof checked against the chain.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails by panicking, with the message"
-)]
-
 use wardseal_sim::attacks::Scenario;
 use wardseal_sim::demo;
 use wardseal_sim::ward::{CardBackend, RunningWard, WardFiles, WardOptions};
