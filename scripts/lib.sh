@@ -48,6 +48,11 @@ TEST_PACKAGES=(
     postgresql-15                                       # storage's production database (throwaway clusters)
 )
 
+# What building the demo needs (openssl-sys, pcsc-sys link these); SoftHSM is optional.
+DEMO_PACKAGES=(
+    pkg-config libssl-dev libpcsclite-dev
+)
+
 # The PC/SC tests start their own pcscd and need the reader ports to themselves. Debian's
 # pcscd package starts a daemon when it is installed; in CI that one is stopped, on a
 # workstation the user is asked to stop it.
