@@ -726,24 +726,9 @@ impl<'a> Attacker<'a> {
     async fn self_signed(&self, findings: &mut Findings) -> Result<Observed, Error> {
         let device = &self.thermometer;
         let files = self_signed_device(&self.base.dir, &device.epc, device.kind)?;
-        let body = quantity(
-            "body_temperature",
-            "36.9",
-            "Cel",
-            now(),
-            device.next_sequence(),
-        );
-        findings
-            .evidence
-            .leaves
-            .extend(leaves_of(&device.epc, &body)?);
+        let body = temperature_evidence(device, findings)?;
         let config = self.client_config(&files, &[b"http/1.1"])?;
-        Ok(tls_request(
-            self.base.ward.collector_addr(),
-            config,
-            &post_request("/v1/readings", &body),
-        )
-        .await)
+        Ok(self.post_reading(config, &body).await)
     }
 
     /// A device certificate with the attacker's thermometer's identity from a real
@@ -771,39 +756,14 @@ impl<'a> Attacker<'a> {
                 &self.base.ward.files().ward,
             )
             .await?;
-        let body = quantity(
-            "body_temperature",
-            "36.9",
-            "Cel",
-            now(),
-            device.next_sequence(),
-        );
-        findings
-            .evidence
-            .leaves
-            .extend(leaves_of(&device.epc, &body)?);
+        let body = temperature_evidence(device, findings)?;
         let config = self.client_config(&files, &[b"http/1.1"])?;
-        Ok(tls_request(
-            self.base.ward.collector_addr(),
-            config,
-            &post_request("/v1/readings", &body),
-        )
-        .await)
+        Ok(self.post_reading(config, &body).await)
     }
 
     async fn plain_http(&self, findings: &mut Findings) -> Result<Observed, Error> {
         let device = &self.thermometer;
-        let body = quantity(
-            "body_temperature",
-            "36.9",
-            "Cel",
-            now(),
-            device.next_sequence(),
-        );
-        findings
-            .evidence
-            .leaves
-            .extend(leaves_of(&device.epc, &body)?);
+        let body = temperature_evidence(device, findings)?;
         let request = post_request("/v1/readings", &body);
         let address = self.base.ward.collector_addr();
         let exchange = async {
@@ -1026,23 +986,8 @@ impl<'a> Attacker<'a> {
             "certificate {} revoked, CRL republished, collector and storage reloaded",
             device.files.serial
         ));
-        let body = quantity(
-            "body_temperature",
-            "36.9",
-            "Cel",
-            now(),
-            device.next_sequence(),
-        );
-        findings
-            .evidence
-            .leaves
-            .extend(leaves_of(&device.epc, &body)?);
-        Ok(tls_request(
-            self.base.ward.collector_addr(),
-            config,
-            &post_request("/v1/readings", &body),
-        )
-        .await)
+        let body = temperature_evidence(&device, findings)?;
+        Ok(self.post_reading(config, &body).await)
     }
 
     // ----- storage, as a compromised collector -----
@@ -1395,6 +1340,17 @@ impl<'a> Attacker<'a> {
         Ok(answer(Server::Storage, &reply))
     }
 
+    /// Posts `body` to the collector's `/v1/readings` over a TLS connection made with
+    /// `config`; what came back, or how the connection was refused.
+    async fn post_reading(&self, config: Arc<rustls::ClientConfig>, body: &str) -> Observed {
+        tls_request(
+            self.base.ward.collector_addr(),
+            config,
+            &post_request("/v1/readings", body),
+        )
+        .await
+    }
+
     fn client_config(
         &self,
         files: &CertificateFiles,
@@ -1536,6 +1492,23 @@ fn timeout(what: &str) -> Error {
 }
 
 /// One single-number reading as a device sends it.
+/// A plausible temperature from `device` with its next sequence number, its leaf hash
+/// recorded as evidence: nothing an attack sends may be stored.
+fn temperature_evidence(device: &AttackDevice, findings: &mut Findings) -> Result<String, Error> {
+    let body = quantity(
+        "body_temperature",
+        "36.9",
+        "Cel",
+        now(),
+        device.next_sequence(),
+    );
+    findings
+        .evidence
+        .leaves
+        .extend(leaves_of(&device.epc, &body)?);
+    Ok(body)
+}
+
 fn quantity(data_type: &str, value: &str, unit: &str, time: Timestamp, sequence: u64) -> String {
     format!(
         r#"{{"type":"{data_type}","value":{value},"unit":"{unit}","time":"{time}","seq":{sequence}}}"#
