@@ -90,7 +90,7 @@ fn bench(name: &str, value: f64, unit: &str) {
 }
 
 fn main() {
-    wardseal_softhsm::run_isolated("load", &["--bench"], |hsm| {
+    wardseal_testkit::softhsm::run_isolated("load", &["--bench"], |hsm| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -132,7 +132,7 @@ async fn until_stored(database: &Path, target: i64, start: Instant) -> f64 {
     }
 }
 
-async fn run(hsm: &wardseal_softhsm::SoftHsm) {
+async fn run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
     // An empty list skips the simultaneous-devices part (to measure only the rest).
     let sizes: Vec<usize> = std::env::var("WARDSEAL_LOAD_N")
         .unwrap_or_else(|_| "10,100,1000".into())
@@ -183,7 +183,7 @@ async fn run(hsm: &wardseal_softhsm::SoftHsm) {
     // Patient cards on SoftHSM tokens enrolled by the CA: one for the fresh and one-patient
     // keep-alive devices, one (throttled) for the card measurement, one per ward patient.
     for patient in &patients {
-        hsm.init_token(&wardseal_softhsm::TokenSpec::new(patient))
+        hsm.init_token(&wardseal_testkit::softhsm::TokenSpec::new(patient))
             .unwrap();
     }
     for patient in &patients {

@@ -4,9 +4,9 @@
 //! card is out, readings are accepted (202) and wait in the spool; once it is back they
 //! are signed and delivered to storage.
 //!
-//! pcscd and vpcd's port are machine-wide: the test holds the card crate's lock file for
-//! its whole run, starts `pcscd -f` itself and stops it by PID. It fails (never skips)
-//! when pcscd or vpcd is missing, or when another pcscd is running.
+//! pcscd and vpcd's port are machine-wide: the test kit's [`Pcscd`] holds the PC/SC lock
+//! file for the whole run, starts `pcscd -f` itself and stops it by PID. It fails (never
+//! skips) when pcscd or vpcd is missing, or when another pcscd is running.
 
 #![expect(
     clippy::unwrap_used,
@@ -16,82 +16,30 @@
 
 mod common;
 
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::storage::{PATIENT, StorageSetup, enroll_card, eventually, free_port};
+use common::storage::{PATIENT, StorageSetup, enroll_card};
 use common::{GROUP, Ward, heart_rate, post};
-use wardseal_card::virtual_card::{VPCD_PORT, VirtualCard};
-use wardseal_card::watcher::CardWatcher;
 use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::reading::Timestamp;
+use wardseal_testkit::pcsc::{Pcscd, READER};
+use wardseal_testkit::{eventually, free_port};
 
-/// The card crate's tests take the same lock: one pcscd on the machine at a time.
-const LOCK_FILE: &str = "/tmp/wardseal-pcsc-tests.lock";
-const READER: &str = "Virtual PCD 00 00";
-const ATR: &[u8] = &[0x3b, 0x80, 0x80, 0x01, 0x01];
 const LIMIT: Duration = Duration::from_secs(60);
-
-struct Pcscd {
-    child: Child,
-    _lock: File,
-}
-
-impl Pcscd {
-    fn start() -> Self {
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK_FILE)
-            .unwrap();
-        lock.lock().unwrap();
-        assert!(
-            pcsc::Context::establish(pcsc::Scope::User).is_err(),
-            "a pcscd that this test did not start is running; stop it first"
-        );
-        let child = Command::new("pcscd")
-            .args(["--foreground", "--error"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("pcscd must be installed (Debian packages `pcscd` and `vsmartcard-vpcd`)");
-        let started = Instant::now();
-        while !CardWatcher::readers().is_ok_and(|readers| readers.iter().any(|r| r == READER)) {
-            assert!(
-                started.elapsed() < LIMIT,
-                "pcscd did not show {READER:?}; is vsmartcard-vpcd installed?"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, _lock: lock }
-    }
-}
-
-impl Drop for Pcscd {
-    fn drop(&mut self) {
-        // SIGTERM by PID, so pcscd removes its socket.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn readings_wait_while_the_card_is_out_of_the_bedside_reader_and_are_delivered_once_it_is_back() {
-    wardseal_softhsm::run_isolated_test(
+    wardseal_testkit::softhsm::run_isolated_test(
         "readings_wait_while_the_card_is_out_of_the_bedside_reader_and_are_delivered_once_it_is_back",
         |hsm| {
-            let pcscd = Pcscd::start();
+            let mut pcscd = Pcscd::start().unwrap();
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap()
                 .block_on(async {
-                    let storage_port = free_port();
+                    let storage_port = free_port().unwrap();
                     let ward = Ward::linked(&[(1, GROUP, true)], "", storage_port).await;
                     let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
                     let mut text = std::fs::read_to_string(&ward.config_path).unwrap();
@@ -107,7 +55,6 @@ fn readings_wait_while_the_card_is_out_of_the_bedside_reader_and_are_delivered_o
                         .await
                         .unwrap();
                     let device = ward.connect(daemon.local_addr().port(), &ward.device(1, GROUP).await).await;
-                    let mut card = VirtualCard::new(&format!("127.0.0.1:{VPCD_PORT}"), ATR);
 
                     for sequence in 1..=2 {
                         // Card out: accepted, durable, not signed, not delivered.
@@ -125,7 +72,8 @@ fn readings_wait_while_the_card_is_out_of_the_bedside_reader_and_are_delivered_o
                         assert_eq!(daemon.cards().len(), 0);
 
                         // Card in: signed by the token and delivered, once.
-                        card.insert().unwrap();
+                        // The kit's card into the reader (pcscd sees it before this returns).
+                        tokio::task::block_in_place(|| pcscd.insert()).unwrap();
                         let stored = eventually(LIMIT, || async {
                             setup.stored_leaves().contains_key(&leaf)
                         })
@@ -134,7 +82,7 @@ fn readings_wait_while_the_card_is_out_of_the_bedside_reader_and_are_delivered_o
                         assert_eq!(setup.stored_leaves().get(&leaf), Some(&1));
                         let drained = eventually(LIMIT, || async { daemon.spool().depth() == 0 }).await;
                         assert!(drained);
-                        card.remove();
+                        tokio::task::block_in_place(|| pcscd.remove()).unwrap();
                         let cards = std::sync::Arc::clone(daemon.cards());
                         let out = eventually(LIMIT, || {
                             let cards = std::sync::Arc::clone(&cards);

@@ -33,27 +33,16 @@ fn start(config: &std::path::Path, port: u16) -> Child {
 }
 
 async fn listening(port: u16) -> bool {
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    wardseal_testkit::wait_listening(port, Duration::from_secs(30))
+        .await
+        .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_readings_survive_kill_9_exactly_once() {
     let devices: Vec<_> = (1..=DEVICES).map(|s| (s, GROUP, true)).collect();
     let ward = Ward::build(&devices, "", 0).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = wardseal_testkit::free_port().unwrap();
     let mut certificates = Vec::new();
     for serial in 1..=DEVICES {
         certificates.push(ward.device(serial, GROUP).await);

@@ -18,7 +18,7 @@ use common::{GROUP, Ward, code, heart_rate, post};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wardseal_collector::daemon::Daemon;
 use wardseal_core::reading::Timestamp;
-use wardseal_net::testing::TestPki;
+use wardseal_testkit::TestPki;
 
 /// What the loopback CRL server answers.
 const UP: u8 = 0;
@@ -107,20 +107,17 @@ async fn until_code(
 }
 
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wardseal_testkit::wait_until_async(what, Duration::from_secs(20), || {
+        std::future::ready(condition())
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_the_ca() {
     let ward = Ward::build(&[(1, GROUP, true), (2, GROUP, true)], "", 0).await;
-    let other_ca = TestPki::new().await;
+    let other_ca = TestPki::new().await.unwrap();
     let mode = Arc::new(AtomicU8::new(UP));
     let address = crl_server(ward.pki.crl(), other_ca.crl(), Arc::clone(&mode)).await;
     set_crl_config(
@@ -140,7 +137,7 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
     assert_eq!(status, 202, "{body}");
 
     // Revoked at the CA: refused after the next fetch, without a reload or restart.
-    ward.pki.revoke(&revoked).await;
+    ward.pki.revoke(&revoked.serial).await.unwrap();
     until_code(&revoked_connection, 2, "certificate_revoked").await;
     assert_eq!(
         daemon.metrics().crl_fetch_failures.load(Ordering::Relaxed),
@@ -225,7 +222,7 @@ async fn a_collector_does_not_start_without_its_url_crl() {
 
 /// A CRL of the ward's issuing CA whose nextUpdate has passed, signed with openssl.
 fn expired_crl(ward: &Ward) -> std::path::PathBuf {
-    let ca = ward.pki.temp.path().join("ca");
+    let ca = TestPki::ca_dir(ward.pki.dir());
     let work = ward.dir.path().join("openssl-ca");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("index.txt"), "").unwrap();
@@ -248,7 +245,7 @@ fn expired_crl(ward: &Ward) -> std::path::PathBuf {
         .arg("-passin")
         .arg(format!(
             "file:{}",
-            ward.pki.temp.path().join("passphrase").display()
+            TestPki::passphrase_file(ward.pki.dir()).display()
         ))
         .args([
             "-crl_lastupdate",

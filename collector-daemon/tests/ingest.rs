@@ -112,7 +112,8 @@ async fn each_check_refuses_with_its_own_status_and_code() {
                 wardseal_core::identity::GroupId(group),
                 wardseal_core::identity::RuleId(common::RULE),
             ))
-            .await;
+            .await
+            .unwrap();
         let connection = ward.connect(port, &certificate).await;
         let (status, body) = post(&connection, &heart_rate("72", 1, now())).await;
         assert_eq!((status, code(&body)), (403, expected), "{body}");
@@ -183,7 +184,7 @@ async fn a_revoked_device_is_cut_off_after_the_crl_refresh_even_on_an_open_conne
     let (status, _) = post(&connection, &heart_rate("72", 1, Timestamp::now())).await;
     assert_eq!(status, 202);
 
-    ward.pki.revoke(&device).await;
+    ward.pki.revoke(&device.serial).await.unwrap();
     daemon.reload().unwrap();
     // The connection opened before the revocation (no new handshake) is refused.
     let (status, body) = post(&connection, &heart_rate("72", 2, Timestamp::now())).await;

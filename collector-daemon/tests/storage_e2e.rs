@@ -15,15 +15,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::postgres::Postgres;
-use common::storage::{
-    PATIENT, StorageSetup, card_section, enroll_card, eventually, free_port, metric, nurse,
-};
+use common::storage::{PATIENT, StorageSetup, card_section, enroll_card, metric, nurse};
 use common::{GROUP, Ward, heart_rate, post};
 use wardseal_collector::client::Connection;
 use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::reading::Timestamp;
 use wardseal_storage::proof::{self, ProofDocument};
+use wardseal_testkit::{Postgres, eventually, free_port};
 
 /// How long anything may take to reach storage before the test gives up (a hang
 /// detector, not a speed target: on a loaded 2-core machine a debug build delivering
@@ -48,15 +46,15 @@ enum Database {
 /// The storage setup of a run on `database` (the cluster lives as long as the guard).
 async fn storage_setup(
     database: Database,
-    pki: &wardseal_net::testing::TestPki,
+    pki: &wardseal_testkit::TestPki,
     dir: &std::path::Path,
     port: u16,
 ) -> (StorageSetup, Option<Postgres>) {
     match database {
         Database::Sqlite => (StorageSetup::new(pki, dir, port).await, None),
         Database::Postgres => {
-            let cluster = Postgres::start();
-            let setup = StorageSetup::on_postgres(pki, dir, port, &cluster.url).await;
+            let cluster = Postgres::start().unwrap();
+            let setup = StorageSetup::on_postgres(pki, dir, port, cluster.url()).await;
             (setup, Some(cluster))
         }
     }
@@ -64,7 +62,7 @@ async fn storage_setup(
 
 #[test]
 fn an_accepted_reading_reaches_storage_and_its_proof_verifies() {
-    wardseal_softhsm::run_isolated_test(
+    wardseal_testkit::softhsm::run_isolated_test(
         "an_accepted_reading_reaches_storage_and_its_proof_verifies",
         |hsm| runtime().block_on(accepted_run(hsm, Database::Sqlite)),
     )
@@ -73,15 +71,15 @@ fn an_accepted_reading_reaches_storage_and_its_proof_verifies() {
 
 #[test]
 fn an_accepted_reading_reaches_storage_on_postgres_and_its_proof_verifies() {
-    wardseal_softhsm::run_isolated_test(
+    wardseal_testkit::softhsm::run_isolated_test(
         "an_accepted_reading_reaches_storage_on_postgres_and_its_proof_verifies",
         |hsm| runtime().block_on(accepted_run(hsm, Database::Postgres)),
     )
     .unwrap();
 }
 
-async fn accepted_run(hsm: &wardseal_softhsm::SoftHsm, database: Database) {
-    let storage_port = free_port();
+async fn accepted_run(hsm: &wardseal_testkit::softhsm::SoftHsm, database: Database) {
+    let storage_port = free_port().unwrap();
     let ward = Ward::linked(&[(1, GROUP, true)], "", storage_port).await;
     let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
     append(&ward.config_path, &card_section(PATIENT, &uri));
@@ -259,7 +257,7 @@ const CRASH_PER_DEVICE: u64 = 2_500;
 
 #[test]
 fn after_kill_9_every_acknowledged_reading_is_stored_exactly_once() {
-    wardseal_softhsm::run_isolated_test(
+    wardseal_testkit::softhsm::run_isolated_test(
         "after_kill_9_every_acknowledged_reading_is_stored_exactly_once",
         |hsm| runtime().block_on(kill_9_run(hsm, Database::Sqlite)),
     )
@@ -268,16 +266,16 @@ fn after_kill_9_every_acknowledged_reading_is_stored_exactly_once() {
 
 #[test]
 fn after_kill_9_every_acknowledged_reading_is_stored_exactly_once_on_postgres() {
-    wardseal_softhsm::run_isolated_test(
+    wardseal_testkit::softhsm::run_isolated_test(
         "after_kill_9_every_acknowledged_reading_is_stored_exactly_once_on_postgres",
         |hsm| runtime().block_on(kill_9_run(hsm, Database::Postgres)),
     )
     .unwrap();
 }
 
-async fn kill_9_run(hsm: &wardseal_softhsm::SoftHsm, database: Database) {
-    let storage_port = free_port();
-    let collector_port = free_port();
+async fn kill_9_run(hsm: &wardseal_testkit::softhsm::SoftHsm, database: Database) {
+    let storage_port = free_port().unwrap();
+    let collector_port = free_port().unwrap();
     let devices: Vec<_> = (1..=CRASH_DEVICES).map(|s| (s, GROUP, true)).collect();
     let ward = Ward::linked(&devices, "", storage_port).await;
     let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
@@ -429,7 +427,7 @@ const OUTAGE: Duration = Duration::from_secs(30);
 
 #[test]
 fn while_storage_is_down_the_spool_grows_then_drains_exactly_once() {
-    wardseal_softhsm::run_isolated_test(
+    wardseal_testkit::softhsm::run_isolated_test(
         "while_storage_is_down_the_spool_grows_then_drains_exactly_once",
         |hsm| runtime().block_on(outage_run(hsm, Database::Sqlite)),
     )
@@ -438,15 +436,15 @@ fn while_storage_is_down_the_spool_grows_then_drains_exactly_once() {
 
 #[test]
 fn while_storage_on_postgres_is_down_the_spool_grows_then_drains_exactly_once() {
-    wardseal_softhsm::run_isolated_test(
+    wardseal_testkit::softhsm::run_isolated_test(
         "while_storage_on_postgres_is_down_the_spool_grows_then_drains_exactly_once",
         |hsm| runtime().block_on(outage_run(hsm, Database::Postgres)),
     )
     .unwrap();
 }
 
-async fn outage_run(hsm: &wardseal_softhsm::SoftHsm, database: Database) {
-    let storage_port = free_port();
+async fn outage_run(hsm: &wardseal_testkit::softhsm::SoftHsm, database: Database) {
+    let storage_port = free_port().unwrap();
     let ward = Ward::linked(&[(1, GROUP, true), (2, GROUP, true)], "", storage_port).await;
     let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
     append(&ward.config_path, &card_section(PATIENT, &uri));

@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use alloy::primitives::B256;
 use sha2::{Digest, Sha256};
-use wardseal_contracts::anvil::{AnvilNode, AnvilOptions, dev_signer};
 use wardseal_contracts::{
     Anchor, CheckInput, EmbeddedChain, Ledger, Range, Role, RpcBackend, RuleBook, TypeRule,
     WideDecimal,
 };
+use wardseal_testkit::anvil::{Anvil, AnvilOptions, dev_signer};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -138,10 +138,11 @@ async fn main() {
     println!("machine: {}", machine());
 
     // --- anvil with 5 s blocks ---
-    let node = AnvilNode::spawn(AnvilOptions {
+    let node = Anvil::start(AnvilOptions {
         block_time: Some(block_time),
-        state: None,
+        ..AnvilOptions::default()
     })
+    .await
     .unwrap_or_else(|e| panic!("{e}"));
     let backend = RpcBackend::connect(&node.url(), dev_signer(0).unwrap()).unwrap();
     println!("anvil --block-time {block_time}: deploying (one block per step)...");

@@ -167,14 +167,6 @@ pub enum BackendError {
     /// Another process holds the embedded chain open.
     #[error("embedded chain {0} is in use by another process")]
     Locked(PathBuf),
-    /// The anvil binary was not found.
-    #[error(
-        "anvil not found at {0}: run contracts/setup.sh (or set WARDSEAL_ANVIL to an anvil binary)"
-    )]
-    AnvilMissing(PathBuf),
-    /// anvil did not start.
-    #[error("anvil did not start: {0}")]
-    AnvilStart(String),
 }
 
 /// A rule, range or value that is not valid.

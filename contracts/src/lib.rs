@@ -53,7 +53,6 @@
 //! # }
 //! ```
 
-pub mod anvil;
 pub mod backend;
 pub mod bindings;
 mod error;

@@ -201,7 +201,7 @@ async fn anvil_follower_resumes_across_a_node_restart() {
     }
     let cursor: Cursor = follower.cursor();
 
-    fixture.node.stop().unwrap();
+    fixture.node.stop().await.unwrap();
     // The node is down: the poll fails and the cursor stays.
     assert!(matches!(
         follower.poll().await,
@@ -209,7 +209,7 @@ async fn anvil_follower_resumes_across_a_node_restart() {
     ));
     assert_eq!(follower.cursor(), cursor);
 
-    fixture.node.restart().unwrap();
+    fixture.node.restart().await.unwrap();
     // A fresh connection (as after a collector restart), resuming from the saved cursor.
     let backend = RpcBackend::connect(&fixture.node.url(), signer(0)).unwrap();
     let ledger = Ledger::new(backend, *ledger.suite());

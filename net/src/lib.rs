@@ -64,8 +64,6 @@ pub mod files;
 pub mod peer;
 pub mod serve;
 pub mod server;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod wire;
 
 pub use error::{AccessError, CertificateError, ConfigError, Error, IdentityError, KeyFileError};

@@ -18,9 +18,9 @@ use tokio::sync::{Notify, oneshot};
 use wardseal_core::identity::{GroupId, Identity, Role, RuleId, SubjectId};
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
-use wardseal_net::testing::{TestCertificate, TestPki};
 use wardseal_net::wire::{WireError, json_response};
 use wardseal_net::{Error, KeyFileError};
+use wardseal_testkit::{CertificateFiles, TestPki};
 
 struct Server {
     address: SocketAddr,
@@ -61,7 +61,7 @@ struct Gate {
 /// A server whose handler accepts collectors and devices and echoes the identity; `gate`,
 /// when given, holds each request until released.
 async fn start(pki: &TestPki, gate: Option<Gate>) -> Server {
-    let storage = pki.issue(Identity::storage(None, None)).await;
+    let storage = pki.issue(Identity::storage(None, None)).await.unwrap();
     let mut settings = ServerTlsSettings::new(&storage.certificate, &storage.key, pki.ca_bundle());
     settings.crls.push(pki.crl());
     let tls = Arc::new(ServerTls::load(settings).unwrap());
@@ -104,20 +104,16 @@ async fn start(pki: &TestPki, gate: Option<Gate>) -> Server {
     }
 }
 
-fn serial_hex(certificate: &TestCertificate) -> String {
-    certificate
-        .serial
-        .as_bytes()
-        .iter()
-        .map(|byte| format!("{byte:02X}"))
-        .collect()
+/// The serial as the server's peer identity prints it (uppercase hexadecimal).
+fn serial_hex(certificate: &CertificateFiles) -> String {
+    certificate.serial.to_uppercase()
 }
 
 #[tokio::test]
 async fn collector_identity_reaches_the_handler_over_http1_and_http2() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
-    let collector = pki.issue(collector()).await;
+    let collector = pki.issue(collector()).await.unwrap();
 
     let mut connection = http1(
         client(&pki.ca_bundle(), &collector, &[b"http/1.1"]),
@@ -145,11 +141,12 @@ async fn collector_identity_reaches_the_handler_over_http1_and_http2() {
 
 #[tokio::test]
 async fn wrong_role_is_refused_with_a_code() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
     let staff = pki
         .issue(Identity::staff(SubjectId::new("nurse-1").unwrap()))
-        .await;
+        .await
+        .unwrap();
     let (status, body) = get_once(client(&pki.ca_bundle(), &staff, &[]), server.address, "/")
         .await
         .unwrap();
@@ -161,9 +158,9 @@ async fn wrong_role_is_refused_with_a_code() {
 
 #[tokio::test]
 async fn revoked_certificate_is_refused_after_reload_and_resumption_cannot_bypass_it() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
-    let device = pki.issue(device()).await;
+    let device = pki.issue(device()).await.unwrap();
     // One client configuration, with rustls's default session cache: it would resume if
     // the server allowed it.
     let config = client(&pki.ca_bundle(), &device, &[]);
@@ -178,7 +175,7 @@ async fn revoked_certificate_is_refused_after_reload_and_resumption_cannot_bypas
         "the server must not resume sessions: a resumed session skips the revocation check"
     );
 
-    pki.revoke(&device).await;
+    pki.revoke(&device.serial).await.unwrap();
     // Not reloaded yet: the server still uses the old CRL.
     assert_eq!(first.get("/").await.unwrap().0, StatusCode::OK);
     server.tls.reload().unwrap();
@@ -192,7 +189,7 @@ async fn revoked_certificate_is_refused_after_reload_and_resumption_cannot_bypas
     assert!(refused.is_err(), "revoked certificate got {refused:?}");
 
     // Others are unaffected.
-    let other = pki.issue(collector()).await;
+    let other = pki.issue(collector()).await.unwrap();
     let (status, _) = get_once(client(&pki.ca_bundle(), &other, &[]), server.address, "/")
         .await
         .unwrap();
@@ -202,9 +199,9 @@ async fn revoked_certificate_is_refused_after_reload_and_resumption_cannot_bypas
 
 #[tokio::test]
 async fn a_fetched_crl_revokes_too() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
-    let device = pki.issue(device()).await;
+    let device = pki.issue(device()).await.unwrap();
     let config = client(&pki.ca_bundle(), &device, &[]);
     assert_eq!(
         get_once(Arc::clone(&config), server.address, "/")
@@ -216,7 +213,7 @@ async fn a_fetched_crl_revokes_too() {
     // The CA publishes a new CRL; the server's file is left alone and the caller hands the
     // fetched bytes over instead.
     let stale = std::fs::read(pki.crl()).unwrap();
-    pki.revoke(&device).await;
+    pki.revoke(&device.serial).await.unwrap();
     let fetched = std::fs::read(pki.crl()).unwrap();
     std::fs::write(pki.crl(), stale).unwrap();
     server.tls.reload().unwrap();
@@ -241,7 +238,7 @@ async fn a_fetched_crl_revokes_too() {
 
 #[tokio::test]
 async fn a_client_without_certificate_is_refused() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.root_der().into()).unwrap();
@@ -259,7 +256,7 @@ async fn a_client_without_certificate_is_refused() {
 
 #[tokio::test]
 async fn plain_http_on_the_tls_port_gets_no_http_answer() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
     let mut stream = tokio::net::TcpStream::connect(server.address)
         .await
@@ -281,8 +278,8 @@ async fn plain_http_on_the_tls_port_gets_no_http_answer() {
 
 #[tokio::test]
 async fn world_readable_key_is_refused() {
-    let pki = TestPki::new().await;
-    let storage = pki.issue(Identity::storage(None, None)).await;
+    let pki = TestPki::new().await.unwrap();
+    let storage = pki.issue(Identity::storage(None, None)).await.unwrap();
     std::fs::set_permissions(&storage.key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let error = ServerTls::load(ServerTlsSettings::new(
         &storage.certificate,
@@ -309,13 +306,13 @@ async fn world_readable_key_is_refused() {
 
 #[tokio::test]
 async fn shutdown_drains_the_request_in_flight() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let gate = Gate {
         entered: Arc::new(Notify::new()),
         release: Arc::new(Notify::new()),
     };
     let server = start(&pki, Some(gate.clone())).await;
-    let collector = pki.issue(collector()).await;
+    let collector = pki.issue(collector()).await.unwrap();
     let mut connection = http1(client(&pki.ca_bundle(), &collector, &[]), server.address)
         .await
         .unwrap();
@@ -335,20 +332,21 @@ async fn shutdown_drains_the_request_in_flight() {
 
 #[tokio::test]
 async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
     // A patient card certificate has the patient-data-signing usage, not clientAuth: the
     // door admits it (chain and CRL checked) and the handler decides by role.
     let patient = pki
         .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
-        .await;
+        .await
+        .unwrap();
     let (status, body) = get_once(client(&pki.ca_bundle(), &patient, &[]), server.address, "/")
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "wrong_role");
     // Revoked patient card: refused at the door.
-    pki.revoke(&patient).await;
+    pki.revoke(&patient.serial).await.unwrap();
     server.tls.reload().unwrap();
     assert!(
         get_once(client(&pki.ca_bundle(), &patient, &[]), server.address, "/")
@@ -356,7 +354,7 @@ async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not
             .is_err()
     );
     // A collector certificate from another CA: refused at the door.
-    let foreign = TestPki::new().await;
+    let foreign = TestPki::new().await.unwrap();
     let stranger = foreign.issue(collector()).await;
     let refused = get_once(
         client(&pki.ca_bundle(), &stranger, &[]),

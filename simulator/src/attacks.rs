@@ -64,8 +64,8 @@ use wardseal_core::reading::{DataType, Measurement, Reading, Timestamp, Unit, Va
 
 use crate::error::Error;
 use crate::kinds::DeviceKind;
-use crate::pki::{CertificateFiles, WardPki};
 use crate::ward::{COMPANY_PREFIX, RunningWard};
+use wardseal_testkit::pki::{CertificateFiles, TestPki};
 
 /// How long one request or handshake may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -615,8 +615,12 @@ impl<'a> Attacker<'a> {
                     .await?
             }
             Scenario::ImpostorCaDevice => {
-                self.other_ca(crate::pki::ORGANISATION, "impostor-ca", &mut findings)
-                    .await?
+                self.other_ca(
+                    wardseal_testkit::pki::ORGANISATION,
+                    "impostor-ca",
+                    &mut findings,
+                )
+                .await?
             }
             Scenario::PlainHttp => self.plain_http(&mut findings).await?,
             Scenario::Tls10 => self.old_tls(OldTls::Tls10).await?,
@@ -743,7 +747,7 @@ impl<'a> Attacker<'a> {
         let device = &self.thermometer;
         let foreign_dir = self.base.dir.join(label);
         std::fs::create_dir_all(&foreign_dir).map_err(|e| Error::io("create", &foreign_dir, e))?;
-        let foreign = WardPki::create_for(&foreign_dir, organisation).await?;
+        let foreign = TestPki::create_for(&foreign_dir, organisation).await?;
         let files = foreign
             .issue(
                 Identity::device(
@@ -1385,7 +1389,7 @@ impl Base<'_> {
         let files = self
             .ward
             .pki()
-            .issue(
+            .issue_in(
                 Identity::device(epc.clone(), GroupId(kind.group()), RuleId(kind.group())),
                 &self.dir,
                 &format!("{label}-{serial}"),

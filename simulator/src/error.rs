@@ -52,6 +52,9 @@ pub enum Error {
     /// The SoftHSM store could not be prepared.
     #[error("SoftHSM: {0}")]
     SoftHsm(#[from] wardseal_softhsm::Error),
+    /// The ward's CA (the test kit's PKI) or a free port failed.
+    #[error("{0}")]
+    Kit(#[from] wardseal_testkit::Error),
     /// TLS material could not be loaded.
     #[error("TLS: {0}")]
     Net(#[from] wardseal_net::Error),

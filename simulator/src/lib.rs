@@ -33,7 +33,6 @@ pub mod devices;
 pub mod error;
 pub mod fleet;
 pub mod kinds;
-pub mod pki;
 pub mod report;
 pub mod ward;
 

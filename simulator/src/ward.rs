@@ -42,7 +42,6 @@ use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
-use wardseal_pki::card::{EnrollOptions, TokenChoice};
 use wardseal_pki::key::SecretSource;
 use wardseal_storage::api::Storage;
 use wardseal_storage::chain::Chain;
@@ -50,7 +49,7 @@ use wardseal_storage::store::Store;
 
 use crate::error::Error;
 use crate::kinds::DeviceKind;
-use crate::pki::{CertificateFiles, WardPki};
+use wardseal_testkit::pki::{CertificateFiles, TestPki};
 
 /// The file [`WardFiles::prepare`] writes and [`WardFiles::load`] reads.
 pub const WARD_FILE: &str = "ward.json";
@@ -298,16 +297,6 @@ pub fn softhsm_store(ward_dir: &Path) -> Result<Option<PathBuf>, Error> {
     Ok(Some(conf))
 }
 
-/// A free loopback port (bound, then released for a server to take).
-pub fn free_port() -> Result<u16, Error> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::io("bind a loopback port on", "127.0.0.1", e))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Error::io("read the address of", "127.0.0.1", e))?;
-    Ok(address.port())
-}
-
 fn private_write(path: &Path, contents: &[u8]) -> Result<(), Error> {
     Ok(wardseal_pki::key::write_private_file(path, contents)?)
 }
@@ -363,7 +352,7 @@ impl WardFiles {
             )));
         }
         let ward = options.ward.as_str();
-        let pki = WardPki::create(&dir).await?;
+        let pki = TestPki::create(&dir).await?;
 
         // The ledger: contracts, one rule per device group, the anchoring role.
         let key_file = dir.join("ledger-account.key");
@@ -420,7 +409,7 @@ impl WardFiles {
             async move {
                 Ok::<_, Error>(StaffFiles {
                     id: id.to_owned(),
-                    files: pki.issue(identity, certs, id, ward).await?,
+                    files: pki.issue_in(identity, certs, id, ward).await?,
                 })
             }
         };
@@ -457,7 +446,7 @@ impl WardFiles {
                 Some(_) => enroll_on_softhsm(&pki, &cards_dir, &id, ward).await?,
                 None => {
                     let issued = pki
-                        .issue(Identity::patient(subject(&id)?), &cards_dir, &id, ward)
+                        .issue_in(Identity::patient(subject(&id)?), &cards_dir, &id, ward)
                         .await?;
                     (
                         issued.certificate,
@@ -489,7 +478,7 @@ impl WardFiles {
                 .map_err(wardseal_core::Error::from)?;
                 let name = format!("{}-{}", patient.id, kind.name());
                 let files = pki
-                    .issue(
+                    .issue_in(
                         Identity::device(epc.clone(), GroupId(kind.group()), RuleId(kind.group())),
                         &devices_dir,
                         &name,
@@ -530,8 +519,8 @@ impl WardFiles {
         };
         let files = Self {
             ward: ward.to_owned(),
-            ca_dir: WardPki::ca_dir(&dir),
-            ca_passphrase: WardPki::passphrase_file(&dir),
+            ca_dir: TestPki::ca_dir(&dir),
+            ca_passphrase: TestPki::passphrase_file(&dir),
             ca_bundle: pki.ca_bundle().to_owned(),
             crl: pki.crl(),
             storage,
@@ -550,8 +539,8 @@ impl WardFiles {
                 key_file,
             },
             database_url,
-            storage_port: free_port()?,
-            collector_port: free_port()?,
+            storage_port: wardseal_testkit::free_port()?,
+            collector_port: wardseal_testkit::free_port()?,
             collector_config: dir.join("collector.toml"),
             softhsm_conf,
             collector_crls: Vec::new(),
@@ -769,42 +758,23 @@ fn init_tokens(cards_dir: &Path, patients: &[String]) -> Result<(), Error> {
 }
 
 /// Enrolls `patient`'s token (see [`init_tokens`]): key generated on the token, patient
-/// certificate issued by the CA and written back.
+/// certificate issued by the CA and written back, and to `cards_dir/ID.pem`.
 async fn enroll_on_softhsm(
-    pki: &WardPki,
+    pki: &TestPki,
     cards_dir: &Path,
     patient: &str,
     ward: &str,
 ) -> Result<(PathBuf, PatientCard), Error> {
     let hsm = wardseal_softhsm::SoftHsm::from_env()?;
     let pin_file = cards_dir.join(format!("{patient}.pin"));
-    let mut options = EnrollOptions::new(
-        TokenChoice {
-            module: hsm.module_path().to_owned(),
-            token: patient.to_owned(),
-        },
-        Some(SecretSource::File(pin_file.clone())),
-        patient,
-    );
-    options.key_label = "patient".to_owned();
-    options.ward = Some(ward.to_owned());
-    let enrollment = pki
-        .ca()
-        .unlock(pki.secrets_for())?
-        .enroll_card(&options, "wardseal-sim")
-        .await?;
+    let enrolled = pki.enroll_card(&hsm, patient, &pin_file, ward).await?;
     let certificate = cards_dir.join(format!("{patient}.pem"));
-    std::fs::write(&certificate, &enrollment.issued.pem)
+    std::fs::write(&certificate, &enrolled.certificate_pem)
         .map_err(|e| Error::io("write", &certificate, e))?;
-    let pkcs11_uri = format!(
-        "pkcs11:token={patient};object=patient?module-path={}&pin-source=file:{}",
-        hsm.module_path().display(),
-        pin_file.display()
-    );
     Ok((
         certificate,
         PatientCard::SoftHsm {
-            pkcs11_uri,
+            pkcs11_uri: enrolled.pkcs11_uri,
             pin_file,
         },
     ))
@@ -820,7 +790,7 @@ struct StorageServer {
 /// A ward running in this process: storage and the collector on loopback.
 pub struct RunningWard {
     files: WardFiles,
-    pki: WardPki,
+    pki: TestPki,
     ledger: Ledger<AnyBackend>,
     storage: StorageServer,
     collector: Daemon,
@@ -841,7 +811,7 @@ impl RunningWard {
     /// patients, assigns their devices and the nurse (`nurse-1`) to them, and waits
     /// (bounded) until the collector has learnt the assignments from storage.
     pub async fn start(files: &WardFiles) -> Result<Self, Error> {
-        let pki = WardPki::open(&files.dir).await?;
+        let pki = TestPki::open(&files.dir).await?;
         let ledger = open_ledger(&files.ledger)?;
         let storage = start_storage(files, ledger.clone()).await?;
         admit(files, &storage.storage.store).await?;
@@ -896,7 +866,7 @@ impl RunningWard {
 
     /// The CA: issue more certificates, revoke, republish the CRL (then
     /// [`RunningWard::reload_crls`]).
-    pub fn pki(&self) -> &WardPki {
+    pub fn pki(&self) -> &TestPki {
         &self.pki
     }
 

@@ -16,11 +16,12 @@ mod common;
 
 use std::time::Instant;
 
-use common::{Postgres, World, batch, epc, heart_rate};
+use common::{World, batch, epc, heart_rate};
 use wardseal_contracts::Device;
 use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_net::peer::PeerIdentity;
 use wardseal_storage::ingest::Ingest;
+use wardseal_testkit::Postgres;
 
 const T0: i64 = 1_800_000_000_000_000;
 const SECOND: i64 = 1_000_000;
@@ -60,7 +61,8 @@ async fn prepare(
     let patient = world
         .pki
         .issue(Identity::patient(SubjectId::new(name).unwrap()))
-        .await;
+        .await
+        .unwrap();
     let mut tip = None;
     let mut bodies = Vec::with_capacity(batches);
     let mut index = 0_i64;
@@ -102,7 +104,7 @@ fn report(label: &str, what: &str, figure: &str, batches: usize, size: usize, se
 async fn run(label: &str, url: &str) {
     let world = World::new(url).await;
     let collector = PeerIdentity::from_certificate(&rustls::pki_types::CertificateDer::from(
-        world.collector.der.clone(),
+        world.collector.der().unwrap(),
     ))
     .unwrap();
     let ingest = Ingest {
@@ -162,7 +164,7 @@ fn main() {
             &format!("sqlite://{}", dir.path().join("bench.db").display()),
         )
         .await;
-        let cluster = Postgres::start();
-        run("postgres", &cluster.url).await;
+        let cluster = Postgres::start().unwrap();
+        run("postgres", cluster.url()).await;
     });
 }

@@ -15,7 +15,7 @@ use alloy::signers::local::PrivateKeySigner;
 use hyper::StatusCode;
 use wardseal_contracts::{EmbeddedChain, Ledger, Role as LedgerRole};
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
-use wardseal_net::testing::TestPki;
+use wardseal_testkit::TestPki;
 
 /// A well-known test key (never used anywhere real).
 const STORAGE_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
@@ -46,7 +46,7 @@ impl Drop for Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administer_then_serve() {
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let temp = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", temp.path().join("storage.db").display());
 
@@ -98,12 +98,8 @@ async fn administer_then_serve() {
     );
 
     // Serve.
-    let server_certificate = pki.issue(Identity::storage(None, None)).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let server_certificate = pki.issue(Identity::storage(None, None)).await.unwrap();
+    let port = wardseal_testkit::free_port().unwrap();
     let listen = format!("127.0.0.1:{port}");
     let child = binary()
         .arg("--database")
@@ -130,13 +126,9 @@ async fn administer_then_serve() {
         .unwrap();
     let _server = Server(child);
     let address: std::net::SocketAddr = listen.parse().unwrap();
-    // Bounded wait for the listener.
-    let mut attempts = 0;
-    while tokio::net::TcpStream::connect(address).await.is_err() {
-        attempts += 1;
-        assert!(attempts < 300, "the server did not start listening");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wardseal_testkit::wait_listening(port, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
 
     let collector = pki
         .issue(Identity::collector(
@@ -145,7 +137,8 @@ async fn administer_then_serve() {
             Some(RuleId(7)),
             None,
         ))
-        .await;
+        .await
+        .unwrap();
     let (status, body) = common::request_to(
         address,
         &pki.ca_bundle(),
@@ -165,7 +158,7 @@ async fn administer_then_serve() {
     );
 
     // An admin certificate admits over the API; the nurse reads (an empty Bundle).
-    let admin_certificate = pki.issue(Identity::admin(None, None)).await;
+    let admin_certificate = pki.issue(Identity::admin(None, None)).await.unwrap();
     let admission =
         serde_json::json!({"patient": "patient-2", "ward": "ward-7", "room": "1", "bed": "A"});
     let (status, body) = common::request_to(
@@ -181,7 +174,8 @@ async fn administer_then_serve() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let nurse = pki
         .issue(Identity::staff(SubjectId::new("nurse-1").unwrap()))
-        .await;
+        .await
+        .unwrap();
     let (status, body) = common::request_to(
         address,
         &pki.ca_bundle(),
@@ -210,7 +204,7 @@ async fn administer_then_serve() {
 
     // SIGHUP reloads the CRL: the collector revoked on disk is still served until the
     // signal (the CRL is read at start and on SIGHUP only), refused after it.
-    pki.revoke(&collector).await;
+    pki.revoke(&collector.serial).await.unwrap();
     let ca_bundle = pki.ca_bundle();
     let assignments = || {
         common::request_to(
@@ -250,7 +244,8 @@ async fn administer_then_serve() {
             Some(RuleId(7)),
             None,
         ))
-        .await;
+        .await
+        .unwrap();
     let (status, body) = common::request_to(
         address,
         &pki.ca_bundle(),

@@ -8,12 +8,13 @@
 
 mod common;
 
-use common::{LedgerKind, Postgres, World, batch, heart_rate};
+use common::{LedgerKind, World, batch, heart_rate};
 use hyper::StatusCode;
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 use wardseal_storage::ProofError;
 use wardseal_storage::batch_log::batch_log_id;
 use wardseal_storage::proof::{self, AnchorStatus, ProofDocument};
+use wardseal_testkit::Postgres;
 
 const MINUTE: i64 = 60_000_000;
 const T0: i64 = 1_800_000_000_000_000;
@@ -30,8 +31,8 @@ async fn sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
-    let cluster = Postgres::start();
-    scenarios(&cluster.url).await;
+    let cluster = Postgres::start().unwrap();
+    scenarios(cluster.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +153,7 @@ async fn follows_ledger(world: &mut World) {
 /// Fetches the proof of the reading with leaf `leaf` as the assigned nurse.
 async fn fetch_proof(
     world: &World,
-    nurse: &wardseal_net::testing::TestCertificate,
+    nurse: &wardseal_testkit::CertificateFiles,
     leaf: &wardseal_core::hash::Hash,
 ) -> ProofDocument {
     let (status, proof) = world
@@ -173,7 +174,8 @@ async fn batch_anchoring(world: &mut World) -> Documents {
     let nurse = world
         .pki
         .issue(Identity::staff(SubjectId::new("nurse-1").unwrap()))
-        .await;
+        .await
+        .unwrap();
     let ledger = &world.ledger;
     let root_der = world.pki.root_der();
     let reading = heart_rate(1, "90", T0 + 40 * MINUTE, 40);
@@ -409,7 +411,8 @@ async fn ingest(world: &mut World) {
     let stranger = world
         .pki
         .issue(Identity::patient(SubjectId::new("patient-9").unwrap()))
-        .await;
+        .await
+        .unwrap();
     let mut forged = next(&good);
     forged.signature = batch("patient-1", tip.as_ref(), &good, &patient, &stranger.key).signature;
     refused(world, &forged, "bad_signature").await;
@@ -494,12 +497,13 @@ async fn ingest(world: &mut World) {
     .await;
 
     // Revoked patient certificate (after the CRL reload).
-    world.pki.revoke(&stranger).await;
+    world.pki.revoke(&stranger.serial).await.unwrap();
     let revoked_patient = world
         .pki
         .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
-        .await;
-    world.pki.revoke(&revoked_patient).await;
+        .await
+        .unwrap();
+    world.pki.revoke(&revoked_patient.serial).await.unwrap();
     world.reload();
     refused(
         world,
@@ -524,7 +528,8 @@ async fn ingest(world: &mut World) {
     let device = world
         .pki
         .issue(Identity::device(common::epc(1), GroupId(3), RuleId(7)))
-        .await;
+        .await
+        .unwrap();
     let body = serde_json::to_vec(&next(&good)).unwrap();
     let (status, answer) = world
         .request(&device, "POST", "/v1/batches", Some(body))
@@ -542,8 +547,9 @@ async fn ingest(world: &mut World) {
             Some(RuleId(7)),
             None,
         ))
-        .await;
-    world.pki.revoke(&rogue).await;
+        .await
+        .unwrap();
+    world.pki.revoke(&rogue.serial).await.unwrap();
     world.reload();
     let later = vec![heart_rate(1, "80", T0 + 20 * MINUTE, 20)];
     let body = serde_json::to_vec(&batch(
@@ -566,9 +572,9 @@ async fn ingest(world: &mut World) {
 
 async fn access(world: &World) {
     let staff = |name: &str| Identity::staff(SubjectId::new(name).unwrap());
-    let nurse = world.pki.issue(staff("nurse-1")).await;
-    let other_nurse = world.pki.issue(staff("nurse-2")).await;
-    let lab = world.pki.issue(staff("lab-1")).await;
+    let nurse = world.pki.issue(staff("nurse-1")).await.unwrap();
+    let other_nurse = world.pki.issue(staff("nurse-2")).await.unwrap();
+    let lab = world.pki.issue(staff("lab-1")).await.unwrap();
     world
         .storage
         .store
@@ -628,7 +634,8 @@ async fn access(world: &World) {
     let device = world
         .pki
         .issue(Identity::device(common::epc(5), GroupId(3), RuleId(7)))
-        .await;
+        .await
+        .unwrap();
     let (status, body) = world.request(&device, "GET", path, None).await.unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "wrong_role");
@@ -774,6 +781,6 @@ async fn sqlite_two_servers_number_one_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_servers_number_one_log() {
-    let cluster = Postgres::start();
-    numbering_across_servers(&cluster.url).await;
+    let cluster = Postgres::start().unwrap();
+    numbering_across_servers(cluster.url()).await;
 }

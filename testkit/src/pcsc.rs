@@ -1,90 +1,109 @@
-//! A bedside PC/SC reader for the fault suite: a real `pcscd` with vsmartcard's vpcd
-//! reader ("Virtual PCD 00 00") and wardseal-card's [`VirtualCard`] in it, standing for
-//! the patient's card being at the bedside or not.
+//! A real `pcscd` with vsmartcard's vpcd readers ("Virtual PCD 00 00" and "… 00 01"), and
+//! wardseal-card's [`VirtualCard`] in the first, standing for a patient's card at the
+//! bedside or not.
 //!
-//! pcscd's socket and vpcd's port are machine-wide, so one pcscd at a time: [`Pcscd`]
-//! holds the lock file the card crate's and the collector's PC/SC tests hold
-//! ([`LOCK_FILE`]) for its whole life, refuses to start when a pcscd it did not start is
-//! running, and stops its pcscd by PID (SIGTERM, so pcscd removes its socket). A test
-//! that needs pcscd fails (never skips) when pcscd or vpcd is missing.
+//! pcscd's socket and vpcd's ports are machine-wide, so one pcscd at a time: a [`Pcscd`]
+//! holds the lock file [`LOCK_FILE`] for its whole life (every wardseal test that runs
+//! pcscd takes it, so such tests wait for each other across test binaries), refuses to
+//! start when a pcscd it did not start is running, and stops its pcscd by PID (SIGTERM,
+//! so pcscd removes its socket). A test that needs pcscd fails (never skips) when pcscd
+//! or vpcd is missing.
 
 use std::fs::File;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wardseal_card::virtual_card::{VPCD_PORT, VirtualCard};
-use wardseal_card::watcher::CardWatcher;
+use wardseal_card::watcher::{CardWatcher, ReaderStatus};
+
+use crate::Error;
 
 /// The lock file every wardseal test that runs pcscd holds while it does.
 pub const LOCK_FILE: &str = "/tmp/wardseal-pcsc-tests.lock";
-/// vpcd's first reader, as pcscd names it.
+/// vpcd's first reader, as pcscd names it (the one [`Pcscd`]'s card goes into).
 pub const READER: &str = "Virtual PCD 00 00";
-/// The virtual card's answer-to-reset (any valid ATR: presence is all that counts).
-const ATR: &[u8] = &[0x3b, 0x80, 0x80, 0x01, 0x01];
+/// vpcd's second reader.
+pub const SECOND_READER: &str = "Virtual PCD 00 01";
+/// The kit's virtual card's answer-to-reset (any valid ATR: presence is all that counts).
+pub const ATR: &[u8] = &[0x3b, 0x80, 0x80, 0x01, 0x01];
 /// How long pcscd may take to show the reader, and a card change to show.
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// What went wrong with pcscd or the virtual card.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The lock file could not be taken.
-    #[error("cannot take the PC/SC test lock {LOCK_FILE}: {0}")]
-    Lock(#[source] std::io::Error),
-    /// Another pcscd runs (a system one, or another test's that ignores the lock).
-    #[error("a pcscd that this test did not start is running; stop it first")]
-    AlreadyRunning,
-    /// pcscd could not be started.
-    #[error("cannot start pcscd (Debian packages `pcscd` and `vsmartcard-vpcd` are needed): {0}")]
-    Start(#[source] std::io::Error),
-    /// The reader or a card change did not show in time.
-    #[error("{0} did not happen within {LIMIT:?}; is vsmartcard-vpcd installed?")]
-    Timeout(String),
-    /// The virtual card could not talk to vpcd.
-    #[error("the virtual card: {0}")]
-    Card(#[from] wardseal_card::Error),
-}
-
-/// A pcscd of this test's own with the vpcd reader, and a virtual card for it.
+/// The machine-wide PC/SC lock, a pcscd of this test's own with the vpcd readers, and a
+/// virtual card for [`READER`].
 #[derive(Debug)]
 pub struct Pcscd {
-    child: Child,
+    child: Option<Child>,
     card: VirtualCard,
     // Released last (fields drop in order): after pcscd has stopped.
     _lock: File,
 }
 
 impl Pcscd {
-    /// Takes the lock (waiting for other PC/SC tests to finish), starts `pcscd
-    /// --foreground` and waits until it shows [`READER`]. The card is out.
-    pub fn start() -> Result<Self, Error> {
+    /// Takes the lock (waiting for other PC/SC tests to finish) and checks that no pcscd
+    /// runs; starts nothing, so a test can check what happens without a daemon before
+    /// [`Pcscd::run`].
+    pub fn lock() -> Result<Self, Error> {
         let lock = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(LOCK_FILE)
-            .map_err(Error::Lock)?;
-        lock.lock().map_err(Error::Lock)?;
-        if CardWatcher::readers().is_ok() {
-            return Err(Error::AlreadyRunning);
+            .map_err(Error::PcscLock)?;
+        lock.lock().map_err(Error::PcscLock)?;
+        if pcsc::Context::establish(pcsc::Scope::User).is_ok() {
+            return Err(Error::PcscAlreadyRunning);
+        }
+        Ok(Self {
+            child: None,
+            card: VirtualCard::new(&format!("127.0.0.1:{VPCD_PORT}"), ATR),
+            _lock: lock,
+        })
+    }
+
+    /// Takes the lock (see [`Pcscd::lock`]) and starts pcscd ([`Pcscd::run`]). The
+    /// card is out.
+    pub fn start() -> Result<Self, Error> {
+        let mut pcscd = Self::lock()?;
+        pcscd.run()?;
+        Ok(pcscd)
+    }
+
+    /// Starts `pcscd --foreground` and waits until it shows [`READER`].
+    pub fn run(&mut self) -> Result<(), Error> {
+        if self.child.is_some() {
+            return Err(Error::PcscAlreadyRunning);
         }
         let child = Command::new("pcscd")
             .args(["--foreground", "--error"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .map_err(Error::Start)?;
-        let pcscd = Self {
-            child,
-            card: VirtualCard::new(&format!("127.0.0.1:{VPCD_PORT}"), ATR),
-            _lock: lock,
-        };
-        pcscd.wait_for(&format!("pcscd showing {READER:?}"), |readers| {
+            .map_err(|e| {
+                Error::io(
+                    "start",
+                    "pcscd (Debian packages `pcscd` and `vsmartcard-vpcd` are needed)",
+                    e,
+                )
+            })?;
+        self.child = Some(child);
+        self.wait_for(&format!("pcscd showing {READER:?}"), |readers| {
             readers.iter().any(|r| r.reader == READER)
-        })?;
-        Ok(pcscd)
+        })
     }
 
-    /// Puts the card in the reader and waits until pcscd sees it.
+    /// Stops the pcscd this started (SIGTERM by PID, so it removes its socket) and
+    /// waits for it; the lock stays held.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Puts the kit's card ([`ATR`]) in [`READER`] and waits until pcscd sees it.
     pub fn insert(&mut self) -> Result<(), Error> {
         self.card.insert()?;
         self.wait_for("the card showing in the reader", |readers| {
@@ -94,7 +113,7 @@ impl Pcscd {
         })
     }
 
-    /// Takes the card out of the reader and waits until pcscd sees it gone.
+    /// Takes the card out of [`READER`] and waits until pcscd sees it gone.
     pub fn remove(&mut self) -> Result<(), Error> {
         self.card.remove();
         self.wait_for("the card gone from the reader", |readers| {
@@ -104,31 +123,21 @@ impl Pcscd {
         })
     }
 
-    fn wait_for(
-        &self,
-        what: &str,
-        done: impl Fn(&[wardseal_card::watcher::ReaderStatus]) -> bool,
-    ) -> Result<(), Error> {
-        let started = Instant::now();
-        loop {
-            if CardWatcher::reader_status().is_ok_and(|readers| done(&readers)) {
-                return Ok(());
-            }
-            if started.elapsed() >= LIMIT {
-                return Err(Error::Timeout(what.to_owned()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn wait_for(&self, what: &str, done: impl Fn(&[ReaderStatus]) -> bool) -> Result<(), Error> {
+        crate::wait_until(what, LIMIT, || {
+            CardWatcher::reader_status().is_ok_and(|readers| done(&readers))
+        })
+        .map_err(|_| Error::NotInTime {
+            what: what.to_owned(),
+            seconds: LIMIT.as_secs(),
+            hint: "; is vsmartcard-vpcd installed?",
+        })
     }
 }
 
 impl Drop for Pcscd {
     fn drop(&mut self) {
         self.card.remove();
-        // SIGTERM by PID, so pcscd removes its socket.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

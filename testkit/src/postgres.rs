@@ -1,22 +1,29 @@
 //! A throwaway PostgreSQL cluster for a suite: `initdb` into a temporary directory,
 //! `pg_ctl start` on a free loopback port (no Unix socket outside that directory), one
 //! database `wardseal`, and restarts on demand (`pg_ctl restart -m fast|immediate`) with
-//! the same data and port, so a storage process keeps its URL across them. Stopped
-//! (`pg_ctl stop -m immediate`, which signals the postmaster by the PID in its data
-//! directory) and deleted when dropped.
+//! the same data and port, so a storage process keeps its URL across them. Stopped when
+//! dropped: `pg_ctl stop -m immediate`, which signals the postmaster by the PID in its data
+//! directory, and if that fails SIGKILL to that PID; then the directory is deleted.
 //!
 //! The binaries come from `$WARDSEAL_PG_BIN`, else `/usr/lib/postgresql/15/bin` (Debian's
 //! `postgresql-15`). PostgreSQL refuses to run as root, so when this process is root the
-//! tools run as user `postgres` through `runuser`, and the directory is given to it. A
-//! missing installation is an error that says what to install: a suite that needs
-//! PostgreSQL fails without it, it does not skip.
+//! tools run as user `postgres` through `runuser` and the directory is given to it;
+//! otherwise they run as the current user. A missing installation is an error that says
+//! what to install: a suite that needs PostgreSQL fails without it, it does not skip.
+//!
+//! [`Postgres::start`] is what most suites want: the database of `DATABASE_URL` when that
+//! is set (a developer's or CI's own server), else a [`PostgresCluster`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::Error;
+
 /// The environment variable naming PostgreSQL's binary directory.
 pub const PG_BIN_ENV: &str = "WARDSEAL_PG_BIN";
+/// The environment variable naming a database to use instead of a throwaway cluster.
+pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 /// Where Debian's `postgresql-15` installs the server binaries.
 pub const DEFAULT_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// The database the cluster serves.
@@ -24,39 +31,7 @@ pub const DATABASE: &str = "wardseal";
 /// How long `pg_ctl` may wait for the server to start or stop.
 const PG_CTL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What went wrong with the cluster.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// PostgreSQL is not installed where it was looked for.
-    #[error(
-        "PostgreSQL is not installed at {0} (no initdb): install postgresql-15 or set \
-         {PG_BIN_ENV} to the directory holding initdb and pg_ctl"
-    )]
-    Missing(PathBuf),
-    /// A tool could not be run.
-    #[error("cannot {action}: {source}")]
-    Io {
-        /// What was being done.
-        action: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A tool ran and failed.
-    #[error("{tool} {args} failed ({status}): {output}")]
-    Tool {
-        /// The tool.
-        tool: String,
-        /// Its arguments.
-        args: String,
-        /// Its exit status.
-        status: std::process::ExitStatus,
-        /// What it printed, then the end of the server log.
-        output: String,
-    },
-}
-
-/// How the server stops in [`PostgresCluster::restart`].
+/// How the server stops in [`PostgresCluster::restart`] and [`PostgresCluster::stop`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
     /// Clients are disconnected, transactions rolled back, a checkpoint is written.
@@ -75,6 +50,65 @@ impl StopMode {
     }
 }
 
+/// A PostgreSQL database for a test: `DATABASE_URL`'s, or a throwaway cluster's.
+#[derive(Debug)]
+pub struct Postgres {
+    url: String,
+    cluster: Option<PostgresCluster>,
+}
+
+impl Postgres {
+    /// The database of `DATABASE_URL` when it is set, else a new [`PostgresCluster`].
+    pub fn start() -> Result<Self, Error> {
+        if let Some(url) = std::env::var_os(DATABASE_URL_ENV) {
+            return Ok(Self {
+                url: url.to_string_lossy().into_owned(),
+                cluster: None,
+            });
+        }
+        let cluster = PostgresCluster::start()?;
+        Ok(Self {
+            url: cluster.url(),
+            cluster: Some(cluster),
+        })
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The throwaway cluster, when this is one (not `DATABASE_URL`'s database).
+    pub fn cluster(&self) -> Option<&PostgresCluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Runs one SQL statement with `psql` and returns its unaligned, tuples-only output
+    /// (fields separated by one space).
+    pub fn query(&self, sql: &str) -> Result<String, Error> {
+        query(&self.url, sql)
+    }
+}
+
+/// Runs one SQL statement against `url` with `psql` (package `postgresql-client-15`) and
+/// returns its unaligned, tuples-only output (fields separated by one space).
+pub fn query(url: &str, sql: &str) -> Result<String, Error> {
+    let args = [url, "-X", "-A", "-t", "-F", " ", "-c", sql];
+    let output = Command::new("psql")
+        .args(args)
+        .output()
+        .map_err(|e| Error::io("run", "psql (install postgresql-client-15)", e))?;
+    if !output.status.success() {
+        return Err(Error::Tool {
+            tool: "psql".into(),
+            args: args.join(" "),
+            status: output.status,
+            output: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// A running throwaway cluster (see the module documentation).
 #[derive(Debug)]
 pub struct PostgresCluster {
@@ -91,39 +125,25 @@ impl PostgresCluster {
         let bin =
             PathBuf::from(std::env::var_os(PG_BIN_ENV).unwrap_or_else(|| DEFAULT_PG_BIN.into()));
         if !bin.join("initdb").is_file() {
-            return Err(Error::Missing(bin));
+            return Err(Error::Missing {
+                what: "PostgreSQL (initdb)",
+                path: bin,
+                fix: format!(
+                    "install postgresql-15, or set {PG_BIN_ENV} to the directory holding \
+                     initdb and pg_ctl, or {DATABASE_URL_ENV} to a database"
+                ),
+            });
         }
         let dir = tempfile::Builder::new()
             .prefix("wardseal-pg-")
             .tempdir()
-            .map_err(|source| Error::Io {
-                action: "create a temporary directory for PostgreSQL".into(),
-                source,
-            })?;
+            .map_err(|e| Error::io("create", "a temporary directory for PostgreSQL", e))?;
         let as_postgres = is_root()?;
         if as_postgres {
             // initdb refuses root; the cluster's files belong to `postgres`.
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .map_err(|source| Error::Io {
-                    action: "run chown".into(),
-                    source,
-                })?;
-            if !status.success() {
-                return Err(Error::Tool {
-                    tool: "chown".into(),
-                    args: format!("-R postgres:postgres {}", dir.path().display()),
-                    status,
-                    output: "is there a `postgres` user?".into(),
-                });
-            }
+            give_to_postgres(dir.path())?;
         }
-        let port = wardseal_sim::ward::free_port().map_err(|e| Error::Io {
-            action: "find a free port".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let port = crate::free_port()?;
         let data = dir.path().join("data");
         let cluster = Self {
             bin,
@@ -216,10 +236,7 @@ impl PostgresCluster {
             .args(args)
             .current_dir(self.dir.path())
             .output()
-            .map_err(|source| Error::Io {
-                action: format!("run {}", program.display()),
-                source,
-            })?;
+            .map_err(|e| Error::io("run", program.display(), e))?;
         if output.status.success() {
             return Ok(());
         }
@@ -238,12 +255,45 @@ impl PostgresCluster {
             ),
         })
     }
+
+    /// The postmaster's PID, from the first line of `postmaster.pid` in the data
+    /// directory (absent when the server is stopped).
+    fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
 }
 
 impl Drop for PostgresCluster {
     fn drop(&mut self) {
-        // pg_ctl signals the postmaster by the PID in its data directory.
-        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+        // pg_ctl signals the postmaster by the PID in its data directory (as the user
+        // that owns the cluster, which may be this process's own).
+        if self.pg_ctl(&["-m", "immediate", "stop"]).is_err()
+            && let Some(pid) = self.postmaster_pid()
+        {
+            // Never leave a server behind: SIGKILL by that PID.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn give_to_postgres(dir: &Path) -> Result<(), Error> {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir)
+        .status()
+        .map_err(|e| Error::io("run", "chown", e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Tool {
+            tool: "chown".into(),
+            args: format!("-R postgres:postgres {}", dir.display()),
+            status,
+            output: "is there a `postgres` user?".into(),
+        })
     }
 }
 
@@ -251,9 +301,6 @@ fn is_root() -> Result<bool, Error> {
     let output = Command::new("id")
         .arg("-u")
         .output()
-        .map_err(|source| Error::Io {
-            action: "run id -u".into(),
-            source,
-        })?;
+        .map_err(|e| Error::io("run", "id -u", e))?;
     Ok(output.stdout.trim_ascii() == b"0")
 }

@@ -9,7 +9,7 @@
 //! [`binary`] looks, in order, in `$WARDSEAL_BIN_DIR`, then in the target directory the
 //! running test executable was built into (`target/<profile>/deps/faults-…` →
 //! `target/<profile>/`), where `cargo test --workspace` has just built every package's
-//! binaries. When a binary is not there (`cargo test -p wardseal-tests` builds only this
+//! binaries. When a binary is not there (`cargo test -p wardseal-tests` builds only that
 //! package), it is built once per test process with `cargo build -p PACKAGE --bin NAME`
 //! in the same profile and target directory; if that fails the error says what to run.
 //! A binary found there is used as it is: after changing storage or the collector, run
@@ -23,83 +23,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::Error;
+
 /// The environment variable naming a directory that holds the binaries.
 pub const BIN_DIR_ENV: &str = "WARDSEAL_BIN_DIR";
 
 /// How long [`binary`] lets `cargo build` run.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
-
-/// What went wrong running a child process.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A binary is neither where it was looked for nor buildable.
-    #[error(
-        "the binary {name} was not found in {searched} and building it failed: {reason}; \
-         build it first (`cargo build -p {package} --bin {name}`, or run the suite with \
-         `cargo test --workspace`) or set {BIN_DIR_ENV} to the directory that holds it"
-    )]
-    BinaryMissing {
-        /// The binary.
-        name: String,
-        /// Its package.
-        package: String,
-        /// Where it was looked for.
-        searched: String,
-        /// Why building it failed.
-        reason: String,
-    },
-    /// A file or process operation failed.
-    #[error("cannot {action} {what}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// On what.
-        what: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The process exited while it was expected to start or run.
-    #[error("{name} exited with {status} before it was ready; the end of its log {log}:\n{tail}")]
-    Exited {
-        /// The process's name.
-        name: String,
-        /// Its exit status.
-        status: ExitStatus,
-        /// Its log file.
-        log: PathBuf,
-        /// The end of the log.
-        tail: String,
-    },
-    /// Something did not happen in time.
-    #[error("{name}: {what} did not happen within {seconds} s; the end of its log {log}:\n{tail}")]
-    Timeout {
-        /// The process's name.
-        name: String,
-        /// What was waited for.
-        what: String,
-        /// The bound.
-        seconds: u64,
-        /// Its log file.
-        log: PathBuf,
-        /// The end of the log.
-        tail: String,
-    },
-    /// Something a process depends on failed.
-    #[error("{what}: {reason}")]
-    Failed {
-        /// What was being done.
-        what: String,
-        /// Why it failed.
-        reason: String,
-    },
-    /// The process is not running.
-    #[error("{name} is not running")]
-    NotRunning {
-        /// The process's name.
-        name: String,
-    },
-}
 
 /// Binaries already built by [`binary`] in this process (so each is built once).
 static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());

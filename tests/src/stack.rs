@@ -6,7 +6,7 @@
 //!
 //! The patients' cards are SoftHSM tokens (the collector binary opens cards on tokens
 //! only), so the process that calls [`Stack::start`] must have been started with
-//! `SOFTHSM2_CONF` naming a store (`wardseal_softhsm::run_isolated_test` does that for a
+//! `SOFTHSM2_CONF` naming a store (`wardseal_testkit::softhsm::run_isolated_test` does that for a
 //! test); the collector inherits it.
 
 use std::collections::HashMap;
@@ -21,10 +21,10 @@ use wardseal_sim::ward::{
 };
 use wardseal_storage::store::Store;
 
-use crate::anvil::Anvil;
+use wardseal_testkit::process::{self, Process, Signal};
+use wardseal_testkit::{Anvil, PostgresCluster};
+
 use crate::audit::{self, Coverage};
-use crate::postgres::PostgresCluster;
-use crate::procs::{self, Process, Signal};
 
 /// How long a server may take to listen after it was started.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,12 +34,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What went wrong running the stack.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A process could not be run.
+    /// A process, anvil or PostgreSQL could not be run.
     #[error(transparent)]
-    Process(#[from] procs::Error),
-    /// PostgreSQL could not be run.
-    #[error("PostgreSQL: {0}")]
-    Postgres(#[from] crate::postgres::Error),
+    Kit(#[from] wardseal_testkit::Error),
     /// The ward could not be prepared.
     #[error("preparing the ward: {0}")]
     Ward(#[from] wardseal_sim::Error),
@@ -122,7 +119,7 @@ impl Stack {
         database: Database,
         options: &StackOptions,
     ) -> Result<Self, Error> {
-        let anvil = Anvil::start(dir).await?;
+        let anvil = Anvil::start_in(dir).await?;
         let postgres = match database {
             Database::Sqlite => None,
             Database::Postgres => Some(PostgresCluster::start()?),
@@ -157,8 +154,8 @@ impl Stack {
         files.rewrite()?;
         let ledger = open_ledger(&files.ledger)?;
 
-        let storage_binary = procs::binary("wardseal-storage", "wardseal-storage")?;
-        let collector_binary = procs::binary("wardseal-collector", "wardseal-collector")?;
+        let storage_binary = process::binary("wardseal-storage", "wardseal-storage")?;
+        let collector_binary = process::binary("wardseal-collector", "wardseal-collector")?;
         let storage = Process::new("storage", storage_binary, files.dir.join("storage.log"))
             .args(files.storage_args());
         let mut collector = Process::new(
@@ -168,7 +165,7 @@ impl Stack {
         )
         .args(files.collector_args());
         if let Some(conf) = &files.softhsm_conf {
-            collector = collector.env(wardseal_softhsm::CONF_ENV, conf);
+            collector = collector.env(wardseal_testkit::softhsm::CONF_ENV, conf);
         }
         let mut stack = Self {
             files,
@@ -418,7 +415,7 @@ async fn admit(files: &WardFiles) -> Result<(), Error> {
 /// The CA's CRL served over HTTP by the real `wardseal-pki --ca-dir … crl --serve
 /// 127.0.0.1:PORT` (a child [`Process`]), on a port fixed at creation so that it can be
 /// killed and started again at the same URL. The server re-signs the CRL within a second
-/// of a revocation made by another process (this test's [`wardseal_sim::pki::WardPki`]).
+/// of a revocation made by another process (this test's [`wardseal_testkit::TestPki`]).
 #[derive(Debug)]
 pub struct CrlServer {
     process: Process,
@@ -429,8 +426,8 @@ pub struct CrlServer {
 impl CrlServer {
     /// A CRL server for the CA of `files`, not started yet.
     pub fn new(files: &WardFiles) -> Result<Self, Error> {
-        let binary = procs::binary("wardseal-pki", "wardseal-pki")?;
-        let port = wardseal_sim::ward::free_port()?;
+        let binary = process::binary("wardseal-pki", "wardseal-pki")?;
+        let port = wardseal_testkit::free_port()?;
         let process = Process::new("crl-server", binary, files.dir.join("crl-server.log")).args([
             "--ca-dir".into(),
             files.ca_dir.clone().into_os_string(),

@@ -17,14 +17,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use wardseal_contracts::anvil::{AnvilNode, AnvilOptions, dev_signer};
 use wardseal_core::hash::Hash;
 use wardseal_sim::attacks::{self, Expected, Outcome, Scenario, Server};
 use wardseal_sim::ward::{
     CardBackend, DatabaseChoice, LedgerChoice, RunningWard, WardFiles, WardOptions,
 };
+use wardseal_testkit::{Anvil, AnvilOptions, Postgres};
 use wardseal_tests::db::Database;
-use wardseal_tests::postgres::PostgresCluster;
 
 /// The default ward (two patients, every kind of device). The patients' cards are
 /// software keys, or SoftHSM tokens when the test process was started with
@@ -44,18 +43,16 @@ async fn every_attack_is_refused_on_the_embedded_ledger_and_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_is_refused_on_anvil_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
-    let postgres = PostgresCluster::start().unwrap();
-    let anvil = AnvilNode::spawn(AnvilOptions::default()).unwrap();
+    let postgres = Postgres::start().unwrap();
+    let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();
     let key_file = dir.path().join("anvil-account.key");
-    let signer = dev_signer(0).unwrap();
-    wardseal_pki::key::write_private_file(&key_file, hex::encode(signer.to_bytes()).as_bytes())
-        .unwrap();
+    Anvil::write_dev_key(0, &key_file).unwrap();
     let mut options = options(dir.path());
     options.ledger = LedgerChoice::Rpc {
         url: anvil.url(),
         key_file,
     };
-    options.database = DatabaseChoice::Postgres(postgres.url());
+    options.database = DatabaseChoice::Postgres(postgres.url().to_owned());
     attack_suite(options).await;
     drop(anvil);
     drop(postgres);

@@ -13,7 +13,7 @@
 //! - storage and the collector stop gracefully (exit 0).
 //!
 //! Each test runs in its own child process of this test binary (SoftHSM needs
-//! `SOFTHSM2_CONF` set before it loads, see `wardseal_softhsm::run_isolated_test`).
+//! `SOFTHSM2_CONF` set before it loads, see `wardseal_testkit::softhsm::run_isolated_test`).
 //! Outages are a few seconds and the load is modest (8 reports a second per patient), so
 //! the suite stays within a few minutes on two cores.
 //!
@@ -23,7 +23,7 @@
 //!   after the next fetch while the others go on; with the server killed, the collector
 //!   keeps the last good CRL (the fetch-failure metric rises); restarted, fetches resume;
 //! - the patient card taken out of a bedside PC/SC reader and put back: a real pcscd with
-//!   vsmartcard's vpcd reader and a virtual card (see [`wardseal_tests::pcsc`] for why
+//!   vsmartcard's vpcd reader and a virtual card (see [`wardseal_testkit::pcsc`] for why
 //!   such a test holds a machine-wide lock while pcscd runs);
 //! - the CRL file broken: both servers keep the last good CRL.
 
@@ -37,13 +37,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use wardseal_collector::client::{Connection, Endpoint};
-use wardseal_sim::pki::WardPki;
 use wardseal_sim::ward::client_config;
+use wardseal_testkit::TestPki;
+use wardseal_testkit::pcsc::{self, Pcscd};
+use wardseal_testkit::postgres::StopMode;
+use wardseal_testkit::process::Signal;
 use wardseal_tests::audit;
 use wardseal_tests::load::{Load, LoadOptions};
-use wardseal_tests::pcsc::{self, Pcscd};
-use wardseal_tests::postgres::StopMode;
-use wardseal_tests::procs::Signal;
 use wardseal_tests::stack::{Database, Stack, StackOptions};
 
 /// How long a killed or stopped part stays down.
@@ -108,7 +108,7 @@ fn run(test: &str, database: Database, faults: &[Fault]) {
 
 /// [`run`] on a ward with what `setup` adds.
 fn run_with(test: &str, database: Database, setup: Setup, faults: &[Fault]) {
-    wardseal_softhsm::run_isolated_test(test, |_| {
+    wardseal_testkit::softhsm::run_isolated_test(test, |_| {
         // pcscd first (the collector's card watcher needs it at start), with the card in;
         // stopped after the ward (declared before the runtime, so dropped after it).
         let mut pcscd = setup.bedside.then(|| {
@@ -315,7 +315,7 @@ async fn crl_server_down(stack: &mut Stack, load: &Load) -> anyhow::Result<()> {
             "the collector does not serve {who} before any revocation"
         );
     }
-    let pki = WardPki::open(&files.dir).await?;
+    let pki = TestPki::open(&files.dir).await?;
 
     let (unanswered, acknowledged) = (load.unanswered(), load.acknowledged());
     let revoked = Instant::now();
@@ -524,7 +524,7 @@ async fn wait_metric(
 /// the devices (which reconnect, so handshake, every few seconds) stay served.
 async fn break_crl(stack: &mut Stack, load: &Load) -> anyhow::Result<()> {
     let files = stack.files().clone();
-    let pki = WardPki::open(&files.dir).await?;
+    let pki = TestPki::open(&files.dir).await?;
     pki.revoke(&files.other_nurse.files.serial).await?;
     let good = std::fs::read(&files.crl)?;
     reload_crls(stack)?;

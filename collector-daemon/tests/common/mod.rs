@@ -21,9 +21,8 @@ use wardseal_core::epc::Sgtin96;
 use wardseal_core::identity::{GroupId, Identity, RuleId};
 use wardseal_core::reading::Timestamp;
 use wardseal_net::client::ClientTlsSettings;
-use wardseal_net::testing::{TestCertificate, TestPki};
+use wardseal_testkit::{CertificateFiles, TestPki};
 
-pub(crate) mod postgres;
 pub(crate) mod storage;
 
 pub(crate) const WARD: &str = "ward-7";
@@ -35,7 +34,7 @@ pub(crate) struct Ward {
     pub(crate) pki: TestPki,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) ledger: Ledger<AnyBackend>,
-    pub(crate) collector: TestCertificate,
+    pub(crate) collector: CertificateFiles,
     pub(crate) config_path: PathBuf,
 }
 
@@ -76,7 +75,7 @@ impl Ward {
         max_per_minute: u32,
         storage_port: Option<u16>,
     ) -> Self {
-        let pki = TestPki::new().await;
+        let pki = TestPki::new().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let chain = EmbeddedChain::open(dir.path().join("chain")).unwrap();
         let admin = Address::repeat_byte(0x11);
@@ -118,7 +117,8 @@ impl Ward {
                 None,
                 None,
             ))
-            .await;
+            .await
+            .unwrap();
         let config_path = dir.path().join("collector.toml");
         let config = format!(
             r#"
@@ -204,13 +204,17 @@ follow_interval_ms = 50
         .unwrap();
     }
 
-    pub(crate) async fn device(&self, serial: u64, group: u32) -> TestCertificate {
+    pub(crate) async fn device(&self, serial: u64, group: u32) -> CertificateFiles {
         self.pki
             .issue(Identity::device(epc(serial), GroupId(group), RuleId(RULE)))
             .await
+            .unwrap()
     }
 
-    pub(crate) fn client_config(&self, certificate: &TestCertificate) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn client_config(
+        &self,
+        certificate: &CertificateFiles,
+    ) -> Arc<rustls::ClientConfig> {
         ClientTlsSettings::new(
             self.pki.ca_bundle(),
             &certificate.certificate,
@@ -220,7 +224,7 @@ follow_interval_ms = 50
         .unwrap()
     }
 
-    pub(crate) async fn connect(&self, port: u16, certificate: &TestCertificate) -> Connection {
+    pub(crate) async fn connect(&self, port: u16, certificate: &CertificateFiles) -> Connection {
         Connection::open(&endpoint(port), self.client_config(certificate))
             .await
             .unwrap()

@@ -15,14 +15,11 @@ use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_core::reading::Timestamp;
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
-use wardseal_net::testing::{TestCertificate, TestPki};
-use wardseal_pki::ca::Secrets;
-use wardseal_pki::card::{EnrollOptions, TokenChoice};
-use wardseal_pki::key::SecretSource;
-use wardseal_softhsm::{SoftHsm, TokenSpec};
 use wardseal_storage::api::Storage;
 use wardseal_storage::chain::Chain;
 use wardseal_storage::store::Store;
+use wardseal_testkit::softhsm::{SoftHsm, TokenSpec};
+use wardseal_testkit::{CertificateFiles, TestPki};
 
 use super::{WARD, epc};
 
@@ -30,15 +27,6 @@ use super::{WARD, epc};
 pub(crate) const PATIENT: &str = "P-000123";
 /// The nurse assigned to [`PATIENT`] (reads proofs).
 pub(crate) const NURSE: &str = "nurse-1";
-
-/// A free loopback port (bound, then released for the server to take).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Enrolls `patient`'s card on a new SoftHSM token (key generated on the token, patient
 /// certificate issued by the test CA and written back next to the key), the way
@@ -54,36 +42,10 @@ pub(crate) async fn enroll_card(pki: &TestPki, hsm: &SoftHsm, patient: &str) -> 
 pub(crate) async fn enroll_on_token(pki: &TestPki, hsm: &SoftHsm, patient: &str) -> String {
     let pin = hsm.token_dir().join(format!("{patient}.pin"));
     std::fs::write(&pin, TokenSpec::DEFAULT_USER_PIN).unwrap();
-    // TestPki keeps its CA key passphrase in this file.
-    let secrets = Secrets {
-        passphrase: Some(SecretSource::File(pki.temp.path().join("passphrase"))),
-        pin: None,
-    };
-    let mut options = EnrollOptions::new(
-        TokenChoice {
-            module: hsm.module_path().to_owned(),
-            token: patient.to_owned(),
-        },
-        Some(SecretSource::File(pin.clone())),
-        patient,
-    );
-    options.key_label = "patient".to_owned();
-    options.ward = Some(WARD.to_owned());
-    pki.ca
-        .unlock(&secrets)
-        .unwrap()
-        .enroll_card(&options, "test")
+    pki.enroll_card(hsm, patient, &pin, WARD)
         .await
-        .unwrap();
-    card_uri(hsm, patient, &pin)
-}
-
-fn card_uri(hsm: &SoftHsm, patient: &str, pin: &Path) -> String {
-    format!(
-        "pkcs11:token={patient};object=patient?module-path={}&pin-source=file:{}",
-        hsm.module_path().display(),
-        pin.display()
-    )
+        .unwrap()
+        .pkcs11_uri
 }
 
 /// The collector configuration lines holding `patient`'s card.
@@ -102,7 +64,7 @@ pub(crate) struct StorageServer {
 /// What a storage server is started from (kept to restart it the same way).
 #[derive(Clone)]
 pub(crate) struct StorageSetup {
-    pub(crate) certificate: TestCertificate,
+    pub(crate) certificate: CertificateFiles,
     pub(crate) ca_bundle: PathBuf,
     pub(crate) crl: PathBuf,
     pub(crate) database: PathBuf,
@@ -115,7 +77,7 @@ impl StorageSetup {
     /// A storage identity from `pki`, a database file in `dir`, listening on `port`.
     pub(crate) async fn new(pki: &TestPki, dir: &Path, port: u16) -> Self {
         Self {
-            certificate: pki.issue(Identity::storage(None, None)).await,
+            certificate: pki.issue(Identity::storage(None, None)).await.unwrap(),
             ca_bundle: pki.ca_bundle(),
             crl: pki.crl(),
             database: dir.join("storage.db"),
@@ -143,10 +105,11 @@ impl StorageSetup {
     pub(crate) fn stored_leaves(&self) -> HashMap<String, i64> {
         match &self.postgres {
             None => stored_leaves(&self.database),
-            Some(url) => super::postgres::query(
+            Some(url) => wardseal_testkit::postgres::query(
                 url,
                 "SELECT encode(leaf_hash, 'hex'), COUNT(*) FROM readings GROUP BY leaf_hash",
             )
+            .unwrap()
             .lines()
             .filter_map(|line| {
                 let (leaf, count) = line.split_once(' ')?;
@@ -241,9 +204,10 @@ impl StorageServer {
 }
 
 /// A nurse's certificate (to read proofs).
-pub(crate) async fn nurse(pki: &TestPki) -> TestCertificate {
+pub(crate) async fn nurse(pki: &TestPki) -> CertificateFiles {
     pki.issue(Identity::staff(SubjectId::new(NURSE).unwrap()))
         .await
+        .unwrap()
 }
 
 /// How many times each leaf hash is stored, read from storage's database file.
@@ -279,22 +243,4 @@ pub(crate) async fn metric(connection: &Connection, name: &str) -> f64 {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .ok_or_else(|| format!("no metric {name} in:\n{text}"))
         .unwrap()
-}
-
-/// Polls `done` every 100 ms until it holds or `limit` passes; returns whether it held.
-pub(crate) async fn eventually<F, Fut>(limit: Duration, mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if done().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -10,8 +10,8 @@
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
-use wardseal_contracts::anvil::{AnvilNode, AnvilOptions, dev_signer};
 use wardseal_contracts::{EmbeddedBackend, EmbeddedChain, Ledger, RpcBackend};
+use wardseal_testkit::anvil::{AnvilOptions, dev_signer};
 
 /// The admin (anvil dev account 0) and three more accounts (1 to 3), funded on anvil.
 pub(crate) fn signer(index: usize) -> PrivateKeySigner {
@@ -38,7 +38,7 @@ pub(crate) async fn embedded() -> Embedded {
 /// anvil on a free loopback port, with a freshly deployed suite. Fails (does not skip)
 /// when anvil is missing: run contracts/setup.sh.
 pub(crate) struct Anvil {
-    pub(crate) node: AnvilNode,
+    pub(crate) node: wardseal_testkit::Anvil,
     pub(crate) ledger: Ledger<RpcBackend>,
     pub(crate) state_dir: tempfile::TempDir,
 }
@@ -49,10 +49,12 @@ pub(crate) async fn anvil() -> Anvil {
 
 pub(crate) async fn anvil_with(block_time: Option<u64>) -> Anvil {
     let state_dir = tempfile::tempdir().unwrap();
-    let node = AnvilNode::spawn(AnvilOptions {
+    let node = wardseal_testkit::Anvil::start(AnvilOptions {
         block_time,
         state: Some(state_dir.path().join("anvil-state.json")),
+        log: None,
     })
+    .await
     .unwrap_or_else(|e| panic!("{e}"));
     let backend = RpcBackend::connect(&node.url(), signer(0)).unwrap();
     let ledger = Ledger::deploy(backend).await.unwrap();

@@ -19,12 +19,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use wardseal_net::client::ClientTlsSettings;
-use wardseal_net::testing::TestCertificate;
+use wardseal_testkit::CertificateFiles;
 
 /// A client configuration for `certificate`, trusting the test CA.
 pub(crate) fn client(
     bundle: &std::path::Path,
-    certificate: &TestCertificate,
+    certificate: &CertificateFiles,
     alpn: &[&[u8]],
 ) -> Arc<ClientConfig> {
     ClientTlsSettings::new(bundle, &certificate.certificate, &certificate.key)

@@ -10,8 +10,7 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use alloy::primitives::Address;
@@ -34,10 +33,11 @@ use wardseal_core::signature::SignatureAlgorithm;
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
-use wardseal_net::testing::{TestCertificate, TestPki};
 use wardseal_storage::api::Storage;
 use wardseal_storage::chain::Chain;
 use wardseal_storage::store::Store;
+use wardseal_testkit::anvil::dev_signer;
+use wardseal_testkit::{Anvil, AnvilOptions, CertificateFiles, TestPki};
 
 pub(crate) const WARD: &str = "ward-7";
 pub(crate) const GROUP: u32 = 3;
@@ -49,160 +49,18 @@ pub(crate) fn epc(serial: u64) -> Sgtin96 {
         .unwrap()
 }
 
-/// A throwaway PostgreSQL cluster (initdb + pg_ctl as user `postgres`), or the database of
-/// `DATABASE_URL` when set. Fails, never skips, when PostgreSQL is missing.
-pub(crate) struct Postgres {
-    pub(crate) url: String,
-    cluster: Option<(tempfile::TempDir, PathBuf)>,
-}
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-impl Postgres {
-    pub(crate) fn start() -> Self {
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            return Self { url, cluster: None };
-        }
-        let bin = std::env::var("WARDSEAL_PG_BIN").unwrap_or_else(|_| PG_BIN.into());
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.join("initdb").is_file(),
-            "PostgreSQL is not installed at {} (apt-get install postgresql-15, or set DATABASE_URL / WARDSEAL_PG_BIN)",
-            bin.display()
-        );
-        let temp = tempfile::Builder::new()
-            .prefix("wardseal-pg")
-            .tempdir()
-            .unwrap();
-        let data = temp.path().join("data");
-        run_as_postgres(
-            temp.path(),
-            &[
-                &bin.join("initdb").display().to_string(),
-                "-D",
-                &data.display().to_string(),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-            ],
-        );
-        let port = free_port();
-        let log = temp.path().join("log");
-        run_as_postgres(
-            temp.path(),
-            &[
-                &bin.join("pg_ctl").display().to_string(),
-                "-D",
-                &data.display().to_string(),
-                "-l",
-                &log.display().to_string(),
-                "-w",
-                "-o",
-                &format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1",
-                    temp.path().display()
-                ),
-                "start",
-            ],
-        );
-        run_as_postgres(
-            temp.path(),
-            &[
-                &bin.join("createdb").display().to_string(),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "wardseal",
-            ],
-        );
-        Self {
-            url: format!("postgres://postgres@127.0.0.1:{port}/wardseal"),
-            cluster: Some((temp, data)),
-        }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Some((temp, data)) = &self.cluster {
-            // Stop the postmaster by its PID (first line of postmaster.pid).
-            let bin =
-                PathBuf::from(std::env::var("WARDSEAL_PG_BIN").unwrap_or_else(|_| PG_BIN.into()));
-            let _ = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join("pg_ctl"))
-                .args([
-                    "-D",
-                    &data.display().to_string(),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "stop",
-                ])
-                .current_dir(temp.path())
-                .output();
-        }
-    }
-}
-
-fn run_as_postgres(dir: &Path, args: &[&str]) {
-    // The directory must belong to postgres (initdb refuses root).
-    let _ = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(dir)
-        .status();
-    let mut command = if nix_is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]);
-        command.args(args);
-        command
-    } else {
-        let mut command = Command::new(args[0]);
-        command.args(&args[1..]);
-        command
-    };
-    let output = command.current_dir(dir).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn nix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Everything a test needs.
 pub(crate) struct World {
     pub(crate) pki: TestPki,
     pub(crate) storage: Arc<Storage>,
     pub(crate) address: SocketAddr,
-    pub(crate) collector: TestCertificate,
-    pub(crate) patient: TestCertificate,
+    pub(crate) collector: CertificateFiles,
+    pub(crate) patient: CertificateFiles,
     pub(crate) patient_account: Address,
     /// The ledger as the patient's account (grants and revokes consent).
     pub(crate) patient_ledger: Ledger<wardseal_contracts::AnyBackend>,
     pub(crate) ledger: Ledger<wardseal_contracts::AnyBackend>,
-    _anvil: Option<wardseal_contracts::anvil::AnvilNode>,
+    _anvil: Option<Anvil>,
     pub(crate) tip: Option<ChainTip>,
     _chain_dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -223,13 +81,13 @@ impl World {
     }
 
     pub(crate) async fn with_ledger(database_url: &str, kind: LedgerKind) -> Self {
-        let pki = TestPki::new().await;
+        let pki = TestPki::new().await.unwrap();
         let chain_dir = tempfile::tempdir().unwrap();
         let (backend, patient_backend, patient_account, anvil): (
             wardseal_contracts::AnyBackend,
             wardseal_contracts::AnyBackend,
             Address,
-            Option<wardseal_contracts::anvil::AnvilNode>,
+            Option<Anvil>,
         ) = match kind {
             LedgerKind::Embedded => {
                 let chain = EmbeddedChain::open(chain_dir.path()).unwrap();
@@ -242,14 +100,15 @@ impl World {
                 )
             }
             LedgerKind::Anvil => {
-                let node = wardseal_contracts::anvil::AnvilNode::spawn(Default::default())
+                let node = Anvil::start(AnvilOptions::default())
+                    .await
                     .unwrap_or_else(|error| {
                         panic!(
                             "anvil is needed: {error}; run contracts/setup.sh or set WARDSEAL_ANVIL"
                         )
                     });
-                let storage_signer = wardseal_contracts::anvil::dev_signer(0).unwrap();
-                let patient_signer = wardseal_contracts::anvil::dev_signer(1).unwrap();
+                let storage_signer = dev_signer(0).unwrap();
+                let patient_signer = dev_signer(1).unwrap();
                 let patient_account = patient_signer.address();
                 (
                     wardseal_contracts::RpcBackend::connect(&node.url(), storage_signer)
@@ -308,7 +167,7 @@ impl World {
                 .unwrap();
         }
 
-        let server = pki.issue(Identity::storage(None, None)).await;
+        let server = pki.issue(Identity::storage(None, None)).await.unwrap();
         let mut settings =
             ServerTlsSettings::new(&server.certificate, &server.key, pki.ca_bundle());
         settings.crls.push(pki.crl());
@@ -343,10 +202,12 @@ impl World {
                 Some(RuleId(RULE)),
                 None,
             ))
-            .await;
+            .await
+            .unwrap();
         let patient = pki
             .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
-            .await;
+            .await
+            .unwrap();
         storage
             .store
             .admit(
@@ -381,9 +242,7 @@ impl World {
 
     /// The anvil node's URL, when the world runs on anvil.
     pub(crate) fn anvil_url(&self) -> Option<String> {
-        self._anvil
-            .as_ref()
-            .map(wardseal_contracts::anvil::AnvilNode::url)
+        self._anvil.as_ref().map(Anvil::url)
     }
 
     pub(crate) fn reload(&self) {
@@ -393,7 +252,7 @@ impl World {
     /// POST/GET as `certificate`; `Err` when the connection is refused.
     pub(crate) async fn request(
         &self,
-        certificate: &TestCertificate,
+        certificate: &CertificateFiles,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
@@ -449,7 +308,7 @@ pub(crate) fn batch(
     patient: &str,
     tip: Option<&ChainTip>,
     readings: &[Reading],
-    certificate: &TestCertificate,
+    certificate: &CertificateFiles,
     key_file: &Path,
 ) -> BatchSubmission {
     let bytes = readings
@@ -479,7 +338,7 @@ pub(crate) fn batch(
     BatchSubmission {
         header,
         signature: signature.to_der().as_bytes().to_vec(),
-        patient_certificate: certificate.der.clone(),
+        patient_certificate: certificate.der().unwrap(),
         readings: bytes,
     }
 }
@@ -499,7 +358,7 @@ fn with_sources(error: &dyn std::error::Error) -> String {
 pub(crate) async fn request_to(
     address: SocketAddr,
     ca_bundle: &Path,
-    certificate: &TestCertificate,
+    certificate: &CertificateFiles,
     method: &str,
     path: &str,
     body: Option<Vec<u8>>,
