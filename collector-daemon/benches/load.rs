@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::storage::{PATIENT, StorageSetup, card_section, enroll_on_token, free_port};
+use common::storage::{PATIENT, StorageSetup, card_section, enroll_on_token};
 use common::{GROUP, RULE, WARD, Ward, epc, heart_rate};
 use wardseal_card::Signer;
 use wardseal_collector::batcher::Card;
@@ -40,8 +40,8 @@ use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::hash::Hash;
 use wardseal_core::identity::{GroupId, Identity, RuleId};
 use wardseal_core::reading::Timestamp;
-use wardseal_pki::ca::{Secrets, SubjectKey};
-use wardseal_pki::key::{KeyAlgorithm, SecretSource};
+use wardseal_pki::ca::SubjectKey;
+use wardseal_pki::key::KeyAlgorithm;
 use wardseal_pki::profile::Request;
 
 const PAPER: [(usize, f64); 3] = [(10, 5.72), (100, 10.81), (1000, 30.25)];
@@ -173,7 +173,7 @@ async fn run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
     let mut patients = vec![PATIENT.to_owned(), CARD_PATIENT.to_owned()];
     patients.extend(ward_patients.iter().cloned());
     let started = Instant::now();
-    let storage_port = free_port();
+    let storage_port = wardseal_testkit::free_port().unwrap();
     let ward = Ward::linked(
         &devices,
         &format!("{backlog}[batch]\nmax_readings = 5000\nlinger_ms = 20\n[ingest]\nskew_past_secs = 86400\n"),
@@ -230,11 +230,7 @@ async fn run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
     }
 
     // Device certificates and client configurations, all made before any timing.
-    let secrets = Secrets {
-        passphrase: Some(SecretSource::File(ward.pki.temp.path().join("passphrase"))),
-        pin: None,
-    };
-    let signing = ward.pki.ca.unlock(&secrets).unwrap();
+    let signing = ward.pki.ca().unlock(ward.pki.secrets()).unwrap();
     let mut configs = std::collections::HashMap::new();
     for &(serial, _, _) in &devices {
         let key = ward.dir.path().join(format!("device-{serial}.key"));

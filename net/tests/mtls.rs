@@ -355,7 +355,7 @@ async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not
     );
     // A collector certificate from another CA: refused at the door.
     let foreign = TestPki::new().await.unwrap();
-    let stranger = foreign.issue(collector()).await;
+    let stranger = foreign.issue(collector()).await.unwrap();
     let refused = get_once(
         client(&pki.ca_bundle(), &stranger, &[]),
         server.address,

@@ -749,7 +749,7 @@ impl<'a> Attacker<'a> {
         std::fs::create_dir_all(&foreign_dir).map_err(|e| Error::io("create", &foreign_dir, e))?;
         let foreign = TestPki::create_for(&foreign_dir, organisation).await?;
         let files = foreign
-            .issue(
+            .issue_in(
                 Identity::device(
                     device.epc.clone(),
                     GroupId(device.kind.group()),

@@ -42,7 +42,6 @@ use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
-use wardseal_pki::key::SecretSource;
 use wardseal_storage::api::Storage;
 use wardseal_storage::chain::Chain;
 use wardseal_storage::store::Store;
@@ -394,10 +393,10 @@ impl WardFiles {
         // Servers and people.
         let certs = dir.join("certs");
         let storage = pki
-            .issue(Identity::storage(None, None), &certs, "storage", ward)
+            .issue_in(Identity::storage(None, None), &certs, "storage", ward)
             .await?;
         let collector = pki
-            .issue(
+            .issue_in(
                 Identity::collector(subject(ward)?, None, None, None),
                 &certs,
                 "collector",

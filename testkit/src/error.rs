@@ -108,7 +108,7 @@ pub enum Error {
         name: String,
     },
     /// The PC/SC test lock could not be taken.
-    #[error("cannot take the PC/SC test lock {}: {0}", crate::pcsc::LOCK_FILE)]
+    #[error("cannot take the PC/SC test lock {path}: {0}", path = crate::pcsc::LOCK_FILE)]
     PcscLock(#[source] std::io::Error),
     /// A pcscd that the kit did not start is running (a system one, or a test that
     /// ignores the lock), so the kit cannot know which readers it shows.

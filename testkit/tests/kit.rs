@@ -31,10 +31,15 @@ fn a_free_port_can_be_bound_and_nothing_listens_on_it() {
 
 #[test]
 fn a_wait_that_runs_out_names_what_it_waited_for() {
-    let error = wait_until("the moon turning blue", Duration::from_millis(120), || false)
-        .unwrap_err();
+    let error = wait_until("the moon turning blue", Duration::from_millis(120), || {
+        false
+    })
+    .unwrap_err();
     assert!(matches!(error, Error::NotInTime { .. }), "{error:?}");
-    assert!(error.to_string().contains("the moon turning blue"), "{error}");
+    assert!(
+        error.to_string().contains("the moon turning blue"),
+        "{error}"
+    );
     let mut calls = 0;
     wait_until("the third call", Duration::from_secs(5), || {
         calls += 1;
@@ -57,8 +62,8 @@ async fn a_process_that_exits_early_is_reported_with_its_log_and_a_killed_one_is
     assert!(matches!(error, Error::Exited { .. }), "{error:?}");
     assert!(error.to_string().contains("about to fail"), "{error}");
 
-    let mut sleeper = Process::new("sleeper", "/bin/sleep", dir.path().join("sleep.log"))
-        .args(["30"]);
+    let mut sleeper =
+        Process::new("sleeper", "/bin/sleep", dir.path().join("sleep.log")).args(["30"]);
     sleeper.start().unwrap();
     assert!(sleeper.is_running());
     sleeper.kill9().unwrap();
@@ -80,9 +85,11 @@ fn a_cluster_serves_the_database_and_its_server_is_gone_once_dropped() {
     assert_eq!(answer.trim(), "1");
     drop(cluster);
     // Stopped by PID on drop, whoever the tools ran as.
-    wait_until("the dropped cluster's server gone", Duration::from_secs(30), || {
-        !listening(port)
-    })
+    wait_until(
+        "the dropped cluster's server gone",
+        Duration::from_secs(30),
+        || !listening(port),
+    )
     .unwrap();
 }
 

@@ -78,7 +78,7 @@ impl StorageSetup {
     pub(crate) async fn new(pki: &TestPki, dir: &Path, port: u16) -> Self {
         Self {
             certificate: pki.issue(Identity::storage(None, None)).await.unwrap(),
-            ca_bundle: pki.ca_bundle(),
+            ca_bundle: pki.ca_bundle().to_owned(),
             crl: pki.crl(),
             database: dir.join("storage.db"),
             postgres: None,
