@@ -8,12 +8,6 @@
 //! file for the whole run, starts `pcscd -f` itself and stops it by PID. It fails (never
 //! skips) when pcscd or vpcd is missing, or when another pcscd is running.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test fails by panicking, with the message"
-)]
-
 mod common;
 
 use std::time::Duration;

@@ -138,7 +138,7 @@ async fn accepted_run(hsm: &wardseal_testkit::softhsm::SoftHsm, database: Databa
         String::from_utf8_lossy(&reply.body)
     );
     let document: ProofDocument = serde_json::from_slice(&reply.body).unwrap();
-    let verified = proof::verify(&document, &ward.pki.root_der()).unwrap();
+    let verified = proof::verify(&document, ward.pki.root_der()).unwrap();
     assert_eq!(verified.leaf_hash.to_string(), leaf);
     assert_eq!(verified.header.patient().as_str(), PATIENT);
     assert_eq!(verified.header.collector().as_str(), common::WARD);
@@ -153,7 +153,7 @@ async fn accepted_run(hsm: &wardseal_testkit::softhsm::SoftHsm, database: Databa
     let mut bytes = hex::decode(&document.reading).unwrap();
     *bytes.last_mut().unwrap() ^= 1;
     forged.reading = hex::encode(bytes);
-    assert!(proof::verify(&forged, &ward.pki.root_der()).is_err());
+    assert!(proof::verify(&forged, ward.pki.root_der()).is_err());
 
     daemon.shutdown().await;
     storage.stop().await;

@@ -116,7 +116,7 @@ async fn collector_identity_reaches_the_handler_over_http1_and_http2() {
     let collector = pki.issue(collector()).await.unwrap();
 
     let mut connection = http1(
-        client(&pki.ca_bundle(), &collector, &[b"http/1.1"]),
+        client(pki.ca_bundle(), &collector, &[b"http/1.1"]),
         server.address,
     )
     .await
@@ -128,7 +128,7 @@ async fn collector_identity_reaches_the_handler_over_http1_and_http2() {
     assert_eq!(body["serial"], serial_hex(&collector));
 
     let (status, body) = get_h2(
-        client(&pki.ca_bundle(), &collector, &[b"h2", b"http/1.1"]),
+        client(pki.ca_bundle(), &collector, &[b"h2", b"http/1.1"]),
         server.address,
         "/",
     )
@@ -147,7 +147,7 @@ async fn wrong_role_is_refused_with_a_code() {
         .issue(Identity::staff(SubjectId::new("nurse-1").unwrap()))
         .await
         .unwrap();
-    let (status, body) = get_once(client(&pki.ca_bundle(), &staff, &[]), server.address, "/")
+    let (status, body) = get_once(client(pki.ca_bundle(), &staff, &[]), server.address, "/")
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -163,7 +163,7 @@ async fn revoked_certificate_is_refused_after_reload_and_resumption_cannot_bypas
     let device = pki.issue(device()).await.unwrap();
     // One client configuration, with rustls's default session cache: it would resume if
     // the server allowed it.
-    let config = client(&pki.ca_bundle(), &device, &[]);
+    let config = client(pki.ca_bundle(), &device, &[]);
 
     let mut first = http1(Arc::clone(&config), server.address).await.unwrap();
     assert_eq!(first.get("/").await.unwrap().0, StatusCode::OK);
@@ -190,7 +190,7 @@ async fn revoked_certificate_is_refused_after_reload_and_resumption_cannot_bypas
 
     // Others are unaffected.
     let other = pki.issue(collector()).await.unwrap();
-    let (status, _) = get_once(client(&pki.ca_bundle(), &other, &[]), server.address, "/")
+    let (status, _) = get_once(client(pki.ca_bundle(), &other, &[]), server.address, "/")
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -202,7 +202,7 @@ async fn a_fetched_crl_revokes_too() {
     let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
     let device = pki.issue(device()).await.unwrap();
-    let config = client(&pki.ca_bundle(), &device, &[]);
+    let config = client(pki.ca_bundle(), &device, &[]);
     assert_eq!(
         get_once(Arc::clone(&config), server.address, "/")
             .await
@@ -313,7 +313,7 @@ async fn shutdown_drains_the_request_in_flight() {
     };
     let server = start(&pki, Some(gate.clone())).await;
     let collector = pki.issue(collector()).await.unwrap();
-    let mut connection = http1(client(&pki.ca_bundle(), &collector, &[]), server.address)
+    let mut connection = http1(client(pki.ca_bundle(), &collector, &[]), server.address)
         .await
         .unwrap();
     let in_flight = tokio::spawn(async move { connection.get("/").await });
@@ -340,7 +340,7 @@ async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not
         .issue(Identity::patient(SubjectId::new("patient-1").unwrap()))
         .await
         .unwrap();
-    let (status, body) = get_once(client(&pki.ca_bundle(), &patient, &[]), server.address, "/")
+    let (status, body) = get_once(client(pki.ca_bundle(), &patient, &[]), server.address, "/")
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -349,19 +349,14 @@ async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not
     pki.revoke(&patient.serial).await.unwrap();
     server.tls.reload().unwrap();
     assert!(
-        get_once(client(&pki.ca_bundle(), &patient, &[]), server.address, "/")
+        get_once(client(pki.ca_bundle(), &patient, &[]), server.address, "/")
             .await
             .is_err()
     );
     // A collector certificate from another CA: refused at the door.
     let foreign = TestPki::new().await.unwrap();
     let stranger = foreign.issue(collector()).await.unwrap();
-    let refused = get_once(
-        client(&pki.ca_bundle(), &stranger, &[]),
-        server.address,
-        "/",
-    )
-    .await;
+    let refused = get_once(client(pki.ca_bundle(), &stranger, &[]), server.address, "/").await;
     assert!(refused.is_err(), "foreign certificate got {refused:?}");
     server.stop().await;
 }

@@ -141,7 +141,7 @@ async fn administer_then_serve() {
         .unwrap();
     let (status, body) = common::request_to(
         address,
-        &pki.ca_bundle(),
+        pki.ca_bundle(),
         &collector,
         "GET",
         "/v1/wards/ward-7/assignments",
@@ -163,7 +163,7 @@ async fn administer_then_serve() {
         serde_json::json!({"patient": "patient-2", "ward": "ward-7", "room": "1", "bed": "A"});
     let (status, body) = common::request_to(
         address,
-        &pki.ca_bundle(),
+        pki.ca_bundle(),
         &admin_certificate,
         "POST",
         "/v1/admin/admissions",
@@ -178,7 +178,7 @@ async fn administer_then_serve() {
         .unwrap();
     let (status, body) = common::request_to(
         address,
-        &pki.ca_bundle(),
+        pki.ca_bundle(),
         &nurse,
         "GET",
         "/v1/patients/patient-1/observations",
@@ -191,7 +191,7 @@ async fn administer_then_serve() {
     // The collector cannot administer.
     let (status, body) = common::request_to(
         address,
-        &pki.ca_bundle(),
+        pki.ca_bundle(),
         &collector,
         "POST",
         "/v1/admin/discharges",
@@ -209,7 +209,7 @@ async fn administer_then_serve() {
     let assignments = || {
         common::request_to(
             address,
-            &ca_bundle,
+            ca_bundle,
             &collector,
             "GET",
             "/v1/wards/ward-7/assignments",
@@ -248,7 +248,7 @@ async fn administer_then_serve() {
         .unwrap();
     let (status, body) = common::request_to(
         address,
-        &pki.ca_bundle(),
+        pki.ca_bundle(),
         &other,
         "GET",
         "/v1/wards/ward-7/assignments",

@@ -177,7 +177,7 @@ async fn batch_anchoring(world: &mut World) -> Documents {
         .await
         .unwrap();
     let ledger = &world.ledger;
-    let root_der = world.pki.root_der();
+    let root_der = world.pki.root_der().to_vec();
     let reading = heart_rate(1, "90", T0 + 40 * MINUTE, 40);
     let leaf = wardseal_core::merkle::leaf_hash(&reading.canonical_bytes());
     let submission = batch(
@@ -702,7 +702,7 @@ async fn access(world: &World) {
         .unwrap();
     assert_eq!(status, StatusCode::OK, "{proof}");
     let document: wardseal_storage::proof::ProofDocument = serde_json::from_value(proof).unwrap();
-    let verified = wardseal_storage::proof::verify(&document, &world.pki.root_der()).unwrap();
+    let verified = wardseal_storage::proof::verify(&document, world.pki.root_der()).unwrap();
     assert_eq!(hex::encode(verified.leaf_hash.as_bytes()), leaf);
     let mut tampered = document.clone();
     tampered.reading = heart_rate(1, "73", T0, 0)
@@ -710,7 +710,7 @@ async fn access(world: &World) {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert!(wardseal_storage::proof::verify(&tampered, &world.pki.root_der()).is_err());
+    assert!(wardseal_storage::proof::verify(&tampered, world.pki.root_der()).is_err());
     let (status, _) = world
         .request(
             &other_nurse,

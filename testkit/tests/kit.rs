@@ -2,12 +2,6 @@
 //! rely on, and leaves nothing running when dropped. They fail (never skip) when a
 //! component is missing, like every suite that uses them.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test fails by panicking, with the message"
-)]
-
 use std::time::Duration;
 
 use wardseal_core::identity::{Identity, SubjectId};

@@ -259,7 +259,7 @@ impl World {
     ) -> Result<(StatusCode, serde_json::Value), String> {
         request_to(
             self.address,
-            &self.pki.ca_bundle(),
+            self.pki.ca_bundle(),
             certificate,
             method,
             path,
