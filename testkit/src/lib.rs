@@ -10,7 +10,10 @@
 //!   card, serialised across test binaries by one lock file.
 //! - [`anvil`]: anvil on a free loopback port, with or without a state file, killable
 //!   and restartable; anvil's funded development accounts.
-//! - [`softhsm`]: private SoftHSM2 stores (the `wardseal-softhsm` crate, re-exported).
+//! - [`softhsm`]: private SoftHSM2 stores (the `wardseal-softhsm` crate, re-exported: it
+//!   stays a crate of its own because it depends on no wardseal crate, so the card's and
+//!   the CA's own tests and benchmarks use SoftHSM without building the kit's Ethereum
+//!   and CA dependencies).
 //! - [`pki`]: the test PKI, a real `wardseal-pki` CA issuing certificates as files and
 //!   enrolling patient cards on SoftHSM tokens.
 //! - [`process`]: the workspace's binaries (and anvil) as child processes that are killed

@@ -372,20 +372,7 @@ impl Process {
     pub async fn wait_listening(&mut self, port: u16, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.exited() {
-                self.child = None;
-                return Err(Error::Exited {
-                    name: self.name.clone(),
-                    status,
-                    log: self.log.clone(),
-                    tail: self.log_tail(30),
-                });
-            }
-            if self.child.is_none() {
-                return Err(Error::NotRunning {
-                    name: self.name.clone(),
-                });
-            }
+            self.ensure_running()?;
             let attempt = tokio::time::timeout(
                 Duration::from_millis(500),
                 tokio::net::TcpStream::connect(("127.0.0.1", port)),
