@@ -16,8 +16,11 @@
 //! - **[`Ledger`]** encodes calls, decodes answers, reverts and events, over a
 //!   [`Backend`]: [`EmbeddedBackend`] (revm in-process, persisted, the single-machine
 //!   default) or [`RpcBackend`] (any JSON-RPC node: Besu QBFT, anvil).
-//! - **[`RuleBook`]** is the collector's native replica of the rules, followed by events
-//!   through an [`EventFollower`]; it decides exactly as the contract's `check`.
+//! - **[`RuleBook`]** is the native copy of the rules; it decides exactly as the
+//!   contract's `check`. A [`Replica`] (rules and device registry) is bootstrapped by a
+//!   query and followed by events through an [`EventFollower`]; the collector and storage
+//!   both check against it, and count the rules' per-minute rate with [`RateWindow`] /
+//!   [`replica::readings_in_window`].
 //!
 //! # Example
 //!
@@ -61,11 +64,13 @@ pub mod evaluator;
 pub mod follow;
 mod ledger;
 pub mod model;
+pub mod replica;
 
 pub use backend::{AnyBackend, Backend, EmbeddedBackend, EmbeddedChain, RpcBackend};
 pub use error::{BackendError, ContractError, Error, RuleError};
 pub use evaluator::RuleBook;
 pub use follow::{Cursor, EventFollower};
+pub use replica::{RATE_WINDOW_MICROS, RateWindow, Replica};
 pub use ledger::Ledger;
 pub use model::{
     Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition, LedgerEvent,
