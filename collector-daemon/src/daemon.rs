@@ -213,20 +213,7 @@ impl Daemon {
         let metrics = Arc::new(Metrics::default());
         let (chain, follower) = ChainReplica::bootstrap(&ledger).await?;
         let replica = Arc::new(Replica::from_chain(chain));
-        let slots = Arc::new(CardSlots::default());
-        // Cards bound to a bedside reader are present only while the reader holds a card.
-        let mut bedside: Vec<(String, SubjectId, Card)> = Vec::new();
-        for (patient, card) in cards {
-            let reader = config
-                .cards
-                .iter()
-                .find(|section| section.patient == patient)
-                .and_then(|section| section.reader.clone());
-            match reader {
-                Some(reader) => bedside.push((reader, patient, card)),
-                None => slots.insert(patient, card),
-            }
-        }
+        let (slots, bedside) = place_cards(config, cards);
         metrics
             .cards_present
             .set(i64::try_from(slots.len()).unwrap_or(i64::MAX));
@@ -318,30 +305,7 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             max_body: config.ingest.max_body_bytes,
         });
-        let listener =
-            listen(config.collector.listen, config.collector.listen_backlog).map_err(|source| {
-                ConfigError::Read {
-                    path: config.collector.listen.to_string().into(),
-                    source,
-                }
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| ConfigError::Read {
-            path: config.collector.listen.to_string().into(),
-            source,
-        })?;
-        let options = ServeOptions {
-            max_connections: config.collector.max_connections,
-            drain_timeout: Duration::from_secs(config.collector.drain_secs),
-            ..ServeOptions::default()
-        };
-        let (stop_server, stopped) = oneshot::channel::<()>();
-        let handler = move |request: Request<Incoming>, peer: Arc<PeerIdentity>| {
-            let shared = Arc::clone(&shared);
-            async move { handle(&shared, request, &peer).await }
-        };
-        let server = tokio::spawn(serve(listener, Arc::clone(&tls), options, handler, async {
-            let _ = stopped.await;
-        }));
+        let (local_addr, stop_server, server) = open_front_door(config, &tls, shared)?;
         Ok(Self {
             local_addr,
             tls,
@@ -402,6 +366,70 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Splits the configured cards: those without a bedside reader are present from the
+/// start (in the returned slots); those bound to a reader (returned with it) are present
+/// only while the reader holds a card.
+fn place_cards(
+    config: &Config,
+    cards: Vec<(SubjectId, Card)>,
+) -> (Arc<CardSlots>, Vec<(String, SubjectId, Card)>) {
+    let slots = Arc::new(CardSlots::default());
+    let mut bedside = Vec::new();
+    for (patient, card) in cards {
+        let reader = config
+            .cards
+            .iter()
+            .find(|section| section.patient == patient)
+            .and_then(|section| section.reader.clone());
+        match reader {
+            Some(reader) => bedside.push((reader, patient, card)),
+            None => slots.insert(patient, card),
+        }
+    }
+    (slots, bedside)
+}
+
+/// Binds the listener and starts serving `shared`'s routes over `tls`; returns the
+/// bound address, the sender that stops accepting, and the serving task.
+fn open_front_door(
+    config: &Config,
+    tls: &Arc<ServerTls>,
+    shared: Arc<Shared>,
+) -> Result<
+    (
+        std::net::SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    Error,
+> {
+    let listener =
+        listen(config.collector.listen, config.collector.listen_backlog).map_err(|source| {
+            ConfigError::Read {
+                path: config.collector.listen.to_string().into(),
+                source,
+            }
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ConfigError::Read {
+        path: config.collector.listen.to_string().into(),
+        source,
+    })?;
+    let options = ServeOptions {
+        max_connections: config.collector.max_connections,
+        drain_timeout: Duration::from_secs(config.collector.drain_secs),
+        ..ServeOptions::default()
+    };
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let handler = move |request: Request<Incoming>, peer: Arc<PeerIdentity>| {
+        let shared = Arc::clone(&shared);
+        async move { handle(&shared, request, &peer).await }
+    };
+    let server = tokio::spawn(serve(listener, Arc::clone(tls), options, handler, async {
+        let _ = stopped.await;
+    }));
+    Ok((local_addr, stop_server, server))
 }
 
 /// Binds the front door with a listen backlog of `backlog` (the kernel caps it at

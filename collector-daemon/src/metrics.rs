@@ -72,7 +72,7 @@ impl Default for Metrics {
         // Every code is written from the start (at 0), so a rate over a refusal that has
         // not happened yet is 0, not absent.
         for reason in Rejection::CODES {
-            rejected.get_or_create(&ReasonLabel { reason });
+            let _ = rejected.get_or_create(&ReasonLabel { reason });
         }
         registry.register(
             "readings_rejected",
@@ -237,5 +237,50 @@ mod tests {
         }
         assert_eq!(metrics.accepted_total(), 3);
         assert_eq!(metrics.rejected_total("spool_full"), 1);
+    }
+
+    /// promtool (Debian `prometheus`) lints a scrape with every family populated. Where
+    /// promtool is missing the test is skipped, except in CI (`CI` set), where it fails:
+    /// `scripts/test` installs it.
+    #[test]
+    fn promtool_accepts_the_scrape() {
+        use std::io::Write as _;
+        let metrics = Metrics::default();
+        metrics.accepted(12);
+        metrics.rejected(&Rejection::Unavailable);
+        metrics.batch_size.observe(3.0);
+        metrics.signing_seconds.observe(0.07);
+        metrics.set_anchor_lag_micros(2_000_000);
+        metrics.batches_delivered.inc();
+        metrics.cards_present.set(2);
+        let text = metrics.render(9);
+        let child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) if std::env::var_os("CI").is_none() => {
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(
+                    stderr,
+                    "skipped: promtool not runnable ({error}); apt-get install prometheus"
+                );
+                return;
+            }
+            Err(error) => panic!("promtool is required in CI (apt-get install prometheus): {error}"),
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(text.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }

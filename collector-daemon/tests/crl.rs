@@ -143,7 +143,7 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
     ward.pki.revoke(&revoked).await;
     until_code(&revoked_connection, 2, "certificate_revoked").await;
     assert_eq!(
-        daemon.metrics().crl_fetch_failures.load(Ordering::Relaxed),
+        daemon.metrics().crl_fetch_failures.get(),
         0
     );
 
@@ -151,7 +151,7 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
     mode.store(DOWN, Ordering::SeqCst);
     let metrics = Arc::clone(daemon.metrics());
     wait_for("a failed fetch", || {
-        metrics.crl_fetch_failures.load(Ordering::Relaxed) >= 2
+        metrics.crl_fetch_failures.get() >= 2
     })
     .await;
     let (status, body) = post(
@@ -169,9 +169,9 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
 
     // A CRL another CA signed (which does not list the device) is refused, not used.
     mode.store(FORGED, Ordering::SeqCst);
-    let before = metrics.crl_fetch_failures.load(Ordering::Relaxed);
+    let before = metrics.crl_fetch_failures.get();
     wait_for("a refused CRL", || {
-        metrics.crl_fetch_failures.load(Ordering::Relaxed) >= before + 2
+        metrics.crl_fetch_failures.get() >= before + 2
     })
     .await;
     let (status, body) = post(
@@ -291,7 +291,7 @@ async fn an_expired_crl_refuses_every_device_or_warns_as_configured() {
         }
         let metrics = Arc::clone(daemon.metrics());
         wait_for("the crl_expired gauge", || {
-            metrics.crl_expired.load(Ordering::Relaxed) == 1
+            metrics.crl_expired.get() == 1
         })
         .await;
         daemon.shutdown().await;

@@ -340,8 +340,7 @@ impl Client {
         &self.endpoint
     }
 
-    /// Sends one request (`body` as `application/json` unless empty) and reads the whole
-    /// answer.
+    /// Sends one request (`body` as `application/json`) and reads the whole answer.
     pub async fn send(
         &self,
         method: Method,
@@ -350,11 +349,10 @@ impl Client {
     ) -> Result<Reply, RequestError> {
         let body = body.into();
         let url = format!("{}{path}", self.base);
-        let mut request = Request::builder().method(method.clone()).uri(url.as_str());
-        if !body.is_empty() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(url.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|error| RequestError::Exchange {
                 method: method.clone(),
