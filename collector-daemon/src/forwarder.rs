@@ -185,7 +185,10 @@ struct StoredHeader {
 
 /// Sends a sealed batch as the spool holds it; only its header is read back, to check
 /// storage's receipt.
-async fn submit_queued(storage: &StorageClient, batch: &QueuedBatch) -> Result<BatchReceipt, Error> {
+async fn submit_queued(
+    storage: &StorageClient,
+    batch: &QueuedBatch,
+) -> Result<BatchReceipt, Error> {
     let stored: StoredHeader =
         serde_json::from_str(&batch.submission).map_err(|e| SpoolError::Corrupt {
             row: batch.id,

@@ -349,10 +349,9 @@ impl Ingest {
         let data_type = measurement.data_type();
         let key = (*epc, data_type.code());
         let now_us = now.unix_micros();
-        let per_minute = self
-            .rate
-            .lock()
-            .map_or(1, |mut windows| windows.entry(key).or_default().count_with(now_us));
+        let per_minute = self.rate.lock().map_or(1, |mut windows| {
+            windows.entry(key).or_default().count_with(now_us)
+        });
         let input = CheckInput::for_measurement(group, &measurement, per_minute).map_err(|_| {
             Rejection::OutOfRange {
                 component: 0,

@@ -183,9 +183,7 @@ impl Metrics {
             .iter()
             .find(|known| **known == code)
             .map_or(0, |reason| {
-                self.rejected
-                    .get_or_create(&ReasonLabel { reason })
-                    .get()
+                self.rejected.get_or_create(&ReasonLabel { reason }).get()
             })
     }
 
@@ -270,7 +268,9 @@ mod tests {
                 );
                 return;
             }
-            Err(error) => panic!("promtool is required in CI (apt-get install prometheus): {error}"),
+            Err(error) => {
+                panic!("promtool is required in CI (apt-get install prometheus): {error}")
+            }
         };
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(text.as_bytes()).unwrap();

@@ -408,14 +408,13 @@ impl Spool {
                  WHERE b.patient = ?1 AND b.id > ?2
                  ORDER BY b.id LIMIT 1",
             )?;
-            let mut rows =
-                statement.query_map(params![patient.as_str(), after], |row| {
-                    Ok(QueuedBatch {
-                        id: row.get(0)?,
-                        submission: row.get(1)?,
-                        oldest_received: row.get(2)?,
-                    })
-                })?;
+            let mut rows = statement.query_map(params![patient.as_str(), after], |row| {
+                Ok(QueuedBatch {
+                    id: row.get(0)?,
+                    submission: row.get(1)?,
+                    oldest_received: row.get(2)?,
+                })
+            })?;
             Ok(rows.next().transpose()?)
         })
         .await
@@ -726,10 +725,7 @@ fn pending(
 }
 
 /// How many sealed batches of `patient` wait for (or are in) delivery.
-fn batches_queued(
-    connection: &Connection,
-    patient: &SubjectId,
-) -> Result<u64, SpoolError> {
+fn batches_queued(connection: &Connection, patient: &SubjectId) -> Result<u64, SpoolError> {
     // The (patient, sequence) unique index answers this without reading the batches.
     let mut statement =
         connection.prepare_cached("SELECT COUNT(*) FROM batches WHERE patient = ?1")?;
@@ -773,10 +769,7 @@ fn bind(
 }
 
 /// The last sealed batch of `patient`'s chain, if any.
-fn chain_tip(
-    connection: &Connection,
-    patient: &SubjectId,
-) -> Result<Option<ChainTip>, SpoolError> {
+fn chain_tip(connection: &Connection, patient: &SubjectId) -> Result<Option<ChainTip>, SpoolError> {
     let row = connection
         .query_row(
             "SELECT sequence, hash FROM chain_tips WHERE patient = ?1",

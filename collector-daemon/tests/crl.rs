@@ -142,18 +142,12 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
     // Revoked at the CA: refused after the next fetch, without a reload or restart.
     ward.pki.revoke(&revoked).await;
     until_code(&revoked_connection, 2, "certificate_revoked").await;
-    assert_eq!(
-        daemon.metrics().crl_fetch_failures.get(),
-        0
-    );
+    assert_eq!(daemon.metrics().crl_fetch_failures.get(), 0);
 
     // The CA goes down: fetches fail, the last good CRL stays in force.
     mode.store(DOWN, Ordering::SeqCst);
     let metrics = Arc::clone(daemon.metrics());
-    wait_for("a failed fetch", || {
-        metrics.crl_fetch_failures.get() >= 2
-    })
-    .await;
+    wait_for("a failed fetch", || metrics.crl_fetch_failures.get() >= 2).await;
     let (status, body) = post(
         &revoked_connection,
         &heart_rate("72", 100, Timestamp::now()),
@@ -290,10 +284,7 @@ async fn an_expired_crl_refuses_every_device_or_warns_as_configured() {
             assert_eq!(daemon.spool().depth(), 0);
         }
         let metrics = Arc::clone(daemon.metrics());
-        wait_for("the crl_expired gauge", || {
-            metrics.crl_expired.get() == 1
-        })
-        .await;
+        wait_for("the crl_expired gauge", || metrics.crl_expired.get() == 1).await;
         daemon.shutdown().await;
     }
 }

@@ -70,9 +70,9 @@ pub use backend::{AnyBackend, Backend, EmbeddedBackend, EmbeddedChain, RpcBacken
 pub use error::{BackendError, ContractError, Error, RuleError};
 pub use evaluator::RuleBook;
 pub use follow::{Cursor, EventFollower};
-pub use replica::{RATE_WINDOW_MICROS, RateWindow, Replica};
 pub use ledger::Ledger;
 pub use model::{
     Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition, LedgerEvent,
     PositionedEvent, Range, Role, Rule, Suite, TxOutcome, TypeRule, Verdict, WideDecimal,
 };
+pub use replica::{RATE_WINDOW_MICROS, RateWindow, Replica};

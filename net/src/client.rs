@@ -317,10 +317,12 @@ impl Client {
         let uri: Uri = client
             .base
             .parse()
-            .map_err(|error: hyper::http::uri::InvalidUri| RequestError::Connect {
-                url: client.base.clone(),
-                reason: error.to_string(),
-            })?;
+            .map_err(
+                |error: hyper::http::uri::InvalidUri| RequestError::Connect {
+                    url: client.base.clone(),
+                    reason: error.to_string(),
+                },
+            )?;
         let mut https = client.connector.https.clone();
         let stream = https
             .call(uri)
@@ -397,13 +399,13 @@ impl Client {
         };
         match self.options.request_timeout {
             None => exchange.await,
-            Some(timeout) => tokio::time::timeout(timeout, exchange)
-                .await
-                .map_err(|_| RequestError::Timeout {
+            Some(timeout) => tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+                RequestError::Timeout {
                     method,
                     url: url.clone(),
                     timeout,
-                })?,
+                }
+            })?,
         }
     }
 }
@@ -508,14 +510,20 @@ mod tests {
         let endpoint: Endpoint = "https://storage.ward:8443/v1".parse().unwrap_or_else(|e| {
             panic!("{e}");
         });
-        assert_eq!((endpoint.host.as_str(), endpoint.port), ("storage.ward", 8443));
+        assert_eq!(
+            (endpoint.host.as_str(), endpoint.port),
+            ("storage.ward", 8443)
+        );
         assert_eq!(endpoint.to_string(), "https://storage.ward:8443");
         let v6: Result<Endpoint, _> = "https://[::1]:9443".parse();
         assert_eq!(
             v6.map(|e| (e.host, e.port)).ok(),
             Some(("::1".to_owned(), 9443))
         );
-        assert_eq!("https://storage".parse::<Endpoint>().map(|e| e.port).ok(), Some(443));
+        assert_eq!(
+            "https://storage".parse::<Endpoint>().map(|e| e.port).ok(),
+            Some(443)
+        );
         assert!("http://storage:8443".parse::<Endpoint>().is_err());
         assert!("https://storage:https".parse::<Endpoint>().is_err());
         assert!("storage:8443".parse::<Endpoint>().is_err());
