@@ -46,6 +46,7 @@ TEST_PACKAGES=(
     softhsm2 opensc opensc-pkcs11                       # PKCS#11 tokens, pkcs11-tool
     pcscd pcsc-tools libpcsclite-dev vsmartcard-vpcd    # PC/SC with a virtual reader
     postgresql-15                                       # storage's production database (throwaway clusters)
+    prometheus                                          # promtool lints the /metrics scrape
 )
 
 # What building the demo needs (openssl-sys, pcsc-sys link these); SoftHSM is optional.

@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rusqlite::params;
 use tokio::sync::Notify;
 use wardseal_card::Signer;
 use wardseal_core::batch::{BatchHeader, ChainTip};
@@ -26,7 +25,7 @@ use wardseal_core::reading::Timestamp;
 
 use crate::error::{Error, SpoolError};
 use crate::metrics::Metrics;
-use crate::spool::{self, Spool, to_sql_u64};
+use crate::spool::{SealingState, Spool, SpooledReading};
 
 /// How many sealed, undelivered batches of a patient make the batcher seal only full
 /// batches: one in flight to storage and one ready behind it keep delivery busy.
@@ -139,10 +138,10 @@ impl Batcher {
                 () = stop.notified() => return,
                 _ = interval.tick() => {}
             }
-            let patients = match self.spool.run(|c| spool::patients_pending(c)).await {
+            let patients = match self.spool.patients_pending().await {
                 Ok(patients) => patients,
                 Err(error) => {
-                    eprintln!("wardseal-collector: batcher cannot read the spool: {error}");
+                    tracing::error!(%error, "the batcher cannot read the spool");
                     continue;
                 }
             };
@@ -160,7 +159,7 @@ impl Batcher {
                 let this = Arc::clone(&self);
                 tokio::spawn(async move {
                     if let Err(error) = this.seal_pending(&patient, &card).await {
-                        eprintln!("wardseal-collector: sealing a batch for {patient}: {error}");
+                        tracing::warn!(%patient, %error, "sealing a batch failed");
                     }
                     if let Ok(mut busy) = this.busy.lock() {
                         busy.remove(&patient);
@@ -177,17 +176,11 @@ impl Batcher {
         let mut sealed = 0;
         loop {
             let max = self.limits.max_readings;
-            let who = patient.clone();
-            let (pending, tip, queued) = self
-                .spool
-                .run(move |c| {
-                    Ok((
-                        spool::pending(c, &who, max)?,
-                        spool::chain_tip(c, &who)?,
-                        spool::batches_queued(c, &who)?,
-                    ))
-                })
-                .await?;
+            let SealingState {
+                pending,
+                tip,
+                queued,
+            } = self.spool.sealing_state(patient, max).await?;
             let Some(oldest) = pending.first() else {
                 return Ok(sealed);
             };
@@ -212,7 +205,7 @@ impl Batcher {
         &self,
         patient: &SubjectId,
         card: &Card,
-        pending: Vec<spool::SpooledReading>,
+        pending: Vec<SpooledReading>,
         tip: Option<ChainTip>,
     ) -> Result<(), Error> {
         let leaves: Vec<_> = pending.iter().map(|r| r.leaf).collect();
@@ -257,36 +250,8 @@ impl Batcher {
             row: 0,
             reason: format!("cannot encode the batch: {e}"),
         })?;
-        let tip = header.tip();
-        let patient = patient.clone();
         self.spool
-            .run(move |connection| {
-                let transaction = connection.transaction()?;
-                transaction.execute(
-                    "INSERT INTO batches (patient, sequence, submission, created_us) VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        patient.as_str(),
-                        to_sql_u64(tip.sequence),
-                        text,
-                        Timestamp::now().unix_micros()
-                    ],
-                )?;
-                let batch = transaction.last_insert_rowid();
-                {
-                    let mut update =
-                        transaction.prepare_cached("UPDATE readings SET batch = ?1 WHERE id = ?2")?;
-                    for id in &ids {
-                        update.execute(params![batch, id])?;
-                    }
-                }
-                transaction.execute(
-                    "INSERT INTO chain_tips (patient, sequence, hash) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (patient) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
-                    params![patient.as_str(), to_sql_u64(tip.sequence), tip.hash.as_bytes()],
-                )?;
-                transaction.commit().map_err(SpoolError::from_sqlite)?;
-                Ok(())
-            })
+            .seal_batch(patient, header.tip(), text, ids)
             .await?;
         self.sealed.notify_one();
         Ok(())

@@ -304,9 +304,9 @@ impl Config {
         self.storage
             .url
             .parse()
-            .map_err(|reason| ConfigError::Invalid {
+            .map_err(|error: crate::client::UrlError| ConfigError::Invalid {
                 key: "storage.url",
-                reason,
+                reason: error.reason,
             })
     }
 

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
-use wardseal_contracts::{AnyBackend, Cursor, EventFollower, Ledger, RuleBook};
+use wardseal_contracts::{AnyBackend, Ledger, Replica as ChainReplica};
 use wardseal_core::exchange::WardAssignments;
 use wardseal_core::identity::SubjectId;
 use wardseal_net::crl::CrlFetcher;
@@ -24,6 +24,7 @@ use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
 use wardseal_net::wire::{WireError, bytes_response, json_response, read_body};
 
+use crate::background;
 use crate::batcher::{BatchLimits, Batcher, Card, CardSlots};
 use crate::config::Config;
 use crate::decision_log;
@@ -202,7 +203,7 @@ impl Daemon {
         cards: Vec<(SubjectId, Card)>,
     ) -> Result<Self, Error> {
         let tls = Arc::new(ServerTls::load(tls_settings(config)?)?);
-        let mut crl_fetcher = first_crl_fetch(config, &tls).await?;
+        let crl_fetcher = first_crl_fetch(config, &tls).await?;
         let storage = Arc::new(storage_client(config)?);
         let spool = Spool::open(SpoolOptions {
             path: config.spool.path.clone(),
@@ -210,32 +211,17 @@ impl Daemon {
             max_group: config.spool.max_group,
         })?;
         let metrics = Arc::new(Metrics::default());
-        let head = ledger.head().await?;
-        let rules = RuleBook::from_parts(&ledger.rules().await?, &ledger.group_rules().await?);
-        let replica = Arc::new(Replica::new(ledger.devices().await?, rules));
-        let slots = Arc::new(CardSlots::default());
-        // Cards bound to a bedside reader are present only while the reader holds a card.
-        let mut bedside: Vec<(String, SubjectId, Card)> = Vec::new();
-        for (patient, card) in cards {
-            let reader = config
-                .cards
-                .iter()
-                .find(|section| section.patient == patient)
-                .and_then(|section| section.reader.clone());
-            match reader {
-                Some(reader) => bedside.push((reader, patient, card)),
-                None => slots.insert(patient, card),
-            }
-        }
-        metrics.cards_present.store(
-            i64::try_from(slots.len()).unwrap_or(i64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let (chain, follower) = ChainReplica::bootstrap(&ledger).await?;
+        let replica = Arc::new(Replica::from_chain(chain));
+        let (slots, bedside) = place_cards(config, cards);
+        metrics
+            .cards_present
+            .set(i64::try_from(slots.len()).unwrap_or(i64::MAX));
         let stop_tasks = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
         if !bedside.is_empty() {
             let watcher = wardseal_card::watcher::CardWatcher::start()?;
-            tasks.spawn(watch_readers(
+            tasks.spawn(background::watch_readers(
                 watcher,
                 bedside,
                 Arc::clone(&slots),
@@ -249,162 +235,36 @@ impl Daemon {
             let assignments = read_assignments(path)?;
             forwarder::apply_assignments(&spool, &replica, &assignments).await?;
         }
-        {
-            let (spool, replica, storage) =
-                (spool.clone(), Arc::clone(&replica), Arc::clone(&storage));
-            let file = config.storage.assignments_file.clone();
-            let ward = config.ward().clone();
-            let every = Duration::from_secs(config.storage.assignments_refresh_secs.max(1));
-            let stop = Arc::clone(&stop_tasks);
-            tasks.spawn(async move {
-                // Warn when fetching starts failing and when it works again, not per try.
-                let mut failing = false;
-                loop {
-                    let fetched = match &file {
-                        Some(path) => read_assignments(path).map_err(Error::from),
-                        None => storage.assignments(&ward).await.map_err(Error::from),
-                    };
-                    if fetched.is_ok() && failing {
-                        eprintln!("wardseal-collector: assignments can be fetched again");
-                    }
-                    match fetched {
-                        Ok(assignments) => {
-                            failing = false;
-                            if let Err(error) =
-                                forwarder::apply_assignments(&spool, &replica, &assignments).await
-                            {
-                                eprintln!("wardseal-collector: binding assignments: {error}");
-                            }
-                        }
-                        Err(error) => {
-                            if !failing {
-                                eprintln!(
-                                    "wardseal-collector: warning: assignments: {error}; keeping the last ones, retrying every {every:?}"
-                                );
-                            }
-                            failing = true;
-                        }
-                    }
-                    tokio::select! {
-                        () = stop.notified() => return,
-                        () = tokio::time::sleep(every) => {}
-                    }
-                }
-            });
-        }
-        // Rules and registry follower.
-        {
-            let replica = Arc::clone(&replica);
-            let mut follower = EventFollower::new(
-                ledger.clone(),
-                Cursor {
-                    next_block: head.saturating_add(1),
-                },
-            );
-            let every = Duration::from_millis(config.ledger.follow_interval_ms.max(10));
-            let stop = Arc::clone(&stop_tasks);
-            tasks.spawn(async move {
-                loop {
-                    match follower.poll().await {
-                        Ok(events) => {
-                            for event in events {
-                                replica.apply(&event.event);
-                            }
-                        }
-                        Err(error) => {
-                            eprintln!("wardseal-collector: following the ledger: {error}")
-                        }
-                    }
-                    tokio::select! {
-                        () = stop.notified() => return,
-                        () = tokio::time::sleep(every) => {}
-                    }
-                }
-            });
-        }
-        // Decision-log anchoring.
-        {
-            let (spool, metrics, ledger) = (spool.clone(), Arc::clone(&metrics), ledger.clone());
-            let log = decision_log::log_id(config.ward().as_str());
-            let every = Duration::from_secs(config.ledger.anchor_interval_secs.max(1));
-            let stop = Arc::clone(&stop_tasks);
-            tasks.spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.notified() => return,
-                        () = tokio::time::sleep(every) => {}
-                    }
-                    if let Err(error) =
-                        decision_log::anchor_once(&spool, &ledger, log, 1_000_000).await
-                    {
-                        eprintln!("wardseal-collector: anchoring the decision log: {error}");
-                    }
-                    if let Ok(lag) = decision_log::anchor_lag_micros(&spool).await {
-                        metrics
-                            .anchor_lag_micros
-                            .store(lag, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-        // CRL refresh: files re-read, URLs fetched; the last good CRL of each source stays
-        // in force. One warning when a failure starts and one when it ends, not one per
-        // attempt.
-        {
-            let tls = Arc::clone(&tls);
-            let metrics = Arc::clone(&metrics);
-            let every = Duration::from_secs(config.tls.crl_refresh_secs.max(1));
-            let stop = Arc::clone(&stop_tasks);
-            tasks.spawn(async move {
-                let mut failing = false;
-                let mut expired = false;
-                loop {
-                    tokio::select! {
-                        () = stop.notified() => return,
-                        () = tokio::time::sleep(every) => {}
-                    }
-                    let failures = if crl_fetcher.urls().is_empty() {
-                        tls.reload().err().map(|error| error.to_string()).into_iter().collect()
-                    } else {
-                        crl_fetcher
-                            .refresh(&tls)
-                            .await
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                    };
-                    metrics
-                        .crl_fetch_failures
-                        .fetch_add(failures.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    match (failing, failures.is_empty()) {
-                        (false, false) => eprintln!(
-                            "wardseal-collector: warning: CRL refresh failed, keeping the last good CRLs (retrying every {every:?}): {}",
-                            failures.join("; ")
-                        ),
-                        (true, true) => eprintln!("wardseal-collector: CRL refresh works again"),
-                        _ => {}
-                    }
-                    failing = !failures.is_empty();
-                    let now_expired = tls.expired_crl(std::time::SystemTime::now());
-                    metrics.crl_expired.store(
-                        u64::from(now_expired.is_some()),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                    match (&now_expired, expired) {
-                        (Some(error), false) => eprintln!(
-                            "wardseal-collector: warning: {error} ({})",
-                            match tls.settings().expired_crl {
-                                wardseal_net::server::ExpiredCrl::Refuse => "expired_crl = \"refuse\": every device is refused",
-                                wardseal_net::server::ExpiredCrl::Warn => "expired_crl = \"warn\": its revocations stay in force",
-                            }
-                        ),
-                        (None, true) => eprintln!("wardseal-collector: the CRLs are current again"),
-                        _ => {}
-                    }
-                    expired = now_expired.is_some();
-                }
-            });
-        }
+        tasks.spawn(background::refresh_assignments(
+            spool.clone(),
+            Arc::clone(&replica),
+            Arc::clone(&storage),
+            config.storage.assignments_file.clone(),
+            config.ward().clone(),
+            Duration::from_secs(config.storage.assignments_refresh_secs.max(1)),
+            Arc::clone(&stop_tasks),
+        ));
+        tasks.spawn(background::follow_ledger(
+            Arc::clone(&replica),
+            follower,
+            Duration::from_millis(config.ledger.follow_interval_ms.max(10)),
+            Arc::clone(&stop_tasks),
+        ));
+        tasks.spawn(background::anchor_decisions(
+            spool.clone(),
+            Arc::clone(&metrics),
+            ledger.clone(),
+            decision_log::log_id(config.ward().as_str()),
+            Duration::from_secs(config.ledger.anchor_interval_secs.max(1)),
+            Arc::clone(&stop_tasks),
+        ));
+        tasks.spawn(background::refresh_crls(
+            Arc::clone(&tls),
+            crl_fetcher,
+            Arc::clone(&metrics),
+            Duration::from_secs(config.tls.crl_refresh_secs.max(1)),
+            Arc::clone(&stop_tasks),
+        ));
         // Batcher and forwarder.
         let sealed = Arc::new(Notify::new());
         let batcher = Batcher::new(
@@ -445,30 +305,7 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             max_body: config.ingest.max_body_bytes,
         });
-        let listener =
-            listen(config.collector.listen, config.collector.listen_backlog).map_err(|source| {
-                ConfigError::Read {
-                    path: config.collector.listen.to_string().into(),
-                    source,
-                }
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| ConfigError::Read {
-            path: config.collector.listen.to_string().into(),
-            source,
-        })?;
-        let options = ServeOptions {
-            max_connections: config.collector.max_connections,
-            drain_timeout: Duration::from_secs(config.collector.drain_secs),
-            ..ServeOptions::default()
-        };
-        let (stop_server, stopped) = oneshot::channel::<()>();
-        let handler = move |request: Request<Incoming>, peer: Arc<PeerIdentity>| {
-            let shared = Arc::clone(&shared);
-            async move { handle(&shared, request, &peer).await }
-        };
-        let server = tokio::spawn(serve(listener, Arc::clone(&tls), options, handler, async {
-            let _ = stopped.await;
-        }));
+        let (local_addr, stop_server, server) = open_front_door(config, &tls, shared)?;
         Ok(Self {
             local_addr,
             tls,
@@ -531,59 +368,68 @@ impl Daemon {
     }
 }
 
-/// Follows the bedside readers: a card inserted in a patient's reader makes their token
-/// present (pending readings get signed), a card removed makes it absent (readings wait
-/// in the spool). One warning, not a loop of them, if pcscd goes away.
-async fn watch_readers(
-    mut watcher: wardseal_card::watcher::CardWatcher,
-    bedside: Vec<(String, SubjectId, Card)>,
-    slots: Arc<CardSlots>,
-    metrics: Arc<Metrics>,
-    stop: Arc<Notify>,
-) {
-    use futures_core::Stream as _;
-    use wardseal_card::watcher::CardEvent;
-    loop {
-        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut watcher).poll_next(cx));
-        let event = tokio::select! {
-            () = stop.notified() => return,
-            event = next => event,
-        };
-        let (reader, present) = match event {
-            Some(Ok(CardEvent::CardInserted { reader, .. })) => (reader, true),
-            Some(Ok(CardEvent::CardRemoved { reader } | CardEvent::ReaderRemoved { reader })) => {
-                (reader, false)
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => {
-                eprintln!(
-                    "wardseal-collector: warning: watching the bedside readers failed ({error}); cards keep their last state"
-                );
-                stop.notified().await;
-                return;
-            }
-            None => return,
-        };
-        for (_, patient, card) in bedside.iter().filter(|(r, _, _)| *r == reader) {
-            if present {
-                slots.insert(patient.clone(), card.clone());
-            } else {
-                slots.remove(patient);
-            }
-            eprintln!(
-                "wardseal-collector: card of {patient} {} reader {reader:?}",
-                if present {
-                    "inserted in"
-                } else {
-                    "removed from"
-                }
-            );
+/// Splits the configured cards: those without a bedside reader are present from the
+/// start (in the returned slots); those bound to a reader (returned with it) are present
+/// only while the reader holds a card.
+fn place_cards(
+    config: &Config,
+    cards: Vec<(SubjectId, Card)>,
+) -> (Arc<CardSlots>, Vec<(String, SubjectId, Card)>) {
+    let slots = Arc::new(CardSlots::default());
+    let mut bedside = Vec::new();
+    for (patient, card) in cards {
+        let reader = config
+            .cards
+            .iter()
+            .find(|section| section.patient == patient)
+            .and_then(|section| section.reader.clone());
+        match reader {
+            Some(reader) => bedside.push((reader, patient, card)),
+            None => slots.insert(patient, card),
         }
-        metrics.cards_present.store(
-            i64::try_from(slots.len()).unwrap_or(i64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
     }
+    (slots, bedside)
+}
+
+/// Binds the listener and starts serving `shared`'s routes over `tls`; returns the
+/// bound address, the sender that stops accepting, and the serving task.
+fn open_front_door(
+    config: &Config,
+    tls: &Arc<ServerTls>,
+    shared: Arc<Shared>,
+) -> Result<
+    (
+        std::net::SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    Error,
+> {
+    let listener =
+        listen(config.collector.listen, config.collector.listen_backlog).map_err(|source| {
+            ConfigError::Read {
+                path: config.collector.listen.to_string().into(),
+                source,
+            }
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ConfigError::Read {
+        path: config.collector.listen.to_string().into(),
+        source,
+    })?;
+    let options = ServeOptions {
+        max_connections: config.collector.max_connections,
+        drain_timeout: Duration::from_secs(config.collector.drain_secs),
+        ..ServeOptions::default()
+    };
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let handler = move |request: Request<Incoming>, peer: Arc<PeerIdentity>| {
+        let shared = Arc::clone(&shared);
+        async move { handle(&shared, request, &peer).await }
+    };
+    let server = tokio::spawn(serve(listener, Arc::clone(tls), options, handler, async {
+        let _ = stopped.await;
+    }));
+    Ok((local_addr, stop_server, server))
 }
 
 /// Binds the front door with a listen backlog of `backlog` (the kernel caps it at
@@ -628,7 +474,7 @@ async fn handle(
         ),
         (&Method::GET, "/metrics") => bytes_response(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
             shared.metrics.render(shared.spool.depth()),
         ),
         (_, "/v1/readings" | "/healthz" | "/metrics") => WireError::new(

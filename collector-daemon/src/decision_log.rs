@@ -102,56 +102,25 @@ pub async fn anchor_once(
     log: B256,
     limit: usize,
 ) -> Result<Option<AnchorRound>, Error> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = spool
-        .run(move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT id, leaf, time_us FROM decisions WHERE anchored = 0 ORDER BY id LIMIT ?1",
-            )?;
-            let rows = statement.query_map([limit], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Vec<u8>>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row?);
-            }
-            Ok(out)
-        })
-        .await?;
+    let rows = spool.unanchored_decisions(limit).await?;
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
         return Ok(None);
     };
-    let (first_id, last_id) = (first.0, last.0);
+    let (first_id, last_id) = (first.id, last.id);
     let mut tree = MerkleTree::new();
-    for (id, leaf, _) in &rows {
-        let leaf = Hash::from_slice(leaf).map_err(|_| SpoolError::Corrupt {
-            row: *id,
-            reason: "decision leaf is not 32 bytes".into(),
-        })?;
-        tree.push(leaf);
+    for row in &rows {
+        tree.push(row.leaf);
     }
     let micros = |t: i64| u64::try_from(t).unwrap_or(0);
     let anchor = Anchor {
         log_id: log,
         root: B256::from(*tree.root().as_bytes()),
         count: tree.len(),
-        first_time: rows.iter().map(|r| micros(r.2)).min().unwrap_or(0),
-        last_time: rows.iter().map(|r| micros(r.2)).max().unwrap_or(0),
+        first_time: rows.iter().map(|r| micros(r.time_us)).min().unwrap_or(0),
+        last_time: rows.iter().map(|r| micros(r.time_us)).max().unwrap_or(0),
     };
     let outcome = ledger.anchor(&anchor).await?;
-    spool
-        .run(move |connection| {
-            connection.execute(
-                "UPDATE decisions SET anchored = 1 WHERE id BETWEEN ?1 AND ?2",
-                [first_id, last_id],
-            )?;
-            Ok(())
-        })
-        .await?;
+    spool.mark_anchored(first_id, last_id).await?;
     Ok(Some(AnchorRound {
         anchor,
         block: outcome.block,
@@ -160,15 +129,7 @@ pub async fn anchor_once(
 
 /// Microseconds since the oldest decision still waiting to be anchored (0 when none).
 pub async fn anchor_lag_micros(spool: &Spool) -> Result<i64, SpoolError> {
-    let oldest: Option<i64> = spool
-        .run(|connection| {
-            Ok(connection.query_row(
-                "SELECT MIN(time_us) FROM decisions WHERE anchored = 0",
-                [],
-                |row| row.get(0),
-            )?)
-        })
-        .await?;
+    let oldest = spool.oldest_unanchored_micros().await?;
     Ok(oldest.map_or(0, |oldest| {
         Timestamp::now().unix_micros().saturating_sub(oldest)
     }))

@@ -122,14 +122,9 @@ impl SpoolError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ForwardError {
-    /// No connection could be made.
-    #[error("cannot reach storage at {url}: {reason}")]
-    Connect {
-        /// Storage's URL.
-        url: String,
-        /// The cause.
-        reason: String,
-    },
+    /// No connection could be made, or it broke before the answer was complete.
+    #[error("storage cannot be reached: {0}")]
+    Request(#[from] wardseal_net::client::RequestError),
     /// Storage answered with an error.
     #[error("storage refused the batch with HTTP {status}: {body}")]
     Refused {

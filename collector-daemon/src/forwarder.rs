@@ -9,72 +9,58 @@
 //! (`GET /v1/wards/{ward}/assignments`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::Method;
 use rustls::ClientConfig;
-use tokio::sync::{Mutex, Notify};
-use wardseal_core::exchange::{BatchReceipt, BatchSubmission, WardAssignments};
+use tokio::sync::Notify;
+use wardseal_core::batch::BatchHeader;
+use wardseal_core::exchange::{BatchReceipt, WardAssignments};
 use wardseal_core::identity::SubjectId;
 use wardseal_core::reading::Timestamp;
 
-use crate::client::{Connection, Endpoint};
+use crate::client::{ClientOptions, Connection as Client, Endpoint};
 use crate::error::{Error, ForwardError, SpoolError};
 use crate::ingest::Replica;
 use crate::metrics::Metrics;
-use crate::spool::{self, Spool};
+use crate::spool::{QueuedBatch, Spool};
 
-/// The collector's connection to storage, reopened when it breaks.
-#[derive(Debug)]
+/// How long one exchange with storage may take before it is counted as failed and
+/// retried (storage is idempotent on header hashes, so a late answer costs nothing).
+pub const STORAGE_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The collector's client for storage: `wardseal-net`'s pooled mutual-TLS client (over
+/// HTTP/2 every patient's deliveries share one connection; a broken one is replaced on
+/// the next request).
+#[derive(Debug, Clone)]
 pub struct StorageClient {
-    endpoint: Endpoint,
-    config: Arc<ClientConfig>,
-    connection: Mutex<Option<Connection>>,
+    client: Client,
 }
 
 impl StorageClient {
     /// A client for `endpoint` with the collector's TLS client configuration.
     pub fn new(endpoint: Endpoint, config: Arc<ClientConfig>) -> Self {
+        let options = ClientOptions {
+            request_timeout: Some(STORAGE_REQUEST_TIMEOUT),
+            ..ClientOptions::default()
+        };
         Self {
-            endpoint,
-            config,
-            connection: Mutex::new(None),
+            client: Client::new(&endpoint, config, options),
         }
     }
 
-    async fn connection(&self) -> Result<Connection, ForwardError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(connection.clone());
-        }
-        let connection = Connection::open(&self.endpoint, Arc::clone(&self.config)).await?;
-        *slot = Some(connection.clone());
-        Ok(connection)
-    }
-
-    async fn request(
+    /// Delivers one sealed batch as the spool stores it (`submission`: its JSON, sent
+    /// byte for byte); returns storage's receipt, checked against `header`.
+    pub async fn submit(
         &self,
-        method: Method,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<crate::client::Reply, ForwardError> {
-        let connection = self.connection().await?;
-        match connection.send(method, path, body).await {
-            Ok(reply) => Ok(reply),
-            Err(error) => {
-                // The connection is suspect: open a new one next time.
-                *self.connection.lock().await = None;
-                Err(error)
-            }
-        }
-    }
-
-    /// Delivers one batch; returns storage's receipt, checked against the header.
-    pub async fn submit(&self, submission: &BatchSubmission) -> Result<BatchReceipt, ForwardError> {
-        let body = serde_json::to_vec(submission)
-            .map_err(|e| ForwardError::BadReceipt(format!("cannot encode the batch: {e}")))?;
-        let reply = self.request(Method::POST, "/v1/batches", body).await?;
+        header: &BatchHeader,
+        submission: Bytes,
+    ) -> Result<BatchReceipt, ForwardError> {
+        let reply = self
+            .client
+            .send(Method::POST, "/v1/batches", submission)
+            .await?;
         if !(200..300).contains(&reply.status) {
             return Err(ForwardError::Refused {
                 status: reply.status,
@@ -83,15 +69,13 @@ impl StorageClient {
         }
         let receipt: BatchReceipt = serde_json::from_slice(&reply.body)
             .map_err(|e| ForwardError::BadReceipt(e.to_string()))?;
-        if receipt.header_hash != submission.header.hash()
-            || receipt.sequence != submission.header.sequence()
-        {
+        if receipt.header_hash != header.hash() || receipt.sequence != header.sequence() {
             return Err(ForwardError::BadReceipt(format!(
                 "receipt names batch {} of {}, not {} of {}",
                 receipt.sequence,
                 receipt.header_hash,
-                submission.header.sequence(),
-                submission.header.hash()
+                header.sequence(),
+                header.hash()
             )));
         }
         Ok(receipt)
@@ -100,10 +84,11 @@ impl StorageClient {
     /// The ward's current assignments.
     pub async fn assignments(&self, ward: &SubjectId) -> Result<WardAssignments, ForwardError> {
         let reply = self
-            .request(
+            .client
+            .send(
                 Method::GET,
                 &format!("/v1/wards/{ward}/assignments"),
-                Vec::new(),
+                Bytes::new(),
             )
             .await?;
         if reply.status != 200 {
@@ -114,12 +99,6 @@ impl StorageClient {
         }
         serde_json::from_slice(&reply.body).map_err(|e| ForwardError::BadReceipt(e.to_string()))
     }
-}
-
-struct Queued {
-    id: i64,
-    submission: String,
-    oldest_received: i64,
 }
 
 /// How many patients' chains are delivered at once. Each patient's batches still go one
@@ -150,9 +129,10 @@ pub async fn run(
         if round.is_ok()
             && let Some((since, failures)) = outage.take()
         {
-            eprintln!(
-                "wardseal-collector: delivery to storage works again after {:.0?} and {failures} failed attempts",
-                since.elapsed()
+            tracing::info!(
+                after = ?since.elapsed(),
+                failed_attempts = failures,
+                "delivery to storage works again"
             );
         }
         match round {
@@ -165,11 +145,12 @@ pub async fn run(
             }
             Ok(_) => backoff = Duration::from_millis(100),
             Err(error) => {
-                metrics.forward_failures.fetch_add(1, Ordering::Relaxed);
+                metrics.forward_failures.inc();
                 match &mut outage {
                     None => {
-                        eprintln!(
-                            "wardseal-collector: warning: {error}; readings stay in the spool, retrying with backoff up to 5 s (further failures counted in wardseal_collector_forward_failures_total)"
+                        tracing::warn!(
+                            %error,
+                            "delivery to storage failed; readings stay in the spool, retrying with backoff up to 5 s (further failures counted in wardseal_collector_forward_failures_total)"
                         );
                         outage = Some((std::time::Instant::now(), 1));
                     }
@@ -185,84 +166,37 @@ pub async fn run(
     }
 }
 
-/// The patients with sealed batches waiting, oldest batch first.
-async fn patients_queued(spool: &Spool) -> Result<Vec<String>, SpoolError> {
-    spool
-        .run(|connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT patient FROM batches GROUP BY patient ORDER BY MIN(id) LIMIT 512",
-            )?;
-            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row?);
-            }
-            Ok(out)
-        })
-        .await
-}
-
-/// `patient`'s oldest sealed batch after batch `after` (its chain order is the id order:
-/// the batcher seals one patient's batches one at a time).
-async fn next_batch(
-    spool: &Spool,
-    patient: &str,
-    after: i64,
-) -> Result<Option<Queued>, SpoolError> {
-    let patient = patient.to_owned();
-    spool
-        .run(move |connection| {
-            // Only its submission is read, and the oldest arrival through the partial
-            // index on sealed readings: a backlog of large batches is not loaded at once.
-            let mut statement = connection.prepare_cached(
-                "SELECT b.id, b.submission,
-                        COALESCE((SELECT MIN(received_us) FROM readings r WHERE r.batch = b.id), 0)
-                 FROM batches b
-                 WHERE b.patient = ?1 AND b.id > ?2
-                 ORDER BY b.id LIMIT 1",
-            )?;
-            let mut rows = statement.query_map(rusqlite::params![patient, after], |row| {
-                Ok(Queued {
-                    id: row.get(0)?,
-                    submission: row.get(1)?,
-                    oldest_received: row.get(2)?,
-                })
-            })?;
-            Ok(rows.next().transpose()?)
-        })
-        .await
-}
-
 /// Deletes an acknowledged batch and its readings (only ever called with storage's
-/// matching receipt in hand).
+/// matching receipt in hand) and counts the delivery.
 async fn forget(spool: &Spool, metrics: &Metrics, id: i64, oldest: i64) -> Result<(), SpoolError> {
-    let removed = spool
-        .run(move |connection| {
-            let transaction = connection.transaction()?;
-            let removed = transaction.execute("DELETE FROM readings WHERE batch = ?1", [id])?;
-            transaction.execute("DELETE FROM batches WHERE id = ?1", [id])?;
-            transaction.commit()?;
-            Ok(removed)
-        })
-        .await?;
-    spool.delivered(u64::try_from(removed).unwrap_or(0));
-    metrics.batches_delivered.fetch_add(1, Ordering::Relaxed);
+    spool.forget_batch(id).await?;
+    metrics.batches_delivered.inc();
     if oldest > 0 {
-        metrics.forward_lag_micros.store(
-            Timestamp::now().unix_micros().saturating_sub(oldest),
-            Ordering::Relaxed,
-        );
+        metrics.set_forward_lag_micros(Timestamp::now().unix_micros().saturating_sub(oldest));
     }
     Ok(())
 }
 
-async fn submit_queued(storage: &StorageClient, batch: &Queued) -> Result<BatchReceipt, Error> {
-    let submission: BatchSubmission =
+/// The part of a stored submission the receipt is checked against.
+#[derive(serde::Deserialize)]
+struct StoredHeader {
+    header: BatchHeader,
+}
+
+/// Sends a sealed batch as the spool holds it; only its header is read back, to check
+/// storage's receipt.
+async fn submit_queued(
+    storage: &StorageClient,
+    batch: &QueuedBatch,
+) -> Result<BatchReceipt, Error> {
+    let stored: StoredHeader =
         serde_json::from_str(&batch.submission).map_err(|e| SpoolError::Corrupt {
             row: batch.id,
             reason: format!("stored batch does not parse: {e}"),
         })?;
-    Ok(storage.submit(&submission).await?)
+    Ok(storage
+        .submit(&stored.header, Bytes::from(batch.submission.clone()))
+        .await?)
 }
 
 /// Delivers `patient`'s sealed batches in chain order, back to back, up to
@@ -274,10 +208,10 @@ async fn deliver_patient(
     spool: Spool,
     storage: Arc<StorageClient>,
     metrics: Arc<Metrics>,
-    patient: String,
+    patient: SubjectId,
 ) -> (usize, Option<Error>) {
     let mut delivered = 0;
-    let mut current = match next_batch(&spool, &patient, 0).await {
+    let mut current = match spool.next_batch(&patient, 0).await {
         Ok(batch) => batch,
         Err(error) => return (0, Some(error.into())),
     };
@@ -298,7 +232,7 @@ async fn deliver_patient(
         };
         let (receipt, following, deleted) = tokio::join!(
             submit_queued(&storage, &batch),
-            next_batch(&spool, &patient, batch.id),
+            spool.next_batch(&patient, batch.id),
             delete
         );
         match deleted {
@@ -344,7 +278,7 @@ pub async fn deliver_round(
     storage: &Arc<StorageClient>,
     metrics: &Arc<Metrics>,
 ) -> Result<usize, Error> {
-    let mut patients = patients_queued(spool).await?.into_iter();
+    let mut patients = spool.patients_queued().await?.into_iter();
     let mut tasks = tokio::task::JoinSet::new();
     let mut count = 0;
     let mut first_error = None;
@@ -378,7 +312,7 @@ pub async fn deliver_round(
     match first_error {
         Some(error) if count == 0 => Err(error),
         Some(error) => {
-            eprintln!("wardseal-collector: {error}");
+            tracing::warn!(%error, delivered = count, "a delivery round stopped early");
             Ok(count)
         }
         None => Ok(count),
@@ -392,13 +326,5 @@ pub async fn apply_assignments(
     assignments: &WardAssignments,
 ) -> Result<usize, SpoolError> {
     let pairs = replica.set_assignments(assignments);
-    spool
-        .run(move |connection| {
-            let mut bound = 0;
-            for (device, patient) in &pairs {
-                bound += spool::bind(connection, device, patient)?;
-            }
-            Ok(bound)
-        })
-        .await
+    spool.bind_assignments(pairs).await
 }

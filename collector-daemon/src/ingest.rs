@@ -15,11 +15,13 @@
 //! status and JSON body the device receives; [`Rejection::status`] and
 //! [`Rejection::code`] are the one map from refusal to wire.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
-use wardseal_contracts::{CheckInput, Device, LedgerEvent, RuleBook, Verdict};
+use wardseal_contracts::{
+    CheckInput, Device, LedgerEvent, RateWindow, Replica as ChainReplica, RuleBook, Verdict,
+};
 use wardseal_core::epc::Sgtin96;
 use wardseal_core::exchange::WardAssignments;
 use wardseal_core::hash::Hash;
@@ -31,12 +33,12 @@ use crate::error::Rejection;
 use crate::metrics::Metrics;
 use crate::spool::{Entry, Outcome, Spool};
 
-/// The collector's replica of the chain's registry and rules, and of storage's
-/// device-to-patient assignments.
+/// The collector's replica of the chain's registry and rules (`wardseal-contracts`'
+/// [`ChainReplica`], shared between the ledger follower and the ingest checks), and of
+/// storage's device-to-patient assignments.
 #[derive(Debug, Default)]
 pub struct Replica {
-    devices: RwLock<HashMap<[u8; 12], Device>>,
-    rules: RwLock<RuleBook>,
+    chain: RwLock<ChainReplica>,
     /// By the device's pure identity: storage keeps assignments without the tag's filter
     /// value (its `WardAssignments` carry filter 0), while a certificate's EPC has one.
     assignments: RwLock<HashMap<String, SubjectId>>,
@@ -45,33 +47,22 @@ pub struct Replica {
 impl Replica {
     /// A replica holding `devices` and `rules`.
     pub fn new(devices: Vec<Device>, rules: RuleBook) -> Self {
+        Self::from_chain(ChainReplica::new(devices, rules))
+    }
+
+    /// A replica of the chain's state `chain` (as [`ChainReplica::bootstrap`] reads it),
+    /// with no assignments yet.
+    pub fn from_chain(chain: ChainReplica) -> Self {
         Self {
-            devices: RwLock::new(devices.into_iter().map(|d| (d.epc, d)).collect()),
-            rules: RwLock::new(rules),
+            chain: RwLock::new(chain),
             assignments: RwLock::default(),
         }
     }
 
     /// Applies a followed ledger event (rule changes, registrations, deactivations).
     pub fn apply(&self, event: &LedgerEvent) {
-        match event {
-            LedgerEvent::DeviceRegistered(device) => {
-                if let Ok(mut devices) = self.devices.write() {
-                    devices.insert(device.epc, device.clone());
-                }
-            }
-            LedgerEvent::DeviceDeactivated { epc } => {
-                if let Ok(mut devices) = self.devices.write()
-                    && let Some(device) = devices.get_mut(epc)
-                {
-                    device.active = false;
-                }
-            }
-            other => {
-                if let Ok(mut rules) = self.rules.write() {
-                    rules.apply(other);
-                }
-            }
+        if let Ok(mut chain) = self.chain.write() {
+            chain.apply(event);
         }
     }
 
@@ -100,11 +91,15 @@ impl Replica {
     }
 
     fn device(&self, epc: &[u8; 12]) -> Option<Device> {
-        self.devices.read().ok().and_then(|d| d.get(epc).cloned())
+        self.chain
+            .read()
+            .ok()
+            .and_then(|chain| chain.device(epc).cloned())
     }
 
     fn check(&self, input: &CheckInput) -> Option<(wardseal_contracts::Decision, u32)> {
-        let rules = self.rules.read().ok()?;
+        let chain = self.chain.read().ok()?;
+        let rules = chain.rules();
         let max = rules
             .group_rule(input.group)
             .and_then(|rule| rules.type_rule(rule, input.data_type))
@@ -186,10 +181,8 @@ pub struct Ingest {
     spool: Spool,
     metrics: Arc<Metrics>,
     skew: SkewWindow,
-    rate: Mutex<HashMap<RateKey, VecDeque<i64>>>,
+    rate: Mutex<HashMap<RateKey, RateWindow>>,
 }
-
-const MINUTE_MICROS: i64 = 60_000_000;
 
 impl Ingest {
     /// An engine over `replica` and `spool`.
@@ -357,13 +350,7 @@ impl Ingest {
         let key = (*epc, data_type.code());
         let now_us = now.unix_micros();
         let per_minute = self.rate.lock().map_or(1, |mut windows| {
-            let window = windows.entry(key).or_default();
-            while window.front().is_some_and(|&t| t <= now_us - MINUTE_MICROS) {
-                window.pop_front();
-            }
-            u32::try_from(window.len())
-                .unwrap_or(u32::MAX)
-                .saturating_add(1)
+            windows.entry(key).or_default().count_with(now_us)
         });
         let input = CheckInput::for_measurement(group, &measurement, per_minute).map_err(|_| {
             Rejection::OutOfRange {
@@ -433,7 +420,7 @@ impl Ingest {
             });
         }
         if let Ok(mut windows) = self.rate.lock() {
-            windows.entry(key).or_default().push_back(now_us);
+            windows.entry(key).or_default().record(now_us);
         }
         Ok(measurement)
     }

@@ -9,14 +9,21 @@
 //! - **Durable spool** ([`spool`]): SQLite in WAL mode with `synchronous=FULL`; one writer
 //!   thread commits many requests per transaction (group commit). A 202 means the reading
 //!   *and* the device's replay high-water mark are on disk. A full disk answers 507 and
-//!   drops nothing.
+//!   drops nothing. Every other module reaches the database through typed `Spool`
+//!   methods; the SQL lives in that one module.
 //! - **Decision log** ([`decision_log`]): every decision is a Merkle leaf; the root of the
 //!   unanchored leaves is anchored on chain every interval through the `Ledger`.
 //! - **Batches** ([`batcher`]): per patient, an RFC 9162 Merkle tree over the pending
 //!   readings, a header chained to the previous one, signed once by the patient's card.
 //!   While the card signs, new readings accumulate, so batches grow with the load.
-//! - **Forwarding** ([`forwarder`]): batches go to storage over mutual TLS, in chain order,
-//!   at least once with backoff; a spool row is deleted only after storage's receipt.
+//! - **Forwarding** ([`forwarder`]): batches go to storage over mutual TLS (the pooled
+//!   client of `wardseal-net`, re-exported in [`client`]), in chain order, at least once
+//!   with backoff, each as the spool stored it (byte for byte); a spool row is deleted
+//!   only after storage's receipt.
+//! - **Background loops** (assignments, ledger follower, anchoring, CRL refresh, bedside
+//!   readers) are named functions that [`daemon::Daemon::start`] spawns; logs go through
+//!   `tracing` and the binary installs the subscriber (`wardseal_net::logging`).
+//! - **Metrics** ([`metrics`]): `prometheus-client`, written in the Prometheus text format.
 //!
 //! # Example
 //!
@@ -35,6 +42,7 @@
 //! # }
 //! ```
 
+mod background;
 pub mod batcher;
 pub mod client;
 pub mod config;

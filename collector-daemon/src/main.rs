@@ -9,12 +9,17 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use wardseal_collector::config::load_config;
 use wardseal_collector::daemon::{self, Daemon};
+use wardseal_net::logging::LogFormat;
 
 /// The ward collector: mTLS ingest, rule and replay checks, durable spool, card-signed
 /// batches, delivery to storage.
 #[derive(Parser)]
 #[command(version)]
 struct Arguments {
+    /// Log lines for a person (`human`) or one JSON object per line (`json`); the level
+    /// comes from `RUST_LOG` (default `info`).
+    #[arg(long, global = true, env = wardseal_net::logging::FORMAT_VARIABLE, default_value = "human")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +42,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
+    wardseal_net::logging::init(arguments.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,24 +79,24 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let ledger = daemon::open_ledger(&config)?;
     let cards = daemon::open_cards(&config)?;
     let collector = Daemon::start(&config, ledger, cards).await?;
-    eprintln!(
-        "wardseal-collector: ward {} listening on {}",
-        config.ward(),
-        collector.local_addr()
+    tracing::info!(
+        ward = %config.ward(),
+        address = %collector.local_addr(),
+        "wardseal-collector listening"
     );
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     loop {
         tokio::select! {
             _ = hangup.recv() => match collector.reload() {
-                Ok(()) => eprintln!("wardseal-collector: reloaded certificates and CRLs"),
-                Err(error) => eprintln!("wardseal-collector: reload failed, keeping the previous TLS configuration: {error}"),
+                Ok(()) => tracing::info!("reloaded certificates and CRLs"),
+                Err(error) => tracing::error!(%error, "reload failed, keeping the previous TLS configuration"),
             },
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    eprintln!("wardseal-collector: draining");
+    tracing::info!("draining");
     collector.shutdown().await;
     Ok(())
 }

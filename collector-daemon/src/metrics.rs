@@ -1,108 +1,158 @@
-//! Counters and histograms, rendered in the Prometheus text format for `GET /metrics`.
+//! Counters, gauges and histograms for `GET /metrics`, kept and written by
+//! `prometheus-client` in the Prometheus text format (0.0.4).
+//!
+//! The names and labels are the ones dashboards were built on before this crate wrote
+//! the text itself (`wardseal_collector_readings_accepted_total`,
+//! `wardseal_collector_readings_rejected_total{reason}`, …). Two details of the written
+//! text changed: histogram bucket bounds are printed as floats (`le="1.0"` where
+//! `le="1"` was written), and each HELP line ends with one period.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::error::Rejection;
 
-/// A histogram with fixed upper bounds.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    count: AtomicU64,
-    /// Sum in millionths of the unit, to stay in integers.
-    sum_micro: AtomicU64,
-}
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micro: AtomicU64::new(0),
-        }
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, value: f64) {
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            if value <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        // Observations are non-negative sizes and durations; the cast saturates.
-        let micro = (value.max(0.0) * 1e6) as u64;
-        self.sum_micro.fetch_add(micro, Ordering::Relaxed);
-    }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-    }
-}
-
-const SIZE_BOUNDS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0];
-const SECONDS_BOUNDS: &[f64] = &[
+const SIZE_BOUNDS: [f64; 9] = [1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0];
+const SECONDS_BOUNDS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// The label of a refusal counter: its machine code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
 
 /// Everything `/metrics` reports.
 #[derive(Debug)]
 pub struct Metrics {
-    accepted: AtomicU64,
-    rejected: Vec<AtomicU64>,
+    registry: Registry,
+    accepted: Counter,
+    rejected: Family<ReasonLabel, Counter>,
+    spool_depth: Gauge,
     /// Readings per sealed batch.
     pub batch_size: Histogram,
     /// Seconds the patient card took per signature.
     pub signing_seconds: Histogram,
-    /// Microseconds between a delivered batch's oldest reading arriving and its receipt.
-    pub forward_lag_micros: AtomicI64,
-    /// Microseconds the oldest unanchored decision has waited.
-    pub anchor_lag_micros: AtomicI64,
+    /// Seconds between a delivered batch's oldest reading arriving and its receipt.
+    pub forward_lag_seconds: Gauge<f64, AtomicU64>,
+    /// Seconds the oldest unanchored decision has waited.
+    pub anchor_lag_seconds: Gauge<f64, AtomicU64>,
     /// Batches storage acknowledged.
-    pub batches_delivered: AtomicU64,
+    pub batches_delivered: Counter,
     /// Failed delivery attempts.
-    pub forward_failures: AtomicU64,
+    pub forward_failures: Counter,
     /// CRL fetches that failed or were refused (the last good CRL stayed in force).
-    pub crl_fetch_failures: AtomicU64,
+    pub crl_fetch_failures: Counter,
     /// 1 while a CRL in force is past its `nextUpdate`.
-    pub crl_expired: AtomicU64,
+    pub crl_expired: Gauge,
     /// Cards present in the bedside readers and configured tokens.
-    pub cards_present: AtomicI64,
+    pub cards_present: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut registry = Registry::with_prefix("wardseal_collector");
+        let accepted = Counter::default();
+        registry.register(
+            "readings_accepted",
+            "Readings made durable and acknowledged 202",
+            accepted.clone(),
+        );
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        // Every code is written from the start (at 0), so a rate over a refusal that has
+        // not happened yet is 0, not absent.
+        for reason in Rejection::CODES {
+            let _ = rejected.get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "readings_rejected",
+            "Readings refused, by machine code",
+            rejected.clone(),
+        );
+        let spool_depth = Gauge::default();
+        registry.register(
+            "spool_depth",
+            "Readings in the spool not yet acknowledged by storage",
+            spool_depth.clone(),
+        );
+        let batch_size = Histogram::new(SIZE_BOUNDS);
+        registry.register(
+            "batch_size",
+            "Readings per card-signed batch",
+            batch_size.clone(),
+        );
+        let signing_seconds = Histogram::new(SECONDS_BOUNDS);
+        registry.register(
+            "card_signing_seconds",
+            "Time the patient card took per batch signature",
+            signing_seconds.clone(),
+        );
+        let forward_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "forward_lag_seconds",
+            "Arrival of a delivered batch's oldest reading to storage's receipt",
+            forward_lag_seconds.clone(),
+        );
+        let anchor_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "anchor_lag_seconds",
+            "Age of the oldest decision not yet anchored on chain",
+            anchor_lag_seconds.clone(),
+        );
+        let batches_delivered = Counter::default();
+        registry.register(
+            "batches_delivered",
+            "Batches storage acknowledged",
+            batches_delivered.clone(),
+        );
+        let forward_failures = Counter::default();
+        registry.register(
+            "forward_failures",
+            "Failed delivery attempts (retried)",
+            forward_failures.clone(),
+        );
+        let crl_fetch_failures = Counter::default();
+        registry.register(
+            "crl_fetch_failures",
+            "CRL fetches that failed or were refused (the last good CRL stays in force)",
+            crl_fetch_failures.clone(),
+        );
+        let crl_expired = Gauge::default();
+        registry.register(
+            "crl_expired",
+            "1 while a CRL in force is past its nextUpdate",
+            crl_expired.clone(),
+        );
+        let cards_present = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "cards_present",
+            "Patient cards present (bedside readers and configured tokens)",
+            cards_present.clone(),
+        );
         Self {
-            accepted: AtomicU64::new(0),
-            rejected: Rejection::CODES.iter().map(|_| AtomicU64::new(0)).collect(),
-            batch_size: Histogram::new(SIZE_BOUNDS),
-            signing_seconds: Histogram::new(SECONDS_BOUNDS),
-            forward_lag_micros: AtomicI64::new(0),
-            anchor_lag_micros: AtomicI64::new(0),
-            batches_delivered: AtomicU64::new(0),
-            forward_failures: AtomicU64::new(0),
-            crl_fetch_failures: AtomicU64::new(0),
-            crl_expired: AtomicU64::new(0),
-            cards_present: AtomicI64::new(0),
+            registry,
+            accepted,
+            rejected,
+            spool_depth,
+            batch_size,
+            signing_seconds,
+            forward_lag_seconds,
+            anchor_lag_seconds,
+            batches_delivered,
+            forward_failures,
+            crl_fetch_failures,
+            crl_expired,
+            cards_present,
         }
     }
 }
@@ -110,106 +160,127 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts accepted readings.
     pub fn accepted(&self, count: u64) {
-        self.accepted.fetch_add(count, Ordering::Relaxed);
+        self.accepted.inc_by(count);
     }
 
     /// Counts one refusal.
     pub fn rejected(&self, rejection: &Rejection) {
-        let code = rejection.code();
-        if let Some(counter) = Rejection::CODES
-            .iter()
-            .position(|c| *c == code)
-            .and_then(|index| self.rejected.get(index))
-        {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: rejection.code(),
+            })
+            .inc();
     }
 
     /// Accepted readings so far.
     pub fn accepted_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.accepted.get()
     }
 
     /// Refusals with `code` so far.
     pub fn rejected_total(&self, code: &str) -> u64 {
         Rejection::CODES
             .iter()
-            .position(|c| *c == code)
-            .and_then(|index| self.rejected.get(index))
-            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+            .find(|known| **known == code)
+            .map_or(0, |reason| {
+                self.rejected.get_or_create(&ReasonLabel { reason }).get()
+            })
     }
 
-    /// The Prometheus text exposition.
+    /// Records a delivery lag given in microseconds.
+    pub fn set_forward_lag_micros(&self, micros: i64) {
+        self.forward_lag_seconds.set(micros as f64 / 1e6);
+    }
+
+    /// Records the anchoring lag given in microseconds.
+    pub fn set_anchor_lag_micros(&self, micros: i64) {
+        self.anchor_lag_seconds.set(micros as f64 / 1e6);
+    }
+
+    /// The Prometheus text exposition (version 0.0.4, [`CONTENT_TYPE`]), with the spool
+    /// depth as of now.
     pub fn render(&self, spool_depth: u64) -> String {
+        self.spool_depth
+            .set(i64::try_from(spool_depth).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(
-            out,
-            "# HELP wardseal_collector_readings_accepted_total Readings made durable and acknowledged 202.\n\
-             # TYPE wardseal_collector_readings_accepted_total counter\n\
-             wardseal_collector_readings_accepted_total {}",
-            self.accepted_total()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wardseal_collector_readings_rejected_total Readings refused, by machine code.\n\
-             # TYPE wardseal_collector_readings_rejected_total counter"
-        );
-        for (code, counter) in Rejection::CODES.iter().zip(&self.rejected) {
-            let _ = writeln!(
-                out,
-                "wardseal_collector_readings_rejected_total{{reason=\"{code}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wardseal_collector_spool_depth Readings in the spool not yet acknowledged by storage.\n\
-             # TYPE wardseal_collector_spool_depth gauge\nwardseal_collector_spool_depth {spool_depth}"
-        );
-        self.batch_size.render(
-            &mut out,
-            "wardseal_collector_batch_size",
-            "Readings per card-signed batch.",
-        );
-        self.signing_seconds.render(
-            &mut out,
-            "wardseal_collector_card_signing_seconds",
-            "Time the patient card took per batch signature.",
-        );
-        let seconds = |micros: &AtomicI64| micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "# HELP wardseal_collector_forward_lag_seconds Arrival of a delivered batch's oldest reading to storage's receipt.\n\
-             # TYPE wardseal_collector_forward_lag_seconds gauge\nwardseal_collector_forward_lag_seconds {}",
-            seconds(&self.forward_lag_micros)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wardseal_collector_anchor_lag_seconds Age of the oldest decision not yet anchored on chain.\n\
-             # TYPE wardseal_collector_anchor_lag_seconds gauge\nwardseal_collector_anchor_lag_seconds {}",
-            seconds(&self.anchor_lag_micros)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wardseal_collector_batches_delivered_total Batches storage acknowledged.\n\
-             # TYPE wardseal_collector_batches_delivered_total counter\nwardseal_collector_batches_delivered_total {}\n\
-             # HELP wardseal_collector_forward_failures_total Failed delivery attempts (retried).\n\
-             # TYPE wardseal_collector_forward_failures_total counter\nwardseal_collector_forward_failures_total {}",
-            self.batches_delivered.load(Ordering::Relaxed),
-            self.forward_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wardseal_collector_crl_fetch_failures_total CRL fetches that failed or were refused (the last good CRL stays in force).\n\
-             # TYPE wardseal_collector_crl_fetch_failures_total counter\nwardseal_collector_crl_fetch_failures_total {}\n\
-             # HELP wardseal_collector_crl_expired 1 while a CRL in force is past its nextUpdate.\n\
-             # TYPE wardseal_collector_crl_expired gauge\nwardseal_collector_crl_expired {}\n\
-             # HELP wardseal_collector_cards_present Patient cards present (bedside readers and configured tokens).\n\
-             # TYPE wardseal_collector_cards_present gauge\nwardseal_collector_cards_present {}",
-            self.crl_fetch_failures.load(Ordering::Relaxed),
-            self.crl_expired.load(Ordering::Relaxed),
-            self.cards_present.load(Ordering::Relaxed)
-        );
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrape_keeps_the_dashboard_names() {
+        let metrics = Metrics::default();
+        metrics.accepted(3);
+        metrics.rejected(&Rejection::SpoolFull);
+        metrics.batch_size.observe(7.0);
+        metrics.set_forward_lag_micros(1_500_000);
+        let text = metrics.render(4);
+        for line in [
+            "wardseal_collector_readings_accepted_total 3",
+            "wardseal_collector_readings_rejected_total{reason=\"spool_full\"} 1",
+            "wardseal_collector_readings_rejected_total{reason=\"replay\"} 0",
+            "wardseal_collector_spool_depth 4",
+            "wardseal_collector_batch_size_count 1",
+            "wardseal_collector_forward_lag_seconds 1.5",
+            "wardseal_collector_batches_delivered_total 0",
+            "wardseal_collector_crl_expired 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        assert_eq!(metrics.accepted_total(), 3);
+        assert_eq!(metrics.rejected_total("spool_full"), 1);
+    }
+
+    /// promtool (Debian `prometheus`) lints a scrape with every family populated. Where
+    /// promtool is missing the test is skipped, except in CI (`CI` set), where it fails:
+    /// `scripts/test` installs it.
+    #[test]
+    fn promtool_accepts_the_scrape() {
+        use std::io::Write as _;
+        let metrics = Metrics::default();
+        metrics.accepted(12);
+        metrics.rejected(&Rejection::Unavailable);
+        metrics.batch_size.observe(3.0);
+        metrics.signing_seconds.observe(0.07);
+        metrics.set_anchor_lag_micros(2_000_000);
+        metrics.batches_delivered.inc();
+        metrics.cards_present.set(2);
+        let text = metrics.render(9);
+        let child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) if std::env::var_os("CI").is_none() => {
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(
+                    stderr,
+                    "skipped: promtool not runnable ({error}); apt-get install prometheus"
+                );
+                return;
+            }
+            Err(error) => {
+                panic!("promtool is required in CI (apt-get install prometheus): {error}")
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(text.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::{mpsc, oneshot};
+use wardseal_core::batch::ChainTip;
 use wardseal_core::epc::Sgtin96;
 use wardseal_core::hash::Hash;
 use wardseal_core::identity::SubjectId;
@@ -235,7 +236,7 @@ impl Spool {
     }
 
     /// Runs `task` on the writer's connection, between group commits.
-    pub async fn run<T: Send + 'static>(
+    async fn run<T: Send + 'static>(
         &self,
         task: impl FnOnce(&mut Connection) -> Result<T, SpoolError> + Send + 'static,
     ) -> Result<T, SpoolError> {
@@ -267,6 +268,245 @@ impl Spool {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A sealed batch waiting for storage's receipt.
+#[derive(Debug, Clone)]
+pub(crate) struct QueuedBatch {
+    /// Its row.
+    pub(crate) id: i64,
+    /// The submission's JSON exactly as sealed (sent to storage byte for byte).
+    pub(crate) submission: String,
+    /// Arrival of its oldest reading (microseconds since the epoch; 0 when unknown).
+    pub(crate) oldest_received: i64,
+}
+
+/// What the batcher needs to seal a patient's next batch.
+#[derive(Debug, Clone)]
+pub(crate) struct SealingState {
+    /// Pending readings, oldest first.
+    pub(crate) pending: Vec<SpooledReading>,
+    /// The patient's last sealed batch.
+    pub(crate) tip: Option<ChainTip>,
+    /// Sealed batches waiting for (or in) delivery.
+    pub(crate) queued: u64,
+}
+
+/// A decision-log leaf not yet anchored on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnanchoredDecision {
+    /// Its row (rows are anchored in id order).
+    pub(crate) id: i64,
+    /// The leaf hash.
+    pub(crate) leaf: Hash,
+    /// When it was recorded (microseconds since the epoch).
+    pub(crate) time_us: i64,
+}
+
+/// The typed queries of the batcher, the forwarder and the decision log; each runs on
+/// the writer's connection between group commits.
+impl Spool {
+    /// Patients with readings waiting for a batch.
+    pub(crate) async fn patients_pending(&self) -> Result<Vec<SubjectId>, SpoolError> {
+        self.run(|connection| patients_pending(connection)).await
+    }
+
+    /// `patient`'s pending readings (at most `limit`), chain tip and queued batch count.
+    pub(crate) async fn sealing_state(
+        &self,
+        patient: &SubjectId,
+        limit: usize,
+    ) -> Result<SealingState, SpoolError> {
+        let patient = patient.clone();
+        self.run(move |connection| {
+            Ok(SealingState {
+                pending: pending(connection, &patient, limit)?,
+                tip: chain_tip(connection, &patient)?,
+                queued: batches_queued(connection, &patient)?,
+            })
+        })
+        .await
+    }
+
+    /// Stores a sealed batch (`submission`, its JSON), moves its readings into it and
+    /// advances `patient`'s chain tip to `tip`, in one transaction.
+    pub(crate) async fn seal_batch(
+        &self,
+        patient: &SubjectId,
+        tip: ChainTip,
+        submission: String,
+        readings: Vec<i64>,
+    ) -> Result<(), SpoolError> {
+        let patient = patient.clone();
+        self.run(move |connection| {
+            let transaction = connection.transaction()?;
+            transaction.execute(
+                "INSERT INTO batches (patient, sequence, submission, created_us) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    patient.as_str(),
+                    to_sql_u64(tip.sequence),
+                    submission,
+                    Timestamp::now().unix_micros()
+                ],
+            )?;
+            let batch = transaction.last_insert_rowid();
+            {
+                let mut update =
+                    transaction.prepare_cached("UPDATE readings SET batch = ?1 WHERE id = ?2")?;
+                for id in &readings {
+                    update.execute(params![batch, id])?;
+                }
+            }
+            transaction.execute(
+                "INSERT INTO chain_tips (patient, sequence, hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (patient) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
+                params![patient.as_str(), to_sql_u64(tip.sequence), tip.hash.as_bytes()],
+            )?;
+            transaction.commit().map_err(SpoolError::from_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The patients with sealed batches waiting, oldest batch first (at most 512).
+    pub(crate) async fn patients_queued(&self) -> Result<Vec<SubjectId>, SpoolError> {
+        self.run(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT patient FROM batches GROUP BY patient ORDER BY MIN(id) LIMIT 512",
+            )?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let text = row?;
+                let patient = SubjectId::new(text).map_err(|error| SpoolError::Corrupt {
+                    row: 0,
+                    reason: format!("a sealed batch names no valid patient: {error}"),
+                })?;
+                out.push(patient);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `patient`'s oldest sealed batch after batch `after` (its chain order is the id
+    /// order: the batcher seals one patient's batches one at a time).
+    pub(crate) async fn next_batch(
+        &self,
+        patient: &SubjectId,
+        after: i64,
+    ) -> Result<Option<QueuedBatch>, SpoolError> {
+        let patient = patient.clone();
+        self.run(move |connection| {
+            // Only its submission is read, and the oldest arrival through the partial
+            // index on sealed readings: a backlog of large batches is not loaded at once.
+            let mut statement = connection.prepare_cached(
+                "SELECT b.id, b.submission,
+                        COALESCE((SELECT MIN(received_us) FROM readings r WHERE r.batch = b.id), 0)
+                 FROM batches b
+                 WHERE b.patient = ?1 AND b.id > ?2
+                 ORDER BY b.id LIMIT 1",
+            )?;
+            let mut rows = statement.query_map(params![patient.as_str(), after], |row| {
+                Ok(QueuedBatch {
+                    id: row.get(0)?,
+                    submission: row.get(1)?,
+                    oldest_received: row.get(2)?,
+                })
+            })?;
+            Ok(rows.next().transpose()?)
+        })
+        .await
+    }
+
+    /// Deletes an acknowledged batch and its readings (only ever called with storage's
+    /// matching receipt in hand) and lowers the depth; returns how many readings left.
+    pub(crate) async fn forget_batch(&self, id: i64) -> Result<u64, SpoolError> {
+        let removed = self
+            .run(move |connection| {
+                let transaction = connection.transaction()?;
+                let removed = transaction.execute("DELETE FROM readings WHERE batch = ?1", [id])?;
+                transaction.execute("DELETE FROM batches WHERE id = ?1", [id])?;
+                transaction.commit()?;
+                Ok(removed)
+            })
+            .await?;
+        let removed = u64::try_from(removed).unwrap_or(0);
+        self.delivered(removed);
+        Ok(removed)
+    }
+
+    /// Binds the unbound readings of each device to its patient (assignments arrived);
+    /// returns how many readings were bound.
+    pub(crate) async fn bind_assignments(
+        &self,
+        pairs: Vec<(Sgtin96, SubjectId)>,
+    ) -> Result<usize, SpoolError> {
+        self.run(move |connection| {
+            let mut bound = 0;
+            for (device, patient) in &pairs {
+                bound += bind(connection, device, patient)?;
+            }
+            Ok(bound)
+        })
+        .await
+    }
+
+    /// Up to `limit` decisions not yet anchored, oldest first.
+    pub(crate) async fn unanchored_decisions(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<UnanchoredDecision>, SpoolError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT id, leaf, time_us FROM decisions WHERE anchored = 0 ORDER BY id LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, leaf, time_us) = row?;
+                let leaf = Hash::from_slice(&leaf).map_err(|_| SpoolError::Corrupt {
+                    row: id,
+                    reason: "decision leaf is not 32 bytes".into(),
+                })?;
+                out.push(UnanchoredDecision { id, leaf, time_us });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Marks the decisions with ids `first..=last` anchored.
+    pub(crate) async fn mark_anchored(&self, first: i64, last: i64) -> Result<(), SpoolError> {
+        self.run(move |connection| {
+            connection.execute(
+                "UPDATE decisions SET anchored = 1 WHERE id BETWEEN ?1 AND ?2",
+                [first, last],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// When the oldest decision still waiting to be anchored was recorded
+    /// (microseconds since the epoch), if any.
+    pub(crate) async fn oldest_unanchored_micros(&self) -> Result<Option<i64>, SpoolError> {
+        self.run(|connection| {
+            Ok(connection.query_row(
+                "SELECT MIN(time_us) FROM decisions WHERE anchored = 0",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+        .await
     }
 }
 
@@ -419,7 +659,7 @@ fn commit_group(
                 _ => Rejection::Unavailable,
             };
             if rejection == Rejection::Unavailable {
-                eprintln!("wardseal-collector: spool transaction failed: {error}");
+                tracing::error!(%error, "spool transaction failed");
             }
             for (_, reply) in appends {
                 let _ = reply.send(Err(rejection.clone()));
@@ -439,7 +679,7 @@ pub(crate) struct SpooledReading {
 }
 
 /// Pending (unbatched) readings of `patient`, oldest first, at most `limit`.
-pub(crate) fn pending(
+fn pending(
     connection: &Connection,
     patient: &SubjectId,
     limit: usize,
@@ -485,10 +725,7 @@ pub(crate) fn pending(
 }
 
 /// How many sealed batches of `patient` wait for (or are in) delivery.
-pub(crate) fn batches_queued(
-    connection: &Connection,
-    patient: &SubjectId,
-) -> Result<u64, SpoolError> {
+fn batches_queued(connection: &Connection, patient: &SubjectId) -> Result<u64, SpoolError> {
     // The (patient, sequence) unique index answers this without reading the batches.
     let mut statement =
         connection.prepare_cached("SELECT COUNT(*) FROM batches WHERE patient = ?1")?;
@@ -497,7 +734,7 @@ pub(crate) fn batches_queued(
 }
 
 /// Patients with pending readings.
-pub(crate) fn patients_pending(connection: &Connection) -> Result<Vec<SubjectId>, SpoolError> {
+fn patients_pending(connection: &Connection) -> Result<Vec<SubjectId>, SpoolError> {
     let mut statement = connection.prepare_cached(
         "SELECT DISTINCT patient FROM readings WHERE patient IS NOT NULL AND batch IS NULL",
     )?;
@@ -515,7 +752,7 @@ pub(crate) fn patients_pending(connection: &Connection) -> Result<Vec<SubjectId>
 ///
 /// An assignment names the device by its pure identity (storage keeps no filter value),
 /// so the readings of every filter value of that EPC are bound.
-pub(crate) fn bind(
+fn bind(
     connection: &Connection,
     device: &Sgtin96,
     patient: &SubjectId,
@@ -532,10 +769,7 @@ pub(crate) fn bind(
 }
 
 /// The last sealed batch of `patient`'s chain, if any.
-pub(crate) fn chain_tip(
-    connection: &Connection,
-    patient: &SubjectId,
-) -> Result<Option<wardseal_core::batch::ChainTip>, SpoolError> {
+fn chain_tip(connection: &Connection, patient: &SubjectId) -> Result<Option<ChainTip>, SpoolError> {
     let row = connection
         .query_row(
             "SELECT sequence, hash FROM chain_tips WHERE patient = ?1",
@@ -548,7 +782,7 @@ pub(crate) fn chain_tip(
             row: sequence,
             reason: "chain tip hash is not 32 bytes".into(),
         })?;
-        Ok(wardseal_core::batch::ChainTip {
+        Ok(ChainTip {
             sequence: from_sql_u64(sequence),
             hash: Hash::from(hash),
         })

@@ -139,18 +139,12 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
     // Revoked at the CA: refused after the next fetch, without a reload or restart.
     ward.pki.revoke(&revoked.serial).await.unwrap();
     until_code(&revoked_connection, 2, "certificate_revoked").await;
-    assert_eq!(
-        daemon.metrics().crl_fetch_failures.load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(daemon.metrics().crl_fetch_failures.get(), 0);
 
     // The CA goes down: fetches fail, the last good CRL stays in force.
     mode.store(DOWN, Ordering::SeqCst);
     let metrics = Arc::clone(daemon.metrics());
-    wait_for("a failed fetch", || {
-        metrics.crl_fetch_failures.load(Ordering::Relaxed) >= 2
-    })
-    .await;
+    wait_for("a failed fetch", || metrics.crl_fetch_failures.get() >= 2).await;
     let (status, body) = post(
         &revoked_connection,
         &heart_rate("72", 100, Timestamp::now()),
@@ -166,9 +160,9 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
 
     // A CRL another CA signed (which does not list the device) is refused, not used.
     mode.store(FORGED, Ordering::SeqCst);
-    let before = metrics.crl_fetch_failures.load(Ordering::Relaxed);
+    let before = metrics.crl_fetch_failures.get();
     wait_for("a refused CRL", || {
-        metrics.crl_fetch_failures.load(Ordering::Relaxed) >= before + 2
+        metrics.crl_fetch_failures.get() >= before + 2
     })
     .await;
     let (status, body) = post(
@@ -287,10 +281,7 @@ async fn an_expired_crl_refuses_every_device_or_warns_as_configured() {
             assert_eq!(daemon.spool().depth(), 0);
         }
         let metrics = Arc::clone(daemon.metrics());
-        wait_for("the crl_expired gauge", || {
-            metrics.crl_expired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+        wait_for("the crl_expired gauge", || metrics.crl_expired.get() == 1).await;
         daemon.shutdown().await;
     }
 }

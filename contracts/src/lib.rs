@@ -16,8 +16,11 @@
 //! - **[`Ledger`]** encodes calls, decodes answers, reverts and events, over a
 //!   [`Backend`]: [`EmbeddedBackend`] (revm in-process, persisted, the single-machine
 //!   default) or [`RpcBackend`] (any JSON-RPC node: Besu QBFT, anvil).
-//! - **[`RuleBook`]** is the collector's native replica of the rules, followed by events
-//!   through an [`EventFollower`]; it decides exactly as the contract's `check`.
+//! - **[`RuleBook`]** is the native copy of the rules; it decides exactly as the
+//!   contract's `check`. A [`Replica`] (rules and device registry) is bootstrapped by a
+//!   query and followed by events through an [`EventFollower`]; the collector and storage
+//!   both check against it, and count the rules' per-minute rate with [`RateWindow`] /
+//!   [`replica::readings_in_window`].
 //!
 //! # Example
 //!
@@ -60,6 +63,7 @@ pub mod evaluator;
 pub mod follow;
 mod ledger;
 pub mod model;
+pub mod replica;
 
 pub use backend::{AnyBackend, Backend, EmbeddedBackend, EmbeddedChain, RpcBackend};
 pub use error::{BackendError, ContractError, Error, RuleError};
@@ -70,3 +74,4 @@ pub use model::{
     Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition, LedgerEvent,
     PositionedEvent, Range, Role, Rule, Suite, TxOutcome, TypeRule, Verdict, WideDecimal,
 };
+pub use replica::{RATE_WINDOW_MICROS, RateWindow, Replica};

@@ -12,11 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
+use crate::client;
 use crate::server::ServerTls;
 
 /// Largest CRL accepted from a URL (a CRL with a million entries is about 40 MB; a ward
@@ -77,31 +74,29 @@ impl std::str::FromStr for HttpUrl {
             url: text.to_owned(),
             reason: reason.to_owned(),
         };
-        let rest = text
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("must start with http://"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains('@') {
+        // The WHATWG parser reads `http:///crl` as host `crl`; a distribution point must
+        // name its host.
+        if !text.starts_with("http://") || text["http://".len()..].starts_with('/') {
+            return Err(bad("must start with http:// and a host"));
+        }
+        let url = url::Url::parse(text).map_err(|error| bad(&error.to_string()))?;
+        if !url.username().is_empty() || url.password().is_some() {
             return Err(bad("must name a host (and no user information)"));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') => (
-                host,
-                port.parse()
-                    .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
-            ),
-            _ => (authority, 80),
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("must name a host (and no user information)"))?;
+        let path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
         };
         Ok(Self {
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned(),
-            port,
-            path: path.to_owned(),
+            port: url.port_or_known_default().unwrap_or(80),
+            path,
             text: text.to_owned(),
         })
     }
@@ -144,43 +139,13 @@ pub async fn fetch(url: &HttpUrl, timeout: Duration) -> Result<Bytes, CrlFetchEr
         url: url.to_string(),
         reason,
     };
-    let exchange = async {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port))
-            .await
-            .map_err(|error| fail(format!("cannot connect: {error}")))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|error| fail(error.to_string()))?;
-        let driver = tokio::spawn(connection);
-        let host = if url.port == 80 {
-            url.host.clone()
-        } else {
-            format!("{}:{}", url.host, url.port)
-        };
-        let request = Request::get(url.path.as_str())
-            .header(hyper::header::HOST, host)
-            .header(hyper::header::ACCEPT, "application/pkix-crl")
-            .body(Empty::<Bytes>::new())
-            .map_err(|error| fail(error.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|error| fail(error.to_string()))?;
-        if !response.status().is_success() {
-            driver.abort();
-            return Err(fail(format!("the server answered {}", response.status())));
-        }
-        let body = Limited::new(response.into_body(), MAX_CRL_BYTES)
-            .collect()
-            .await
-            .map_err(|error| fail(format!("reading the body: {error}")))?
-            .to_bytes();
-        driver.abort();
-        Ok(body)
-    };
-    tokio::time::timeout(timeout, exchange)
+    let uri: hyper::Uri = url
+        .text
+        .parse()
+        .map_err(|error: hyper::http::uri::InvalidUri| fail(error.to_string()))?;
+    client::fetch_http(&uri, "application/pkix-crl", timeout, MAX_CRL_BYTES)
         .await
-        .map_err(|_| fail(format!("no complete answer within {timeout:?}")))?
+        .map_err(|error| fail(error.to_string()))
 }
 
 /// Keeps the CRLs of a set of URLs fresh in a [`ServerTls`]: the last CRL that verified

@@ -16,7 +16,12 @@
 //! - [`peer::PeerIdentity`] reads the wardseal identity extension of the verified client
 //!   certificate; `require_role` refuses other roles with a typed [`AccessError`].
 //! - [`client::ClientTlsSettings`] gives clients (collector → storage, tools, tests) a
-//!   rustls client configuration with the CA bundle and their own certificate.
+//!   rustls client configuration with the CA bundle and their own certificate;
+//!   [`client::Client`] is the one HTTP client (hyper-util's pooled client over
+//!   hyper-rustls) that the collector, the CRL fetcher and the simulated devices use.
+//! - [`logging::init`] installs the `tracing` subscriber every binary uses: readable
+//!   lines, or JSON with `--log-format json` / `WARDSEAL_LOG_FORMAT=json`; `RUST_LOG`
+//!   sets the level.
 //! - [`serve::serve`] is a bounded hyper 1 loop (HTTP/1.1 and HTTP/2) with graceful
 //!   shutdown; [`wire`] holds the one JSON error body both servers answer with.
 //! - Private key files that group or others can read are refused ([`files`]).
@@ -61,6 +66,7 @@ pub mod client;
 pub mod crl;
 mod error;
 pub mod files;
+pub mod logging;
 pub mod peer;
 pub mod serve;
 pub mod server;

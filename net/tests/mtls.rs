@@ -360,3 +360,48 @@ async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not
     assert!(refused.is_err(), "foreign certificate got {refused:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_pooled_client_speaks_both_versions_and_trusts_only_the_hospital_ca() {
+    use wardseal_net::client::{Client, ClientOptions, Endpoint};
+    let pki = TestPki::new().await;
+    let server = start(&pki, None).await;
+    let collector = pki.issue(collector()).await;
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port: server.address.port(),
+    };
+    let both: &[&[u8]] = &[b"h2", b"http/1.1"];
+    let http1_only: &[&[u8]] = &[b"http/1.1"];
+    for alpn in [both, http1_only] {
+        let config = client(&pki.ca_bundle(), &collector, alpn);
+        let opened = Client::open(&endpoint, Arc::clone(&config)).await.unwrap();
+        let lazy = Client::new(&endpoint, config, ClientOptions::fresh_connections());
+        for connection in [&opened, &lazy, &opened] {
+            let reply = connection
+                .send(hyper::Method::GET, "/", bytes::Bytes::new())
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 200);
+            let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(body["role"], "collector");
+            assert_eq!(body["serial"], serial_hex(&collector));
+        }
+    }
+
+    // A server certified by another CA is not the hospital's: the handshake fails.
+    let other = TestPki::new().await;
+    let stranger = start(&other, None).await;
+    let config = client(&pki.ca_bundle(), &collector, both);
+    let refused = Client::open(
+        &Endpoint {
+            host: "127.0.0.1".into(),
+            port: stranger.address.port(),
+        },
+        config,
+    )
+    .await;
+    assert!(refused.is_err(), "a foreign server was trusted");
+    stranger.stop().await;
+    server.stop().await;
+}

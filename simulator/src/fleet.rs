@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wardseal_collector::client::{Connection, Endpoint};
+use wardseal_collector::client::{ClientOptions, Connection, Endpoint};
 use wardseal_core::reading::Timestamp;
 
 use crate::devices::SimulatedDevice;
@@ -275,7 +275,13 @@ impl Fleet {
                     Duration::from_secs_f64(60.0 / (f64::from(per_minute) * speed.max(0.001)));
                 let mut ticks = tokio::time::interval(every);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut connection: Option<Connection> = None;
+                // The device's own pooled client: one connection, reopened on the next
+                // report after it breaks (a failed connect counts as a failure).
+                let client = Connection::new(
+                    &endpoint,
+                    Arc::clone(&device.config),
+                    ClientOptions::default(),
+                );
                 loop {
                     tokio::select! {
                         () = tokio::time::sleep_until(deadline) => break,
@@ -284,22 +290,8 @@ impl Fleet {
                     if tokio::time::Instant::now() >= deadline {
                         break;
                     }
-                    let open = match connection.take() {
-                        Some(open) if !open.is_closed() => open,
-                        _ => match Connection::open(&endpoint, Arc::clone(&device.config)).await {
-                            Ok(open) => open,
-                            Err(error) => {
-                                if let Ok(mut summary) = summary.lock() {
-                                    summary.fail(error.to_string());
-                                }
-                                continue;
-                            }
-                        },
-                    };
                     let body = device.simulated.report(Timestamp::now());
-                    if send(&open, body, &summary).await {
-                        connection = Some(open);
-                    }
+                    send(&client, body, &summary).await;
                     if let Some(progress) = &progress {
                         progress.inc(1);
                     }

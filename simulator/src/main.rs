@@ -20,6 +20,10 @@ const CHILD_ENV: &str = "WARDSEAL_SIM_DEMO_CHILD";
     about = "wardseal's simulated devices, load modes and demo ward"
 )]
 struct Cli {
+    /// Log lines for a person (`human`) or one JSON object per line (`json`); the level
+    /// comes from `RUST_LOG` (default `info`).
+    #[arg(long, global = true, env = wardseal_net::logging::FORMAT_VARIABLE, default_value = "human")]
+    log_format: wardseal_net::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,6 +105,7 @@ impl std::str::FromStr for Mode {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    wardseal_net::logging::init(cli.log_format);
     if let Command::Demo { keep_running, dir } = &cli.command {
         // SoftHSM reads SOFTHSM2_CONF when first loaded: run the demo in a child whose
         // environment names the ward's store (changing our own would not be sound).
@@ -292,17 +297,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
-    let rest = url
-        .strip_prefix("https://")
-        .with_context(|| format!("{url}: the collector URL must start with https://"))?
-        .trim_end_matches('/');
-    let (host, port) = rest
-        .rsplit_once(':')
-        .with_context(|| format!("{url}: expected https://HOST:PORT"))?;
-    Ok(Endpoint {
-        host: host.trim_matches(['[', ']']).to_owned(),
-        port: port.parse().with_context(|| format!("{url}: bad port"))?,
-    })
+    url.parse()
+        .context("the collector URL must look like https://HOST:PORT")
 }
 
 async fn demo(dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {

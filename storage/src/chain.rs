@@ -14,34 +14,10 @@ use std::collections::HashMap;
 use alloy::primitives::{Address, B256};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 use wardseal_contracts::{
-    AnchorRecord, AnyBackend, Cursor, Device, EventFollower, Ledger, LedgerEvent, RuleBook,
-    TxOutcome,
+    AnchorRecord, AnyBackend, Device, EventFollower, Ledger, Replica, RuleBook, TxOutcome,
 };
 
 use crate::error::Error;
-
-/// The rules and devices as the ledger holds them, as of the follower's cursor.
-#[derive(Debug)]
-struct Replica {
-    rules: RuleBook,
-    devices: HashMap<[u8; 12], Device>,
-}
-
-impl Replica {
-    fn apply(&mut self, event: &LedgerEvent) {
-        match event {
-            LedgerEvent::DeviceRegistered(device) => {
-                self.devices.insert(device.epc, device.clone());
-            }
-            LedgerEvent::DeviceDeactivated { epc } => {
-                if let Some(device) = self.devices.get_mut(epc) {
-                    device.active = false;
-                }
-            }
-            other => self.rules.apply(other),
-        }
-    }
-}
 
 /// The ledger with a rule and device replica that follows its events.
 #[derive(Debug)]
@@ -57,19 +33,12 @@ impl Chain {
     /// Wraps a ledger: reads the rules and the registry, and follows the events of the
     /// blocks after the head seen before reading.
     pub async fn new(ledger: Ledger<AnyBackend>) -> Result<Self, Error> {
-        // The head first: anything mined while the snapshot is read is applied again by
-        // the follower, which is harmless; anything mined before is in the snapshot.
-        let head = ledger
-            .head()
+        // `Replica::bootstrap` reads the head first: anything mined while the snapshot is
+        // read is applied again by the follower, which is harmless; anything mined before
+        // is in the snapshot.
+        let (replica, follower) = Replica::bootstrap(&ledger)
             .await
-            .map_err(|error| Error::ledger("read the chain head", error))?;
-        let replica = load_replica(&ledger).await?;
-        let follower = EventFollower::new(
-            ledger.clone(),
-            Cursor {
-                next_block: head.saturating_add(1),
-            },
-        );
+            .map_err(|error| Error::ledger("read the rules and the device registry", error))?;
         Ok(Self {
             ledger,
             replica: RwLock::new(replica),
@@ -108,9 +77,10 @@ impl Chain {
     /// The rule replica, synced with the chain's head first.
     pub async fn rules(&self) -> Result<RwLockReadGuard<'_, RuleBook>, Error> {
         self.sync().await?;
-        Ok(RwLockReadGuard::map(self.replica.read().await, |replica| {
-            &replica.rules
-        }))
+        Ok(RwLockReadGuard::map(
+            self.replica.read().await,
+            Replica::rules,
+        ))
     }
 
     /// The registry entries of several devices (`None`: not registered), synced with the
@@ -123,7 +93,7 @@ impl Chain {
         let replica = self.replica.read().await;
         Ok(epcs
             .iter()
-            .map(|epc| (*epc, replica.devices.get(epc).cloned()))
+            .map(|epc| (*epc, replica.device(epc).cloned()))
             .collect())
     }
 
@@ -199,26 +169,4 @@ pub fn access_log_id() -> B256 {
 /// The log id of storage's batch log: SHA-256 of "wardseal storage batch log".
 pub fn batch_log_id() -> B256 {
     B256::from(*wardseal_core::hash::Hash::sha256(b"wardseal storage batch log").as_bytes())
-}
-
-async fn load_replica(ledger: &Ledger<AnyBackend>) -> Result<Replica, Error> {
-    let rules = ledger
-        .rules()
-        .await
-        .map_err(|error| Error::ledger("read the rules", error))?;
-    let groups = ledger
-        .group_rules()
-        .await
-        .map_err(|error| Error::ledger("read the group rules", error))?;
-    let devices = ledger
-        .devices()
-        .await
-        .map_err(|error| Error::ledger("read the device registry", error))?;
-    Ok(Replica {
-        rules: RuleBook::from_parts(&rules, &groups),
-        devices: devices
-            .into_iter()
-            .map(|device| (device.epc, device))
-            .collect(),
-    })
 }

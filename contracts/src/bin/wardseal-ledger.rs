@@ -254,6 +254,8 @@ enum AnchorCommand {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Format from WARDSEAL_LOG_FORMAT (`human` or `json`), level from RUST_LOG.
+    wardseal_net::logging::init(wardseal_net::logging::LogFormat::from_env().unwrap_or_default());
     if let Command::Key { command } = &cli.command {
         return key(command, &cli.chain);
     }
