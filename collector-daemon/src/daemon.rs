@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
-use wardseal_contracts::{AnyBackend, Cursor, EventFollower, Ledger, RuleBook};
+use wardseal_contracts::{AnyBackend, Cursor, EventFollower, Ledger};
 use wardseal_core::exchange::WardAssignments;
 use wardseal_core::identity::SubjectId;
 use wardseal_net::crl::CrlFetcher;
@@ -211,7 +211,7 @@ impl Daemon {
         })?;
         let metrics = Arc::new(Metrics::default());
         let head = ledger.head().await?;
-        let rules = RuleBook::from_parts(&ledger.rules().await?, &ledger.group_rules().await?);
+        let rules = ledger.rule_book().await?;
         let replica = Arc::new(Replica::new(ledger.devices().await?, rules));
         let slots = Arc::new(CardSlots::default());
         // Cards bound to a bedside reader are present only while the reader holds a card.

@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
-use wardseal_contracts::{CheckInput, Device, LedgerEvent, RuleBook, Verdict};
+use wardseal_contracts::{Alarm, CheckInput, Device, LedgerEvent, PatientKey, RuleBook, Verdict};
 use wardseal_core::epc::Sgtin96;
 use wardseal_core::exchange::WardAssignments;
 use wardseal_core::hash::Hash;
@@ -130,6 +130,9 @@ pub enum ReadingResult {
     Accepted {
         /// The reading's leaf hash (RFC 9162, over its canonical bytes).
         leaf: Hash,
+        /// The alarm limit the value crossed, if any: accepted, and flagged.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alarm: Option<AlarmFlag>,
     },
     /// Refused.
     Rejected {
@@ -138,6 +141,24 @@ pub enum ReadingResult {
         /// The sentence.
         message: String,
     },
+}
+
+/// A reading past a clinical alarm limit, as its ingest result says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AlarmFlag {
+    /// The FHIR ObservationInterpretation code: L, H, LL or HH.
+    pub interpretation: &'static str,
+    /// The IEC 60601-1-8 priority: low, medium or high.
+    pub priority: &'static str,
+}
+
+impl From<&Alarm> for AlarmFlag {
+    fn from(alarm: &Alarm) -> Self {
+        Self {
+            interpretation: alarm.interpretation().code(),
+            priority: alarm.priority().name(),
+        }
+    }
 }
 
 /// What a device receives for a `POST /v1/readings`.
@@ -282,12 +303,17 @@ impl Ingest {
         let mut results: Vec<Option<(ReadingResult, Option<Rejection>)>> = Vec::new();
         let mut entries = Vec::new();
         let mut slots = Vec::new();
+        let mut alarms = Vec::new();
+        let patient_key = patient
+            .as_ref()
+            .map(|p| PatientKey::for_subject(p.as_str()));
         for (index, measurement) in parsed.into_iter().enumerate() {
             let checked = measurement
                 .map_err(|e| Rejection::MalformedReading(e.to_string()))
-                .and_then(|m| self.check(group.0, &epc, m, now));
+                .and_then(|m| self.check(group.0, &epc, patient_key, m, now));
             match checked {
-                Ok(measurement) => {
+                Ok((measurement, alarm)) => {
+                    alarms.push(alarm);
                     entries.push(Entry {
                         reading: Reading::new(device.clone(), measurement),
                         patient: patient.clone(),
@@ -305,11 +331,11 @@ impl Ingest {
         if !entries.is_empty() {
             match self.spool.append(entries).await {
                 Ok(outcomes) => {
-                    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                    for ((slot, outcome), alarm) in slots.into_iter().zip(outcomes).zip(alarms) {
                         let result = match outcome {
                             Outcome::Accepted(leaf) => {
                                 self.metrics.accepted(1);
-                                (ReadingResult::Accepted { leaf }, None)
+                                (ReadingResult::Accepted { leaf, alarm }, None)
                             }
                             Outcome::Replay {
                                 sequence,
@@ -345,14 +371,16 @@ impl Ingest {
         Response::per_reading(results)
     }
 
-    /// Checks 4 to 7 for one reading.
+    /// Checks 4 to 7 for one reading; an accepted reading past an alarm limit (the
+    /// patient's own, if set) comes back with its flag.
     fn check(
         &self,
         group: u32,
         epc: &[u8; 12],
+        patient: Option<PatientKey>,
         measurement: Measurement,
         now: Timestamp,
-    ) -> Result<Measurement, Rejection> {
+    ) -> Result<(Measurement, Option<AlarmFlag>), Rejection> {
         let data_type = measurement.data_type();
         let key = (*epc, data_type.code());
         let now_us = now.unix_micros();
@@ -365,17 +393,19 @@ impl Ingest {
                 .unwrap_or(u32::MAX)
                 .saturating_add(1)
         });
-        let input = CheckInput::for_measurement(group, &measurement, per_minute).map_err(|_| {
-            Rejection::OutOfRange {
-                component: 0,
-                what: "outside the representable values",
-            }
-        })?;
+        let mut input =
+            CheckInput::for_measurement(group, &measurement, per_minute).map_err(|_| {
+                Rejection::OutOfRange {
+                    component: 0,
+                    what: "outside the representable values",
+                }
+            })?;
+        input.patient = patient;
         let Some((decision, max)) = self.replica.check(&input) else {
             return Err(Rejection::Unavailable);
         };
         let name = || data_type.name().to_owned();
-        match decision.verdict {
+        match decision.verdict() {
             Verdict::Allowed => {}
             Verdict::NoRuleForGroup => return Err(Rejection::NoRuleForGroup(group)),
             Verdict::DataTypeNotAllowed => {
@@ -398,19 +428,19 @@ impl Ingest {
             }
             Verdict::InvalidScale => {
                 return Err(Rejection::OutOfRange {
-                    component: decision.component,
+                    component: decision.component(),
                     what: "more precise than the limit",
                 });
             }
             Verdict::BelowMinimum => {
                 return Err(Rejection::OutOfRange {
-                    component: decision.component,
+                    component: decision.component(),
                     what: "below the minimum",
                 });
             }
             Verdict::AboveMaximum => {
                 return Err(Rejection::OutOfRange {
-                    component: decision.component,
+                    component: decision.component(),
                     what: "above the maximum",
                 });
             }
@@ -435,7 +465,7 @@ impl Ingest {
         if let Ok(mut windows) = self.rate.lock() {
             windows.entry(key).or_default().push_back(now_us);
         }
-        Ok(measurement)
+        Ok((measurement, decision.alarm().map(AlarmFlag::from)))
     }
 
     fn log_refusal(
