@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use wardseal_contracts::{
-    CheckInput, Device, LedgerEvent, RateWindow, Replica as ChainReplica, RuleBook, Verdict,
+    Alarm, CheckInput, Device, LedgerEvent, PatientKey, RateWindow, Replica as ChainReplica,
+    RuleBook, Verdict,
 };
 use wardseal_core::epc::Sgtin96;
 use wardseal_core::exchange::WardAssignments;
@@ -125,6 +126,9 @@ pub enum ReadingResult {
     Accepted {
         /// The reading's leaf hash (RFC 9162, over its canonical bytes).
         leaf: Hash,
+        /// The alarm limit the value crossed, if any: accepted, and flagged.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alarm: Option<AlarmFlag>,
     },
     /// Refused.
     Rejected {
@@ -133,6 +137,24 @@ pub enum ReadingResult {
         /// The sentence.
         message: String,
     },
+}
+
+/// A reading past a clinical alarm limit, as its ingest result says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AlarmFlag {
+    /// The FHIR ObservationInterpretation code: L, H, LL or HH.
+    pub interpretation: &'static str,
+    /// The IEC 60601-1-8 priority: low, medium or high.
+    pub priority: &'static str,
+}
+
+impl From<&Alarm> for AlarmFlag {
+    fn from(alarm: &Alarm) -> Self {
+        Self {
+            interpretation: alarm.interpretation().code(),
+            priority: alarm.priority().name(),
+        }
+    }
 }
 
 /// What a device receives for a `POST /v1/readings`.
@@ -275,12 +297,17 @@ impl Ingest {
         let mut results: Vec<Option<(ReadingResult, Option<Rejection>)>> = Vec::new();
         let mut entries = Vec::new();
         let mut slots = Vec::new();
+        let mut alarms = Vec::new();
+        let patient_key = patient
+            .as_ref()
+            .map(|p| PatientKey::for_subject(p.as_str()));
         for (index, measurement) in parsed.into_iter().enumerate() {
             let checked = measurement
                 .map_err(|e| Rejection::MalformedReading(e.to_string()))
-                .and_then(|m| self.check(group.0, &epc, m, now));
+                .and_then(|m| self.check(group.0, &epc, patient_key, m, now));
             match checked {
-                Ok(measurement) => {
+                Ok((measurement, alarm)) => {
+                    alarms.push(alarm);
                     entries.push(Entry {
                         reading: Reading::new(device.clone(), measurement),
                         patient: patient.clone(),
@@ -298,11 +325,11 @@ impl Ingest {
         if !entries.is_empty() {
             match self.spool.append(entries).await {
                 Ok(outcomes) => {
-                    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                    for ((slot, outcome), alarm) in slots.into_iter().zip(outcomes).zip(alarms) {
                         let result = match outcome {
                             Outcome::Accepted(leaf) => {
                                 self.metrics.accepted(1);
-                                (ReadingResult::Accepted { leaf }, None)
+                                (ReadingResult::Accepted { leaf, alarm }, None)
                             }
                             Outcome::Replay {
                                 sequence,
@@ -338,31 +365,35 @@ impl Ingest {
         Response::per_reading(results)
     }
 
-    /// Checks 4 to 7 for one reading.
+    /// Checks 4 to 7 for one reading; an accepted reading past an alarm limit (the
+    /// patient's own, if set) comes back with its flag.
     fn check(
         &self,
         group: u32,
         epc: &[u8; 12],
+        patient: Option<PatientKey>,
         measurement: Measurement,
         now: Timestamp,
-    ) -> Result<Measurement, Rejection> {
+    ) -> Result<(Measurement, Option<AlarmFlag>), Rejection> {
         let data_type = measurement.data_type();
         let key = (*epc, data_type.code());
         let now_us = now.unix_micros();
         let per_minute = self.rate.lock().map_or(1, |mut windows| {
             windows.entry(key).or_default().count_with(now_us)
         });
-        let input = CheckInput::for_measurement(group, &measurement, per_minute).map_err(|_| {
-            Rejection::OutOfRange {
-                component: 0,
-                what: "outside the representable values",
-            }
-        })?;
+        let mut input =
+            CheckInput::for_measurement(group, &measurement, per_minute).map_err(|_| {
+                Rejection::OutOfRange {
+                    component: 0,
+                    what: "outside the representable values",
+                }
+            })?;
+        input.patient = patient;
         let Some((decision, max)) = self.replica.check(&input) else {
             return Err(Rejection::Unavailable);
         };
         let name = || data_type.name().to_owned();
-        match decision.verdict {
+        match decision.verdict() {
             Verdict::Allowed => {}
             Verdict::NoRuleForGroup => return Err(Rejection::NoRuleForGroup(group)),
             Verdict::DataTypeNotAllowed => {
@@ -385,19 +416,19 @@ impl Ingest {
             }
             Verdict::InvalidScale => {
                 return Err(Rejection::OutOfRange {
-                    component: decision.component,
+                    component: decision.component(),
                     what: "more precise than the limit",
                 });
             }
             Verdict::BelowMinimum => {
                 return Err(Rejection::OutOfRange {
-                    component: decision.component,
+                    component: decision.component(),
                     what: "below the minimum",
                 });
             }
             Verdict::AboveMaximum => {
                 return Err(Rejection::OutOfRange {
-                    component: decision.component,
+                    component: decision.component(),
                     what: "above the maximum",
                 });
             }
@@ -422,7 +453,7 @@ impl Ingest {
         if let Ok(mut windows) = self.rate.lock() {
             windows.entry(key).or_default().record(now_us);
         }
-        Ok(measurement)
+        Ok((measurement, decision.alarm().map(AlarmFlag::from)))
     }
 
     fn log_refusal(

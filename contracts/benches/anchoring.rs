@@ -60,6 +60,7 @@ fn readings(n: usize) -> Vec<CheckInput> {
             unit: "/min".into(),
             components: vec![WideDecimal::new(40 + (i % 150) as i128, 0)],
             per_minute: 1,
+            patient: None,
         })
         .collect()
 }
@@ -91,7 +92,7 @@ async fn anchored<B: wardseal_contracts::Backend>(
         .enumerate()
         .map(|(i, input)| {
             let d = book.check(input);
-            format!("{i}:{:?}:{}", d.verdict, input.components[0]).into_bytes()
+            format!("{i}:{:?}:{}", d.verdict(), input.components[0]).into_bytes()
         })
         .collect();
     let root = merkle_root(&leaves);

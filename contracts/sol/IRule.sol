@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {Dec, Verdict} from "./Types.sol";
+import {AlarmLimit, Dec, Verdict} from "./Types.sol";
 
 /// @notice What every rule contract answers. A rule is registered in the RuleManager
 ///         under a rule id and changed only through it.
@@ -12,7 +12,11 @@ interface IRule {
     /// @notice The rule id this rule was created for.
     function ruleId() external view returns (uint32);
 
-    /// @notice Whether a reading is allowed.
+    /// @notice The clinical alarm limits of `dataType` (empty when none or not allowed).
+    function alarmLimits(uint16 dataType) external view returns (AlarmLimit[] memory);
+
+    /// @notice Whether a reading is plausible (and within the rate): a refusal means
+    ///         false data. Clinical alarm limits are not checked here.
     /// @param group the device's group id (from its certificate)
     /// @param dataType the wardseal data type code (wardseal_core DataType::code)
     /// @param unit the UCUM unit the device stated

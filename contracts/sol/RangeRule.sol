@@ -1,22 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {Dec, Range, Verdict, MAX_SCALE, compareDec} from "./Types.sol";
+import {AlarmLimit, Dec, Range, Verdict, MAX_ALARM_LIMITS, MAX_SCALE, MAX_VALUE_COMPONENTS, compareDec, firstInvalidLimit} from "./Types.sol";
 import {IRule} from "./IRule.sol";
 
 /// @notice A range rule: which data types a group may send, and for each the unit, an
-///         inclusive range per value component and the most readings per minute.
+///         inclusive plausibility range per value component (outside: false data,
+///         refused), clinical alarm limits (crossed: accepted and flagged) and the most
+///         readings per minute.
 /// @dev Only its RuleManager changes it; the RuleManager checks the caller's role and
 ///      emits the events, so a collector follows one contract for every rule change.
 contract RangeRule is IRule {
     /// @notice The most components a data type may have.
-    uint256 public constant MAX_COMPONENTS = 8;
+    uint256 public constant MAX_COMPONENTS = MAX_VALUE_COMPONENTS;
 
     struct TypeRule {
         bool allowed;
         uint32 maxPerMinute; // 0: no limit
         string unit;
         Range[] ranges;
+        AlarmLimit[] alarms;
     }
 
     /// @inheritdoc IRule
@@ -35,6 +38,9 @@ contract RangeRule is IRule {
     error InvalidRange(uint256 index);
     /// @notice The unit is empty or longer than 32 bytes.
     error InvalidUnit();
+    /// @notice Alarm limit `index` names a missing component, has no priority or a scale
+    ///         above 18, or there are more than MAX_ALARM_LIMITS.
+    error InvalidAlarmLimit(uint256 index);
     /// @notice The data type has no type rule to remove.
     error DataTypeNotSet(uint16 dataType);
 
@@ -48,12 +54,16 @@ contract RangeRule is IRule {
         _;
     }
 
-    /// @notice Allows `dataType` with `unit`, one range per component and at most
-    ///         `maxPerMinute` readings a minute (0: no limit); replaces an earlier setting.
-    function setTypeRule(uint16 dataType, string calldata unit, Range[] calldata ranges, uint32 maxPerMinute)
-        external
-        onlyManager
-    {
+    /// @notice Allows `dataType` with `unit`, one plausibility range per component, the
+    ///         clinical alarm limits `alarms` and at most `maxPerMinute` readings a minute
+    ///         (0: no limit); replaces an earlier setting.
+    function setTypeRule(
+        uint16 dataType,
+        string calldata unit,
+        Range[] calldata ranges,
+        AlarmLimit[] calldata alarms,
+        uint32 maxPerMinute
+    ) external onlyManager {
         uint256 unitLength = bytes(unit).length;
         if (unitLength == 0 || unitLength > 32) revert InvalidUnit();
         if (ranges.length == 0 || ranges.length > MAX_COMPONENTS) revert ComponentCount(ranges.length);
@@ -63,6 +73,9 @@ contract RangeRule is IRule {
                 revert InvalidRange(i);
             }
         }
+        if (alarms.length > MAX_ALARM_LIMITS) revert InvalidAlarmLimit(MAX_ALARM_LIMITS);
+        uint256 invalid = firstInvalidLimit(alarms, ranges.length);
+        if (invalid < alarms.length) revert InvalidAlarmLimit(invalid);
         TypeRule storage rule = _rules[dataType];
         if (!rule.allowed) {
             _dataTypes.push(dataType);
@@ -73,6 +86,10 @@ contract RangeRule is IRule {
         delete rule.ranges;
         for (uint256 i = 0; i < ranges.length; i++) {
             rule.ranges.push(ranges[i]);
+        }
+        delete rule.alarms;
+        for (uint256 i = 0; i < alarms.length; i++) {
+            rule.alarms.push(alarms[i]);
         }
     }
 
@@ -99,10 +116,15 @@ contract RangeRule is IRule {
     function typeRule(uint16 dataType)
         external
         view
-        returns (bool allowed, string memory unit, Range[] memory ranges, uint32 maxPerMinute)
+        returns (bool allowed, string memory unit, Range[] memory ranges, AlarmLimit[] memory alarms, uint32 maxPerMinute)
     {
         TypeRule storage rule = _rules[dataType];
-        return (rule.allowed, rule.unit, rule.ranges, rule.maxPerMinute);
+        return (rule.allowed, rule.unit, rule.ranges, rule.alarms, rule.maxPerMinute);
+    }
+
+    /// @inheritdoc IRule
+    function alarmLimits(uint16 dataType) external view override returns (AlarmLimit[] memory) {
+        return _rules[dataType].alarms;
     }
 
     /// @inheritdoc IRule

@@ -29,6 +29,34 @@ enum Verdict {
     RateExceeded // 8: more readings in the last minute than the rule allows
 }
 
+/// @notice How a reading crosses an alarm limit: below or above its bound, strictly or
+///         at the bound too (published bands are written both ways: NEWS2 "≤ 40", ADA "< 70").
+///         The numbering is part of the interface.
+enum Trigger {
+    Below, // 0: value < bound
+    AtOrBelow, // 1: value ≤ bound
+    Above, // 2: value > bound
+    AtOrAbove // 3: value ≥ bound
+}
+
+/// @notice An alarm priority after IEC 60601-1-8's terms; `None` only in answers ("no
+///         alarm"), never in a stored limit. The numbering is part of the interface.
+enum Priority {
+    None, // 0: no alarm
+    Low, // 1
+    Medium, // 2
+    High // 3: the critical tier (FHIR interpretation LL / HH)
+}
+
+/// @notice A clinical alarm limit on one value component: a reading that crosses it is
+///         accepted and flagged with `priority`. Plausibility ranges refuse; these never do.
+struct AlarmLimit {
+    uint8 component;
+    Trigger trigger;
+    Priority priority;
+    Dec bound;
+}
+
 // The largest scale a decimal may have.
 uint8 constant MAX_SCALE = 18;
 
@@ -44,4 +72,38 @@ function compareDec(Dec memory a, Dec memory b) pure returns (int8) {
     if (x < y) return -1;
     if (x > y) return 1;
     return 0;
+}
+
+// The most value components a data type may have.
+uint256 constant MAX_VALUE_COMPONENTS = 8;
+
+// The most alarm limits one data type (or one patient's override of it) may hold.
+uint256 constant MAX_ALARM_LIMITS = 16;
+
+/// @notice Whether `limits` are valid for a value of `components` components: at most
+///         MAX_ALARM_LIMITS, each on an existing component, with a priority, and a bound
+///         of scale ≤ 18. Returns the index of the first invalid limit, or `limits.length`.
+function firstInvalidLimit(AlarmLimit[] calldata limits, uint256 components) pure returns (uint256) {
+    for (uint256 i = 0; i < limits.length; i++) {
+        AlarmLimit calldata l = limits[i];
+        if (l.component >= components || l.priority == Priority.None || l.bound.scale > MAX_SCALE) return i;
+    }
+    return limits.length;
+}
+
+/// @notice The crossed limit of highest priority (the first such in `limits` order), or
+///         a limit with priority None when no limit is crossed. Components must have been
+///         checked (scale ≤ 18) before; limits on components the value lacks are skipped.
+function worstAlarm(AlarmLimit[] memory limits, Dec[] calldata components)
+    pure
+    returns (AlarmLimit memory worst)
+{
+    for (uint256 i = 0; i < limits.length; i++) {
+        AlarmLimit memory l = limits[i];
+        if (l.component >= components.length || l.priority <= worst.priority) continue;
+        int8 c = compareDec(components[l.component], l.bound);
+        bool crossed = (l.trigger == Trigger.Below && c < 0) || (l.trigger == Trigger.AtOrBelow && c <= 0)
+            || (l.trigger == Trigger.Above && c > 0) || (l.trigger == Trigger.AtOrAbove && c >= 0);
+        if (crossed) worst = l;
+    }
 }

@@ -70,6 +70,34 @@ pub enum ContractError {
     /// The rule does not allow this data type, so there is nothing to remove (`DataTypeNotSet`).
     #[error("the rule does not allow data type {0}")]
     DataTypeNotSet(u16),
+    /// A type rule's alarm limit is invalid (`RangeRule.InvalidAlarmLimit`), or a
+    /// patient's override is (`RuleManager.InvalidAlarmLimit`; index = count when there
+    /// are none or too many).
+    #[error(
+        "alarm limit {0} is invalid (missing component, no priority, scale above 18, or too many)"
+    )]
+    InvalidAlarmLimit(u64),
+    /// The caller is neither a rule admin nor responsible for the patient (`NotResponsible`).
+    #[error(
+        "account {caller} is neither a rule admin nor a clinician responsible for patient {patient}"
+    )]
+    NotResponsible {
+        /// The calling account.
+        caller: Address,
+        /// The patient key.
+        patient: B256,
+    },
+    /// The patient key is zero (`InvalidPatient`).
+    #[error("the patient key must not be zero")]
+    InvalidPatient,
+    /// The patient has no override for this data type (`PatientLimitsNotSet`).
+    #[error("patient {patient} has no alarm limits of their own for data type {data_type}")]
+    PatientLimitsNotSet {
+        /// The patient key.
+        patient: B256,
+        /// The data type code.
+        data_type: u16,
+    },
     /// The EPC is already registered, active or not (`DeviceAlreadyRegistered`).
     #[error("device {} is already registered (a deactivated device needs a new EPC)", hex::encode(.0))]
     DeviceAlreadyRegistered([u8; 12]),
@@ -196,6 +224,10 @@ pub enum RuleError {
         "a waveform sample's value is out of range (origin + factor × raw needs more than 128 bits)"
     )]
     ValueOutOfRange,
+    /// An alarm limit names a component the value lacks, has a bound of scale above 18,
+    /// or there are too many (at most 16) or, in an override, none.
+    #[error("invalid alarm limit: {0}")]
+    InvalidAlarmLimit(String),
     /// The data type name or code is not one wardseal knows.
     #[error("unknown data type `{0}` (use a name like heart_rate or a numeric code)")]
     UnknownDataType(String),

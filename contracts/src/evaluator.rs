@@ -5,8 +5,10 @@
 //! [`crate::Ledger::group_rules`] and kept current by applying the followed
 //! [`LedgerEvent`]s. [`RuleBook::check`] gives exactly the decision of the RuleManager's
 //! `check` (same verdict, same component index, same order of checks: group, data type,
-//! unit, component count, then per component scale, minimum, maximum, and the rate
-//! last); the differential tests run both on random readings.
+//! unit, component count, then per component scale, plausibility minimum and maximum,
+//! and the rate; then, for an accepted reading, the alarm limits — the patient's own if
+//! set, else the rule's — and the crossed limit of highest priority, the first such in
+//! the limits' order on a tie); the differential tests run both on random readings.
 //!
 //! Values compare exactly: [`WideDecimal::compare`] brings both sides to the larger
 //! scale in 128-bit integers (the contract does it in 256 bits; a product that overflows
@@ -19,14 +21,17 @@ use wardseal_core::reading::{Measurement, Value};
 
 use crate::error::RuleError;
 use crate::model::{
-    CheckInput, Decision, LedgerEvent, MAX_SCALE, Rule, TypeRule, Verdict, WideDecimal,
+    Alarm, AlarmLimit, CheckInput, Decision, LedgerEvent, LimitSource, MAX_SCALE, PatientKey,
+    PatientLimits, Rule, TypeRule, Verdict, WideDecimal,
 };
 
-/// A replica of the rules: which rule each group follows and what each rule allows.
+/// A replica of the rules: which rule each group follows, what each rule allows, and
+/// the patients' own alarm limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleBook {
     groups: BTreeMap<u32, u32>,
     rules: BTreeMap<u32, BTreeMap<u16, TypeRule>>,
+    patients: BTreeMap<(PatientKey, u16), Vec<AlarmLimit>>,
 }
 
 impl RuleBook {
@@ -50,6 +55,15 @@ impl RuleBook {
         book
     }
 
+    /// The same book with these patients' own alarm limits (from
+    /// [`crate::Ledger::all_patient_limits`]).
+    pub fn with_patient_limits(mut self, overrides: Vec<PatientLimits>) -> Self {
+        for o in overrides {
+            self.patients.insert((o.patient, o.data_type), o.limits);
+        }
+        self
+    }
+
     /// Applies one followed event; events that are not about rules are ignored.
     pub fn apply(&mut self, event: &LedgerEvent) {
         match event {
@@ -70,6 +84,15 @@ impl RuleBook {
                     types.remove(data_type);
                 }
             }
+            LedgerEvent::PatientLimitsSet { limits, .. } => {
+                self.patients
+                    .insert((limits.patient, limits.data_type), limits.limits.clone());
+            }
+            LedgerEvent::PatientLimitsCleared {
+                patient, data_type, ..
+            } => {
+                self.patients.remove(&(*patient, *data_type));
+            }
             _ => {}
         }
     }
@@ -84,9 +107,14 @@ impl RuleBook {
         self.rules.get(&rule_id)?.get(&data_type)
     }
 
+    /// `patient`'s own alarm limits for `data_type`, if set.
+    pub fn patient_limits(&self, patient: PatientKey, data_type: u16) -> Option<&[AlarmLimit]> {
+        self.patients.get(&(patient, data_type)).map(Vec::as_slice)
+    }
+
     /// The decision the contract's `check` gives for `input`.
     pub fn check(&self, input: &CheckInput) -> Decision {
-        let decide = |verdict, component| Decision { verdict, component };
+        let decide = |verdict, component| Decision::Refused { verdict, component };
         let Some(rule_id) = self.group_rule(input.group) else {
             return decide(Verdict::NoRuleForGroup, 0);
         };
@@ -117,8 +145,35 @@ impl RuleBook {
         if rule.max_per_minute != 0 && input.per_minute > rule.max_per_minute {
             return decide(Verdict::RateExceeded, 0);
         }
-        decide(Verdict::Allowed, 0)
+        let own = input
+            .patient
+            .and_then(|patient| self.patient_limits(patient, input.data_type));
+        let (limits, source) = match own {
+            Some(limits) => (limits, LimitSource::Patient),
+            None => (rule.alarms.as_slice(), LimitSource::Rule),
+        };
+        Decision::Accepted {
+            alarm: worst_alarm(limits, &input.components).map(|limit| Alarm { limit, source }),
+        }
     }
+}
+
+/// The crossed limit of highest priority, the first such in `limits` order; limits on
+/// components the value lacks are skipped (as the contract's `worstAlarm`).
+fn worst_alarm(limits: &[AlarmLimit], components: &[WideDecimal]) -> Option<AlarmLimit> {
+    let mut worst: Option<AlarmLimit> = None;
+    for limit in limits {
+        let Some(&value) = components.get(usize::from(limit.component)) else {
+            continue;
+        };
+        if worst.is_some_and(|w| limit.priority <= w.priority) {
+            continue;
+        }
+        if limit.crossed_by(value) == Some(true) {
+            worst = Some(*limit);
+        }
+    }
+    worst
 }
 
 /// The value components a rule checks (see [`TypeRule`]): `[value]`, `[systolic,
@@ -178,7 +233,14 @@ impl CheckInput {
             unit: measurement.unit().as_str().to_owned(),
             components: components(measurement.value())?,
             per_minute,
+            patient: None,
         })
+    }
+
+    /// The same question about a reading of `patient`, whose own alarm limits apply if set.
+    pub fn with_patient(mut self, patient: PatientKey) -> Self {
+        self.patient = Some(patient);
+        self
     }
 }
 
@@ -227,13 +289,14 @@ mod tests {
             unit: unit.into(),
             components: values.iter().map(|v| d(v)).collect(),
             per_minute,
+            patient: None,
         }
     }
 
     #[test]
     fn checks_in_the_contracts_order() {
         let b = book();
-        let v = |i: &CheckInput| b.check(i).verdict;
+        let v = |i: &CheckInput| b.check(i).verdict();
         assert_eq!(v(&input(3, 1, "/min", &["72"], 1)), Verdict::Allowed);
         assert_eq!(v(&input(4, 1, "/min", &["72"], 1)), Verdict::NoRuleForGroup);
         assert_eq!(
@@ -262,9 +325,101 @@ mod tests {
         assert_eq!(v(&bad_scale), Verdict::InvalidScale);
         let diastolic_low = b.check(&input(3, 4, "mm[Hg]", &["120", "29"], 1));
         assert_eq!(
-            (diastolic_low.verdict, diastolic_low.component),
+            (diastolic_low.verdict(), diastolic_low.component()),
             (Verdict::BelowMinimum, 1)
         );
+    }
+
+    fn alarmed_book() -> RuleBook {
+        use crate::model::Priority::{High, Low, Medium};
+        let bp = TypeRule::new(
+            4,
+            "mm[Hg]",
+            vec![
+                Range::new(d("20"), d("300")).unwrap(),
+                Range::new(d("10"), d("250")).unwrap(),
+            ],
+            0,
+        )
+        .unwrap()
+        .with_alarms(vec![
+            AlarmLimit::low(0, d("90"), true, High),
+            AlarmLimit::high(0, d("220"), true, High),
+            AlarmLimit::high(1, d("110"), false, Medium),
+            AlarmLimit::low(0, d("100"), true, Low),
+        ])
+        .unwrap();
+        let rule = Rule {
+            rule_id: 7,
+            address: Default::default(),
+            types: vec![bp],
+        };
+        RuleBook::from_parts(&[rule], &[(3, 7)])
+    }
+
+    #[test]
+    fn abnormal_values_are_accepted_with_the_worst_alarm() {
+        let b = alarmed_book();
+        let alarm = |sys: &str, dia: &str| {
+            let decision = b.check(&input(3, 4, "mm[Hg]", &[sys, dia], 1));
+            assert!(decision.is_allowed(), "{sys}/{dia}: {decision:?}");
+            decision
+                .alarm()
+                .map(|a| (a.limit.component, a.interpretation().code(), a.priority()))
+        };
+        use crate::model::Priority::{High, Low, Medium};
+        assert_eq!(alarm("120", "80"), None);
+        assert_eq!(alarm("95", "80"), Some((0, "L", Low)));
+        assert_eq!(
+            alarm("85", "80"),
+            Some((0, "LL", High)),
+            "the high tier wins"
+        );
+        assert_eq!(alarm("120", "115"), Some((1, "H", Medium)));
+        assert_eq!(
+            alarm("230", "115"),
+            Some((0, "HH", High)),
+            "a higher priority on another component wins"
+        );
+        assert_eq!(alarm("120", "110"), None, "strictly above 110");
+        assert_eq!(
+            b.check(&input(3, 4, "mm[Hg]", &["301", "80"], 1)).verdict(),
+            Verdict::AboveMaximum,
+            "implausible: refused"
+        );
+    }
+
+    #[test]
+    fn a_patients_own_limits_replace_the_rules() {
+        let mut b = alarmed_book();
+        let patient = PatientKey::for_subject("P-1");
+        let own = PatientLimits::new(
+            patient,
+            4,
+            vec![AlarmLimit::low(
+                0,
+                d("80"),
+                true,
+                crate::model::Priority::High,
+            )],
+        )
+        .unwrap();
+        b.apply(&LedgerEvent::PatientLimitsSet {
+            limits: own,
+            by: Default::default(),
+        });
+        let reading = input(3, 4, "mm[Hg]", &["85", "80"], 1);
+        assert!(b.check(&reading).alarm().is_some());
+        let theirs = b.check(&reading.clone().with_patient(patient));
+        assert_eq!(theirs, Decision::Accepted { alarm: None });
+        let low = b.check(&input(3, 4, "mm[Hg]", &["80", "80"], 1).with_patient(patient));
+        assert_eq!(low.alarm().map(|a| a.source), Some(LimitSource::Patient));
+        b.apply(&LedgerEvent::PatientLimitsCleared {
+            patient,
+            data_type: 4,
+            by: Default::default(),
+        });
+        assert!(b.check(&reading.with_patient(patient)).alarm().is_some());
     }
 
     #[test]
@@ -275,7 +430,7 @@ mod tests {
             data_type: 1,
         });
         assert_eq!(
-            b.check(&input(3, 1, "/min", &["72"], 1)).verdict,
+            b.check(&input(3, 1, "/min", &["72"], 1)).verdict(),
             Verdict::DataTypeNotAllowed
         );
         b.apply(&LedgerEvent::GroupRuleSet {
@@ -283,7 +438,7 @@ mod tests {
             rule_id: 7,
         });
         assert_eq!(
-            b.check(&input(9, 4, "mm[Hg]", &["120", "80"], 1)).verdict,
+            b.check(&input(9, 4, "mm[Hg]", &["120", "80"], 1)).verdict(),
             Verdict::Allowed
         );
     }

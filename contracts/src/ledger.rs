@@ -12,9 +12,11 @@ use alloy::sol_types::{SolCall, SolConstructor, SolEventInterface, SolInterface}
 use crate::backend::{Backend, LogEntry, SentTx, TxRequest};
 use crate::bindings::{AuditAnchor, Consent, DeviceRegistry, RangeRule, RuleManager};
 use crate::error::{ContractError, Error};
+use crate::evaluator::RuleBook;
 use crate::model::{
-    Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition, LedgerEvent,
-    PositionedEvent, Range, Role, Rule, Suite, TxOutcome, TypeRule, Verdict, WideDecimal,
+    Alarm, AlarmLimit, Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition,
+    LedgerEvent, LimitSource, PatientKey, PatientLimits, PositionedEvent, Priority, Range, Role,
+    Rule, Suite, Trigger, TxOutcome, TypeRule, Verdict, WideDecimal,
 };
 
 /// The wardseal contract suite on one chain, seen from one account.
@@ -197,6 +199,7 @@ impl<B: Backend> Ledger<B> {
             dataType: rule.data_type,
             unit: rule.unit.clone(),
             ranges: rule.ranges.iter().map(|r| to_manager_range(*r)).collect(),
+            alarms: rule.alarms.iter().map(to_manager_limit).collect(),
             maxPerMinute: rule.max_per_minute,
         };
         Ok(self.send(self.suite.rule_manager, call).await?.outcome)
@@ -275,6 +278,19 @@ impl<B: Backend> Ledger<B> {
                 data_type,
                 unit: answer.unit,
                 ranges: answer.ranges.into_iter().map(from_rule_range).collect(),
+                alarms: answer
+                    .alarms
+                    .into_iter()
+                    .map(|l| {
+                        from_limit(
+                            l.component,
+                            l.trigger,
+                            l.priority,
+                            l.bound.mantissa,
+                            l.bound.scale,
+                        )
+                    })
+                    .collect::<Result<_, _>>()?,
                 max_per_minute: answer.maxPerMinute,
             });
         }
@@ -303,12 +319,176 @@ impl<B: Backend> Ledger<B> {
         Ok(rules)
     }
 
+    /// The replica a collector starts from: every rule, every group's rule and every
+    /// patient's own alarm limits, as the chain holds them now.
+    pub async fn rule_book(&self) -> Result<RuleBook, Error> {
+        let rules = self.rules().await?;
+        let groups = self.group_rules().await?;
+        let patients = self.all_patient_limits().await?;
+        Ok(RuleBook::from_parts(&rules, &groups).with_patient_limits(patients))
+    }
+
     /// The contract's decision for a reading (a read-only call, no transaction).
     pub async fn check(&self, input: &CheckInput) -> Result<Decision, Error> {
         let answer = self
             .read(self.suite.rule_manager, check_call(input), "check")
             .await?;
-        decision(answer.verdict, answer.component)
+        let verdict = Verdict::from_code(answer.verdict).ok_or(Error::UnexpectedAnswer {
+            what: "check verdict",
+        })?;
+        if verdict != Verdict::Allowed {
+            return Ok(Decision::Refused {
+                verdict,
+                component: answer.component,
+            });
+        }
+        let a = answer.alarm;
+        let alarm = if a.priority == 0 {
+            None
+        } else {
+            let limit = from_limit(
+                a.component,
+                a.trigger,
+                a.priority,
+                a.bound.mantissa,
+                a.bound.scale,
+            )?;
+            let source = if answer.ownLimits {
+                LimitSource::Patient
+            } else {
+                LimitSource::Rule
+            };
+            Some(Alarm { limit, source })
+        };
+        Ok(Decision::Accepted { alarm })
+    }
+
+    // ----- patients' alarm limits -----
+
+    /// Makes `clinician` responsible (or no longer) for `patient`, so they may set the
+    /// patient's alarm limits (rule admins only).
+    pub async fn set_responsible_clinician(
+        &self,
+        patient: PatientKey,
+        clinician: Address,
+        responsible: bool,
+    ) -> Result<TxOutcome, Error> {
+        let call = RuleManager::setResponsibleClinicianCall {
+            patient: patient.0,
+            clinician,
+            responsible,
+        };
+        Ok(self.send(self.suite.rule_manager, call).await?.outcome)
+    }
+
+    /// Whether `clinician` is responsible for `patient`.
+    pub async fn is_responsible(
+        &self,
+        patient: PatientKey,
+        clinician: Address,
+    ) -> Result<bool, Error> {
+        let call = RuleManager::isResponsibleCall {
+            patient: patient.0,
+            clinician,
+        };
+        self.read(self.suite.rule_manager, call, "isResponsible")
+            .await
+    }
+
+    /// Sets a patient's own alarm limits for a data type (rule admins and the patient's
+    /// responsible clinicians only); recorded on chain as a `PatientLimitsSet` event.
+    pub async fn set_patient_limits(&self, limits: &PatientLimits) -> Result<TxOutcome, Error> {
+        let call = RuleManager::setPatientLimitsCall {
+            patient: limits.patient.0,
+            dataType: limits.data_type,
+            limits: limits.limits.iter().map(to_manager_limit).collect(),
+        };
+        Ok(self.send(self.suite.rule_manager, call).await?.outcome)
+    }
+
+    /// Gives a patient the rule's alarm limits for `data_type` again.
+    pub async fn clear_patient_limits(
+        &self,
+        patient: PatientKey,
+        data_type: u16,
+    ) -> Result<TxOutcome, Error> {
+        let call = RuleManager::clearPatientLimitsCall {
+            patient: patient.0,
+            dataType: data_type,
+        };
+        Ok(self.send(self.suite.rule_manager, call).await?.outcome)
+    }
+
+    /// A patient's own alarm limits for `data_type`, if set.
+    pub async fn patient_limits(
+        &self,
+        patient: PatientKey,
+        data_type: u16,
+    ) -> Result<Option<PatientLimits>, Error> {
+        let answer = self
+            .read(
+                self.suite.rule_manager,
+                RuleManager::patientLimitsCall {
+                    patient: patient.0,
+                    dataType: data_type,
+                },
+                "patientLimits",
+            )
+            .await?;
+        if !answer.set {
+            return Ok(None);
+        }
+        let limits = answer
+            .limits
+            .into_iter()
+            .map(|l| {
+                from_limit(
+                    l.component,
+                    l.trigger,
+                    l.priority,
+                    l.bound.mantissa,
+                    l.bound.scale,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(PatientLimits {
+            patient,
+            data_type,
+            limits,
+        }))
+    }
+
+    /// Every patient's own alarm limits now set.
+    pub async fn all_patient_limits(&self) -> Result<Vec<PatientLimits>, Error> {
+        let count = self
+            .read(
+                self.suite.rule_manager,
+                RuleManager::overriddenCountCall {},
+                "overriddenCount",
+            )
+            .await?;
+        let count = u64::try_from(count).map_err(|_| Error::UnexpectedAnswer {
+            what: "overriddenCount",
+        })?;
+        let mut out = Vec::new();
+        for index in 0..count {
+            let key = self
+                .read(
+                    self.suite.rule_manager,
+                    RuleManager::overriddenAtCall {
+                        index: alloy::primitives::U256::from(index),
+                    },
+                    "overriddenAt",
+                )
+                .await?;
+            if let Some(limits) = self
+                .patient_limits(PatientKey(key.patient), key.dataType)
+                .await?
+            {
+                out.push(limits);
+            }
+        }
+        Ok(out)
     }
 
     /// The seed's design, for comparison: one transaction per reading, running `check`
@@ -548,6 +728,7 @@ async fn deploy<B: Backend>(
 fn check_call(input: &CheckInput) -> RuleManager::checkCall {
     RuleManager::checkCall {
         group: input.group,
+        patient: input.patient.map_or(B256::ZERO, |p| p.0),
         dataType: input.data_type,
         unit: input.unit.clone(),
         components: input
@@ -562,11 +743,36 @@ fn check_call(input: &CheckInput) -> RuleManager::checkCall {
     }
 }
 
-fn decision(verdict: u8, component: u8) -> Result<Decision, Error> {
-    let verdict = Verdict::from_code(verdict).ok_or(Error::UnexpectedAnswer {
-        what: "check verdict",
-    })?;
-    Ok(Decision { verdict, component })
+fn to_manager_limit(limit: &AlarmLimit) -> RuleManager::AlarmLimit {
+    RuleManager::AlarmLimit {
+        component: limit.component,
+        trigger: limit.trigger as u8,
+        priority: limit.priority as u8,
+        bound: RuleManager::Dec {
+            mantissa: limit.bound.mantissa,
+            scale: limit.bound.scale,
+        },
+    }
+}
+
+fn from_limit(
+    component: u8,
+    trigger: u8,
+    priority: u8,
+    mantissa: i128,
+    scale: u8,
+) -> Result<AlarmLimit, Error> {
+    let bad = Error::UnexpectedAnswer {
+        what: "an alarm limit",
+    };
+    Ok(AlarmLimit {
+        component,
+        trigger: Trigger::from_code(trigger).ok_or(bad)?,
+        priority: Priority::from_code(priority).ok_or(Error::UnexpectedAnswer {
+            what: "an alarm limit",
+        })?,
+        bound: WideDecimal::new(mantissa, scale),
+    })
 }
 
 fn to_manager_range(range: Range) -> RuleManager::Range {
@@ -619,6 +825,16 @@ fn decode_revert_data(data: &Bytes) -> Option<ContractError> {
             M::RuleAlreadyRegistered(e) => ContractError::RuleAlreadyRegistered(e.ruleId),
             M::UnknownRule(e) => ContractError::UnknownRule(e.ruleId),
             M::RuleNotManaged(e) => ContractError::RuleNotManaged(e.rule),
+            M::NotResponsible(e) => ContractError::NotResponsible {
+                caller: e.caller,
+                patient: e.patient,
+            },
+            M::InvalidPatient(_) => ContractError::InvalidPatient,
+            M::InvalidAlarmLimit(e) => ContractError::InvalidAlarmLimit(e.index.saturating_to()),
+            M::PatientLimitsNotSet(e) => ContractError::PatientLimitsNotSet {
+                patient: e.patient,
+                data_type: e.dataType,
+            },
             M::AccessControlBadConfirmation(_) => ContractError::Other(data.clone()),
         });
     }
@@ -629,6 +845,7 @@ fn decode_revert_data(data: &Bytes) -> Option<ContractError> {
             R::InvalidRange(e) => ContractError::InvalidRange(e.index.saturating_to()),
             R::InvalidUnit(_) => ContractError::InvalidUnit,
             R::DataTypeNotSet(e) => ContractError::DataTypeNotSet(e.dataType),
+            R::InvalidAlarmLimit(e) => ContractError::InvalidAlarmLimit(e.index.saturating_to()),
         });
     }
     if let Ok(e) = D::abi_decode(data) {
@@ -706,8 +923,53 @@ fn decode_log(log: &LogEntry) -> Option<LedgerEvent> {
                     data_type: e.dataType,
                     unit: e.unit,
                     ranges: e.ranges.into_iter().map(from_manager_range).collect(),
+                    alarms: e
+                        .alarms
+                        .into_iter()
+                        .map(|l| {
+                            from_limit(
+                                l.component,
+                                l.trigger,
+                                l.priority,
+                                l.bound.mantissa,
+                                l.bound.scale,
+                            )
+                        })
+                        .collect::<Result<_, _>>()
+                        .ok()?,
                     max_per_minute: e.maxPerMinute,
                 },
+            }),
+            M::ClinicianSet(e) => Some(LedgerEvent::ClinicianSet {
+                patient: PatientKey(e.patient),
+                clinician: e.clinician,
+                responsible: e.responsible,
+            }),
+            M::PatientLimitsSet(e) => Some(LedgerEvent::PatientLimitsSet {
+                limits: PatientLimits {
+                    patient: PatientKey(e.patient),
+                    data_type: e.dataType,
+                    limits: e
+                        .limits
+                        .into_iter()
+                        .map(|l| {
+                            from_limit(
+                                l.component,
+                                l.trigger,
+                                l.priority,
+                                l.bound.mantissa,
+                                l.bound.scale,
+                            )
+                        })
+                        .collect::<Result<_, _>>()
+                        .ok()?,
+                },
+                by: e.by,
+            }),
+            M::PatientLimitsCleared(e) => Some(LedgerEvent::PatientLimitsCleared {
+                patient: PatientKey(e.patient),
+                data_type: e.dataType,
+                by: e.by,
             }),
             M::TypeRuleRemoved(e) => Some(LedgerEvent::TypeRuleRemoved {
                 rule_id: e.ruleId,

@@ -5,8 +5,10 @@
 //!
 //! - **Contracts** (`contracts/sol/`, Solidity 0.8.30 compiled by the pinned solc-js into
 //!   the committed `contracts/artifacts/`): `RuleManager` (rule admins; group → rule id →
-//!   rule contract; emits every rule change), `RangeRule` (per data type: unit, an
-//!   inclusive range per value component, readings per minute), `DeviceRegistry` (EPC →
+//!   rule contract; patients' own alarm limits, set by rule admins or the patient's
+//!   responsible clinicians; emits every change), `RangeRule` (per data type: unit, an
+//!   inclusive plausibility range per value component, clinical alarm limits with
+//!   priorities, readings per minute), `DeviceRegistry` (EPC →
 //!   group, rule, ward, active), `Consent` (a patient grants and revokes authorities) and
 //!   `AuditAnchor` (registered anchorers anchor log roots). Roles come from OpenZeppelin's
 //!   `AccessControl`; refusals are custom errors, decoded into [`ContractError`].
@@ -16,6 +18,12 @@
 //! - **[`Ledger`]** encodes calls, decodes answers, reverts and events, over a
 //!   [`Backend`]: [`EmbeddedBackend`] (revm in-process, persisted, the single-machine
 //!   default) or [`RpcBackend`] (any JSON-RPC node: Besu QBFT, anvil).
+//! - **Two kinds of limits.** A value outside a plausibility range is false data (a
+//!   working device cannot measure it) and refused; a value past an [`AlarmLimit`] is
+//!   clinically abnormal, accepted, and the [`Decision`] carries the [`Alarm`]: which
+//!   limit, its [`Priority`] (low, medium, high after IEC 60601-1-8) and the FHIR
+//!   [`Interpretation`] (L, H, or LL / HH for the high tier). A reading is never refused
+//!   for being abnormal.
 //! - **[`RuleBook`]** is the native copy of the rules; it decides exactly as the
 //!   contract's `check`. A [`Replica`] (rules and device registry) is bootstrapped by a
 //!   query and followed by events through an [`EventFollower`]; the collector and storage
@@ -28,7 +36,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), wardseal_contracts::Error> {
 //! use wardseal_contracts::{
-//!     CheckInput, EmbeddedChain, Ledger, Range, TypeRule, Verdict, WideDecimal,
+//!     AlarmLimit, CheckInput, EmbeddedChain, Ledger, Priority, Range, TypeRule, Verdict,
+//!     WideDecimal,
 //! };
 //! let dir = tempfile::tempdir().map_err(|e| wardseal_contracts::BackendError::Storage {
 //!     path: "tmp".into(),
@@ -38,20 +47,30 @@
 //! let admin = alloy::primitives::Address::repeat_byte(0x11);
 //! let ledger = Ledger::deploy(chain.backend(admin)).await?;
 //!
-//! // Rule 7: heart rate (code 1) in /min, 30 to 220, at most 6 a minute; group 3 follows it.
+//! // Rule 7: heart rate (code 1) in /min, plausible from 0 to 350, a high-priority alarm
+//! // at 40 or below, at most 6 a minute; group 3 follows it.
 //! ledger.create_rule(7).await?;
-//! let range = Range::new(WideDecimal::parse("30")?, WideDecimal::parse("220")?)?;
-//! ledger.set_type_rule(7, &TypeRule::new(1, "/min", vec![range], 6)?).await?;
+//! let d = WideDecimal::parse;
+//! let rule = TypeRule::new(1, "/min", vec![Range::new(d("0")?, d("350")?)?], 6)?
+//!     .with_alarms(vec![AlarmLimit::low(0, d("40")?, true, Priority::High)])?;
+//! ledger.set_type_rule(7, &rule).await?;
 //! ledger.set_group_rule(3, 7).await?;
 //!
-//! let reading = CheckInput {
-//!     group: 3,
-//!     data_type: 1,
-//!     unit: "/min".into(),
-//!     components: vec![WideDecimal::parse("72")?],
-//!     per_minute: 1,
+//! let reading = |value: &str| -> Result<CheckInput, wardseal_contracts::Error> {
+//!     Ok(CheckInput {
+//!         group: 3,
+//!         data_type: 1,
+//!         unit: "/min".into(),
+//!         components: vec![WideDecimal::parse(value)?],
+//!         per_minute: 1,
+//!         patient: None,
+//!     })
 //! };
-//! assert_eq!(ledger.check(&reading).await?.verdict, Verdict::Allowed);
+//! assert_eq!(ledger.check(&reading("72")?).await?.verdict(), Verdict::Allowed);
+//! let critical = ledger.check(&reading("25")?).await?;
+//! assert!(critical.is_allowed());
+//! assert_eq!(critical.alarm().map(|a| a.interpretation().code()), Some("LL"));
+//! assert_eq!(ledger.check(&reading("400")?).await?.verdict(), Verdict::AboveMaximum);
 //! # Ok(())
 //! # }
 //! ```
@@ -71,7 +90,8 @@ pub use evaluator::RuleBook;
 pub use follow::{Cursor, EventFollower};
 pub use ledger::Ledger;
 pub use model::{
-    Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition, LedgerEvent,
-    PositionedEvent, Range, Role, Rule, Suite, TxOutcome, TypeRule, Verdict, WideDecimal,
+    Alarm, AlarmLimit, Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition,
+    Interpretation, LedgerEvent, LimitSource, PatientKey, PatientLimits, PositionedEvent, Priority,
+    Range, Role, Rule, Suite, Trigger, TxOutcome, TypeRule, Verdict, WideDecimal,
 };
 pub use replica::{RATE_WINDOW_MICROS, RateWindow, Replica};

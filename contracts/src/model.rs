@@ -20,6 +20,10 @@ pub const MAX_SCALE: u8 = 18;
 /// The most value components a data type may have (the contract's `MAX_COMPONENTS`).
 pub const MAX_COMPONENTS: usize = 8;
 
+/// The most alarm limits a data type, or one patient's override of it, may hold (the
+/// contracts' `MAX_ALARM_LIMITS`).
+pub const MAX_ALARM_LIMITS: usize = 16;
+
 /// An exact decimal `mantissa × 10^-scale` with a 128-bit mantissa: the contracts' `Dec`.
 ///
 /// Wider than [`Decimal`] because the physical value of a waveform sample,
@@ -167,7 +171,336 @@ impl Range {
     }
 }
 
+/// How a reading crosses an [`AlarmLimit`]; the numbers are the contracts' `Trigger`.
+///
+/// Both strict and inclusive forms exist because published bands are written both ways
+/// (NEWS2: heart rate "≤ 40"; ADA: glucose "< 70 mg/dL"), and a limit should read as its
+/// source does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Trigger {
+    /// The value is below the bound.
+    Below = 0,
+    /// The value is at or below the bound.
+    AtOrBelow = 1,
+    /// The value is above the bound.
+    Above = 2,
+    /// The value is at or above the bound.
+    AtOrAbove = 3,
+}
+
+impl Trigger {
+    /// The trigger with this number, if any.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Trigger::Below,
+            1 => Trigger::AtOrBelow,
+            2 => Trigger::Above,
+            3 => Trigger::AtOrAbove,
+            _ => return None,
+        })
+    }
+
+    /// Whether this is a low limit (crossed from above).
+    pub fn is_low(self) -> bool {
+        matches!(self, Trigger::Below | Trigger::AtOrBelow)
+    }
+}
+
+/// An alarm priority, after IEC 60601-1-8's terms; the numbers are the contracts'
+/// `Priority` (0 there means "no alarm" and has no value here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Priority {
+    /// Awareness is required.
+    Low = 1,
+    /// Prompt response is required.
+    Medium = 2,
+    /// Immediate response is required: the critical tier (FHIR LL / HH).
+    High = 3,
+}
+
+impl Priority {
+    /// The priority with this number; `None` for 0 (no alarm) and unknown numbers.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => Priority::Low,
+            2 => Priority::Medium,
+            3 => Priority::High,
+            _ => return None,
+        })
+    }
+
+    /// The name used in logs and on the wire: `low`, `medium`, `high`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// A FHIR R4 `ObservationInterpretation` code (HL7 v3 code system
+/// `http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation`) for a reading
+/// past an alarm limit: L / H below or above a limit, LL / HH for the critical tier
+/// ([`Priority::High`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Interpretation {
+    /// `L`: low.
+    Low,
+    /// `H`: high.
+    High,
+    /// `LL`: critical low.
+    CriticalLow,
+    /// `HH`: critical high.
+    CriticalHigh,
+}
+
+impl Interpretation {
+    /// The FHIR code: `L`, `H`, `LL` or `HH`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Interpretation::Low => "L",
+            Interpretation::High => "H",
+            Interpretation::CriticalLow => "LL",
+            Interpretation::CriticalHigh => "HH",
+        }
+    }
+}
+
+/// A clinical alarm limit on one value component: a reading that crosses it is accepted
+/// and flagged with its priority. (Plausibility ranges, [`Range`], refuse; these never do.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AlarmLimit {
+    /// The value component it watches (0 for a quantity; 0 systolic, 1 diastolic).
+    pub component: u8,
+    /// Which way it is crossed.
+    pub trigger: Trigger,
+    /// The alarm's priority.
+    pub priority: Priority,
+    /// The bound.
+    pub bound: WideDecimal,
+}
+
+impl AlarmLimit {
+    /// A limit, checked: component below [`MAX_COMPONENTS`], bound of scale ≤ 18.
+    pub fn new(
+        component: u8,
+        trigger: Trigger,
+        priority: Priority,
+        bound: WideDecimal,
+    ) -> Result<Self, RuleError> {
+        if usize::from(component) >= MAX_COMPONENTS || bound.scale > MAX_SCALE {
+            return Err(RuleError::InvalidAlarmLimit(format!(
+                "component {component}, bound {bound}: the component must be below 8 and the bound have at most 18 digits after the point"
+            )));
+        }
+        Ok(Self {
+            component,
+            trigger,
+            priority,
+            bound,
+        })
+    }
+
+    /// A low limit: `value < bound`, or `value ≤ bound` when `inclusive`.
+    pub fn low(component: u8, bound: WideDecimal, inclusive: bool, priority: Priority) -> Self {
+        let trigger = if inclusive {
+            Trigger::AtOrBelow
+        } else {
+            Trigger::Below
+        };
+        Self {
+            component,
+            trigger,
+            priority,
+            bound,
+        }
+    }
+
+    /// A high limit: `value > bound`, or `value ≥ bound` when `inclusive`.
+    pub fn high(component: u8, bound: WideDecimal, inclusive: bool, priority: Priority) -> Self {
+        let trigger = if inclusive {
+            Trigger::AtOrAbove
+        } else {
+            Trigger::Above
+        };
+        Self {
+            component,
+            trigger,
+            priority,
+            bound,
+        }
+    }
+
+    /// Parses `[COMPONENT:]OP BOUND:PRIORITY` with OP one of `<`, `<=`, `>`, `>=` and
+    /// PRIORITY `low`, `medium` or `high`: `<=40:high`, `1:>120:medium`.
+    pub fn parse(text: &str) -> Result<Self, RuleError> {
+        let bad = |why: &str| {
+            RuleError::InvalidAlarmLimit(format!(
+                "`{text}` {why} (write [COMPONENT:]OP BOUND:PRIORITY, e.g. <=40:high or 1:>120:medium)"
+            ))
+        };
+        let (limit, priority) = text
+            .rsplit_once(':')
+            .ok_or_else(|| bad("has no priority"))?;
+        let priority = match priority {
+            "low" => Priority::Low,
+            "medium" => Priority::Medium,
+            "high" => Priority::High,
+            _ => return Err(bad("has a priority other than low, medium or high")),
+        };
+        let (component, limit) = match limit.split_once(':') {
+            Some((c, rest)) => (
+                c.parse::<u8>().map_err(|_| bad("has a bad component"))?,
+                rest,
+            ),
+            None => (0, limit),
+        };
+        let (trigger, bound) = if let Some(b) = limit.strip_prefix("<=") {
+            (Trigger::AtOrBelow, b)
+        } else if let Some(b) = limit.strip_prefix(">=") {
+            (Trigger::AtOrAbove, b)
+        } else if let Some(b) = limit.strip_prefix('<') {
+            (Trigger::Below, b)
+        } else if let Some(b) = limit.strip_prefix('>') {
+            (Trigger::Above, b)
+        } else {
+            return Err(bad("has no <, <=, > or >="));
+        };
+        Self::new(
+            component,
+            trigger,
+            priority,
+            WideDecimal::parse(bound.trim())?,
+        )
+    }
+
+    /// Whether `value` crosses this limit (`None` when a scale is above 18).
+    pub fn crossed_by(&self, value: WideDecimal) -> Option<bool> {
+        let order = value.compare(self.bound)?;
+        Some(match self.trigger {
+            Trigger::Below => order == Ordering::Less,
+            Trigger::AtOrBelow => order != Ordering::Greater,
+            Trigger::Above => order == Ordering::Greater,
+            Trigger::AtOrAbove => order != Ordering::Less,
+        })
+    }
+
+    /// The FHIR interpretation of a reading past this limit.
+    pub fn interpretation(&self) -> Interpretation {
+        match (self.trigger.is_low(), self.priority == Priority::High) {
+            (true, false) => Interpretation::Low,
+            (true, true) => Interpretation::CriticalLow,
+            (false, false) => Interpretation::High,
+            (false, true) => Interpretation::CriticalHigh,
+        }
+    }
+}
+
+/// The form [`AlarmLimit::parse`] reads: `0:<=40:high`.
+impl fmt::Display for AlarmLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.trigger {
+            Trigger::Below => "<",
+            Trigger::AtOrBelow => "<=",
+            Trigger::Above => ">",
+            Trigger::AtOrAbove => ">=",
+        };
+        write!(
+            f,
+            "{}:{op}{}:{}",
+            self.component,
+            self.bound,
+            self.priority.name()
+        )
+    }
+}
+
+/// Checks a list of alarm limits as the contracts do: at most [`MAX_ALARM_LIMITS`], each
+/// on one of `components` components.
+fn check_alarm_limits(limits: &[AlarmLimit], components: usize) -> Result<(), RuleError> {
+    if limits.len() > MAX_ALARM_LIMITS {
+        return Err(RuleError::InvalidAlarmLimit(format!(
+            "{} limits: at most {MAX_ALARM_LIMITS}",
+            limits.len()
+        )));
+    }
+    for limit in limits {
+        AlarmLimit::new(limit.component, limit.trigger, limit.priority, limit.bound)?;
+        if usize::from(limit.component) >= components {
+            return Err(RuleError::InvalidAlarmLimit(format!(
+                "{limit}: the value has {components} component(s)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A patient as the chain knows them: a 32-byte pseudonymous key, the keccak-256 of a
+/// domain tag and the patient's subject id. Never the id itself: nothing about patients
+/// goes on chain but pseudonymous keys and hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PatientKey(pub B256);
+
+impl PatientKey {
+    /// The key of the patient with subject id `subject_id` (as in the patient's
+    /// certificate and storage's assignments).
+    pub fn for_subject(subject_id: &str) -> Self {
+        let mut bytes = b"wardseal patient\0".to_vec();
+        bytes.extend_from_slice(subject_id.as_bytes());
+        Self(alloy::primitives::keccak256(bytes))
+    }
+}
+
+impl fmt::Display for PatientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A patient's own alarm limits for one data type, replacing the rule's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PatientLimits {
+    /// The patient.
+    pub patient: PatientKey,
+    /// The data type code.
+    pub data_type: u16,
+    /// The limits (1 to [`MAX_ALARM_LIMITS`]).
+    pub limits: Vec<AlarmLimit>,
+}
+
+impl PatientLimits {
+    /// An override, checked as the contract checks it: 1 to [`MAX_ALARM_LIMITS`] limits,
+    /// each valid.
+    pub fn new(
+        patient: PatientKey,
+        data_type: u16,
+        limits: Vec<AlarmLimit>,
+    ) -> Result<Self, RuleError> {
+        if limits.is_empty() {
+            return Err(RuleError::InvalidAlarmLimit(
+                "an override needs at least one limit (clear it to return to the rule's)".into(),
+            ));
+        }
+        check_alarm_limits(&limits, MAX_COMPONENTS)?;
+        Ok(Self {
+            patient,
+            data_type,
+            limits,
+        })
+    }
+}
+
 /// What a rule allows for one data type.
+///
+/// Two kinds of limits:
+/// - **plausibility** ranges, one per value component: what a working device can
+///   measure. A value outside is false data and refused.
+/// - **alarm limits** ([`AlarmLimit`]) with priorities: what is clinically abnormal. A
+///   value past one is accepted and flagged. A patient may have their own
+///   ([`PatientLimits`]), set by a rule admin or a responsible clinician.
 ///
 /// The value of a reading has components, and the rule one range per component:
 /// - a quantity (heart rate, SpO₂, temperature, …): `[value]`;
@@ -181,8 +514,11 @@ pub struct TypeRule {
     pub data_type: u16,
     /// The UCUM unit a reading must state, byte for byte.
     pub unit: String,
-    /// One inclusive range per value component.
+    /// One inclusive plausibility range per value component.
     pub ranges: Vec<Range>,
+    /// The clinical alarm limits (none: the data type never alarms).
+    #[serde(default)]
+    pub alarms: Vec<AlarmLimit>,
     /// The most readings of this type a device may send in any 60 s; 0 means no limit.
     pub max_per_minute: u32,
 }
@@ -210,8 +546,17 @@ impl TypeRule {
             data_type,
             unit,
             ranges,
+            alarms: Vec::new(),
             max_per_minute,
         })
+    }
+
+    /// The same rule with these alarm limits, checked as the contract checks them: at
+    /// most [`MAX_ALARM_LIMITS`], each on one of the rule's components.
+    pub fn with_alarms(mut self, alarms: Vec<AlarmLimit>) -> Result<Self, RuleError> {
+        check_alarm_limits(&alarms, self.ranges.len())?;
+        self.alarms = alarms;
+        Ok(self)
     }
 }
 
@@ -413,26 +758,94 @@ impl Verdict {
     }
 }
 
-/// A rule decision: the verdict and, for range failures, which component failed.
+/// Where the alarm limit a reading crossed came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Decision {
-    /// The verdict.
-    pub verdict: Verdict,
-    /// The failing component's index for `InvalidScale`, `BelowMinimum` and
-    /// `AboveMaximum`; 0 otherwise.
-    pub component: u8,
+pub enum LimitSource {
+    /// The rule's own limits for the data type.
+    Rule,
+    /// The patient's override ([`PatientLimits`]).
+    Patient,
 }
 
-impl Decision {
-    /// Whether the reading is allowed.
-    pub fn is_allowed(&self) -> bool {
-        self.verdict == Verdict::Allowed
+/// A reading past an alarm limit: accepted, and flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Alarm {
+    /// The limit crossed (the highest priority one; the first such on a tie).
+    pub limit: AlarmLimit,
+    /// The rule's or the patient's.
+    pub source: LimitSource,
+}
+
+impl Alarm {
+    /// The crossed limit's bound.
+    pub fn bound(&self) -> WideDecimal {
+        self.limit.bound
+    }
+
+    /// The alarm's priority.
+    pub fn priority(&self) -> Priority {
+        self.limit.priority
+    }
+
+    /// The FHIR `ObservationInterpretation` code: L, H, LL or HH.
+    pub fn interpretation(&self) -> Interpretation {
+        self.limit.interpretation()
     }
 }
 
-/// What a rule check is asked: the reading's group, data type, unit, value components
-/// and how many readings of this type the device sent in the last minute, this one
-/// included.
+/// A rule decision: refused (false data, a wrong shape, the rate) or accepted, possibly
+/// with an alarm. A reading is never refused for being clinically abnormal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Decision {
+    /// The reading is refused.
+    Refused {
+        /// Why (never [`Verdict::Allowed`]).
+        verdict: Verdict,
+        /// The failing component's index for `InvalidScale`, `BelowMinimum` and
+        /// `AboveMaximum`; 0 otherwise.
+        component: u8,
+    },
+    /// The reading is accepted.
+    Accepted {
+        /// The alarm limit it crossed, if any.
+        alarm: Option<Alarm>,
+    },
+}
+
+impl Decision {
+    /// Whether the reading is allowed (possibly with an alarm).
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Accepted { .. })
+    }
+
+    /// The verdict code: [`Verdict::Allowed`] when accepted.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Decision::Refused { verdict, .. } => *verdict,
+            Decision::Accepted { .. } => Verdict::Allowed,
+        }
+    }
+
+    /// The failing component (0 when accepted or not about a component).
+    pub fn component(&self) -> u8 {
+        match self {
+            Decision::Refused { component, .. } => *component,
+            Decision::Accepted { .. } => 0,
+        }
+    }
+
+    /// The alarm, when accepted past an alarm limit.
+    pub fn alarm(&self) -> Option<&Alarm> {
+        match self {
+            Decision::Accepted { alarm } => alarm.as_ref(),
+            Decision::Refused { .. } => None,
+        }
+    }
+}
+
+/// What a rule check is asked: the reading's group, data type, unit, value components,
+/// how many readings of this type the device sent in the last minute, this one
+/// included, and the patient (whose own alarm limits apply, if set).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CheckInput {
     /// The device's group id.
@@ -445,6 +858,9 @@ pub struct CheckInput {
     pub components: Vec<WideDecimal>,
     /// Readings of this type from this device in the 60 s ending with this one, inclusive.
     pub per_minute: u32,
+    /// The patient measured, if known (the contract's `bytes32(0)` otherwise).
+    #[serde(default)]
+    pub patient: Option<PatientKey>,
 }
 
 /// Where an event sits in the chain: events are ordered by block, then log index.
@@ -487,6 +903,31 @@ pub enum LedgerEvent {
         rule_id: u32,
         /// The data type code.
         data_type: u16,
+    },
+    /// A clinician is now (or no longer) responsible for a patient.
+    ClinicianSet {
+        /// The patient.
+        patient: PatientKey,
+        /// The clinician's account.
+        clinician: Address,
+        /// Responsible from now on, or no longer.
+        responsible: bool,
+    },
+    /// A patient's alarm limits for a data type were set (replacing the rule's).
+    PatientLimitsSet {
+        /// The patient and the limits.
+        limits: PatientLimits,
+        /// Who set them (a rule admin or a responsible clinician).
+        by: Address,
+    },
+    /// A patient's alarm limits for a data type are the rule's again.
+    PatientLimitsCleared {
+        /// The patient.
+        patient: PatientKey,
+        /// The data type code.
+        data_type: u16,
+        /// Who cleared them.
+        by: Address,
     },
     /// A device was registered, active.
     DeviceRegistered(Device),
@@ -611,5 +1052,62 @@ mod tests {
         assert!(TypeRule::new(1, "/min", vec![], 0).is_err());
         assert!(TypeRule::new(1, "/min", vec![r; 9], 0).is_err());
         assert!(TypeRule::new(1, "/min", vec![r], 0).is_ok());
+    }
+
+    #[test]
+    fn alarm_limits_are_checked() {
+        let r = Range::new(d("0"), d("350")).unwrap();
+        let rule = TypeRule::new(1, "/min", vec![r], 0).unwrap();
+        let low = AlarmLimit::low(0, d("40"), true, Priority::High);
+        assert!(rule.clone().with_alarms(vec![low]).is_ok());
+        let on_diastolic = AlarmLimit::low(1, d("40"), true, Priority::High);
+        assert!(rule.clone().with_alarms(vec![on_diastolic]).is_err());
+        assert!(rule.with_alarms(vec![low; 17]).is_err());
+        assert!(AlarmLimit::new(8, Trigger::Below, Priority::Low, d("1")).is_err());
+        let patient = PatientKey::for_subject("P-1");
+        assert!(PatientLimits::new(patient, 1, vec![]).is_err());
+        assert!(PatientLimits::new(patient, 1, vec![on_diastolic]).is_ok());
+    }
+
+    #[test]
+    fn alarm_limits_parse_and_print() {
+        for (text, printed) in [
+            ("<=40:high", "0:<=40:high"),
+            ("1:>120:medium", "1:>120:medium"),
+            ("<70:medium", "0:<70:medium"),
+            (">=38.1:low", "0:>=38.1:low"),
+        ] {
+            let limit = AlarmLimit::parse(text).unwrap();
+            assert_eq!(limit.to_string(), printed);
+            assert_eq!(AlarmLimit::parse(printed).unwrap(), limit);
+        }
+        for bad in [
+            "40:high",
+            "<=40",
+            "<=40:urgent",
+            "9:<1:low",
+            "x:<1:low",
+            "<=4a:low",
+        ] {
+            assert!(AlarmLimit::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_trigger_and_interpret_as_written() {
+        let ll = AlarmLimit::low(0, d("40"), true, Priority::High);
+        assert_eq!(ll.crossed_by(d("40")), Some(true));
+        assert_eq!(ll.crossed_by(d("40.01")), Some(false));
+        assert_eq!(ll.interpretation().code(), "LL");
+        let l = AlarmLimit::low(0, d("70"), false, Priority::Medium);
+        assert_eq!(l.crossed_by(d("70")), Some(false));
+        assert_eq!(l.crossed_by(d("69.9")), Some(true));
+        assert_eq!(l.interpretation().code(), "L");
+        let h = AlarmLimit::high(0, d("91"), true, Priority::Low);
+        assert_eq!(h.crossed_by(d("91")), Some(true));
+        assert_eq!(h.interpretation().code(), "H");
+        let hh = AlarmLimit::high(0, d("180"), false, Priority::High);
+        assert_eq!(hh.crossed_by(d("180")), Some(false));
+        assert_eq!(hh.interpretation().code(), "HH");
     }
 }

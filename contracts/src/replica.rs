@@ -50,7 +50,7 @@ impl Replica {
         ledger: &Ledger<B>,
     ) -> Result<(Self, EventFollower<B>), Error> {
         let head = ledger.head().await?;
-        let rules = RuleBook::from_parts(&ledger.rules().await?, &ledger.group_rules().await?);
+        let rules = ledger.rule_book().await?;
         let replica = Self::new(ledger.devices().await?, rules);
         let follower = EventFollower::new(
             ledger.clone(),

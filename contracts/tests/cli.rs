@@ -114,6 +114,64 @@ fn admin_session(cli: &Cli<'_>) {
         shown.contains("ecg [mV] -5.5..5.5 -5.5..5.5 no rate limit"),
         "{shown}"
     );
+    // Alarm limits on a rule, and a patient's own set by their responsible clinician.
+    cli.ok(
+        "admin.key",
+        &[
+            "rule",
+            "set",
+            "7",
+            "--type",
+            "spo2",
+            "--range",
+            "0..100",
+            "--alarm",
+            "<=91:high",
+            "--alarm",
+            "<=93:medium",
+        ],
+    );
+    let shown = cli.ok("admin.key", &["rule", "show", "7"]);
+    assert!(
+        shown.contains("spo2 [%] 0..100 no rate limit alarms 0:<=91:high 0:<=93:medium"),
+        "{shown}"
+    );
+    let own = [
+        "patient",
+        "set-limits",
+        "--patient",
+        "P-7",
+        "--type",
+        "spo2",
+        "--alarm",
+        "<=85:high",
+    ];
+    let refused = cli.fails("other.key", &own);
+    assert!(refused.contains("responsible for patient"), "{refused}");
+    cli.ok(
+        "admin.key",
+        &[
+            "patient",
+            "clinician",
+            "--patient",
+            "P-7",
+            "--clinician",
+            &other,
+        ],
+    );
+    cli.ok("other.key", &own);
+    let shown = cli.ok(
+        "admin.key",
+        &[
+            "patient",
+            "show-limits",
+            "--patient",
+            "P-7",
+            "--type",
+            "spo2",
+        ],
+    );
+    assert_eq!(shown.trim(), "0:<=85:high");
     // Not a rule admin: refused with the contract's error.
     let refused = cli.fails(
         "other.key",

@@ -11,8 +11,9 @@ mod common;
 use alloy::primitives::{Address, B256};
 use common::{address, signer};
 use wardseal_contracts::{
-    Anchor, Backend, CheckInput, ContractError, Device, Error, EventFollower, Ledger, LedgerEvent,
-    Range, Role, RuleBook, TypeRule, Verdict, WideDecimal,
+    AlarmLimit, Anchor, Backend, CheckInput, ContractError, Decision, Device, Error, EventFollower,
+    Ledger, LedgerEvent, LimitSource, PatientKey, PatientLimits, Priority, Range, Role, RuleBook,
+    TypeRule, Verdict, WideDecimal,
 };
 
 fn d(text: &str) -> WideDecimal {
@@ -107,12 +108,13 @@ async fn rules_read_back_and_check<B: Backend>(admin: &Ledger<B>) {
         unit: "mm[Hg]".into(),
         components: vec![d(sys), d(dia)],
         per_minute: 1,
+        patient: None,
     };
     let decision = admin.check(&bp("120", "80")).await.unwrap();
-    assert_eq!(decision.verdict, Verdict::Allowed);
+    assert_eq!(decision.verdict(), Verdict::Allowed);
     let decision = admin.check(&bp("120", "150.001")).await.unwrap();
     assert_eq!(
-        (decision.verdict, decision.component),
+        (decision.verdict(), decision.component()),
         (Verdict::AboveMaximum, 1)
     );
 
@@ -143,6 +145,276 @@ async fn rules_read_back_and_check<B: Backend>(admin: &Ledger<B>) {
     let groups = admin.group_rules().await.unwrap();
     assert_eq!(from_events, RuleBook::from_parts(&rules, &groups));
     assert!(from_events.type_rule(7, 1).is_none());
+}
+
+/// Heart rate after NEWS2's bands: plausible 0–350 /min; ≤ 40 high, 41–50 low,
+/// 91–110 low, 111–130 medium, ≥ 131 high.
+fn heart_rate_with_alarms() -> TypeRule {
+    TypeRule::new(1, "/min", vec![Range::new(d("0"), d("350")).unwrap()], 0)
+        .unwrap()
+        .with_alarms(vec![
+            AlarmLimit::low(0, d("40"), true, Priority::High),
+            AlarmLimit::low(0, d("50"), true, Priority::Low),
+            AlarmLimit::high(0, d("91"), true, Priority::Low),
+            AlarmLimit::high(0, d("111"), true, Priority::Medium),
+            AlarmLimit::high(0, d("131"), true, Priority::High),
+        ])
+        .unwrap()
+}
+
+fn heart(value: &str, patient: Option<PatientKey>) -> CheckInput {
+    CheckInput {
+        group: 3,
+        data_type: 1,
+        unit: "/min".into(),
+        components: vec![d(value)],
+        per_minute: 1,
+        patient,
+    }
+}
+
+/// (interpretation code, priority) of an accepted reading's alarm; panics if refused.
+async fn alarm_of<B: Backend>(
+    ledger: &Ledger<B>,
+    input: &CheckInput,
+) -> Option<(&'static str, Priority, LimitSource)> {
+    match ledger.check(input).await.unwrap() {
+        Decision::Accepted { alarm } => {
+            alarm.map(|a| (a.interpretation().code(), a.priority(), a.source))
+        }
+        refused => panic!("{input:?} refused: {refused:?}"),
+    }
+}
+
+async fn abnormal_readings_are_accepted_with_an_alarm<B: Backend>(admin: &Ledger<B>) {
+    admin.create_rule(7).await.unwrap();
+    admin
+        .set_type_rule(7, &heart_rate_with_alarms())
+        .await
+        .unwrap();
+    admin.set_group_rule(3, 7).await.unwrap();
+    let rule = admin.rule(7).await.unwrap().unwrap();
+    assert_eq!(
+        rule.types,
+        vec![heart_rate_with_alarms()],
+        "alarms read back"
+    );
+
+    // Heart rate 25: accepted, critical low, high priority.
+    assert_eq!(
+        alarm_of(admin, &heart("25", None)).await,
+        Some(("LL", Priority::High, LimitSource::Rule))
+    );
+    // Heart rate 400: no working monitor measures it — refused as false data.
+    assert_eq!(
+        admin.check(&heart("400", None)).await.unwrap(),
+        Decision::Refused {
+            verdict: Verdict::AboveMaximum,
+            component: 0
+        }
+    );
+    assert_eq!(alarm_of(admin, &heart("72", None)).await, None);
+    assert_eq!(
+        alarm_of(admin, &heart("45", None)).await,
+        Some(("L", Priority::Low, LimitSource::Rule))
+    );
+    assert_eq!(
+        alarm_of(admin, &heart("120", None)).await,
+        Some(("H", Priority::Medium, LimitSource::Rule)),
+        "the highest crossed tier wins"
+    );
+    assert_eq!(
+        alarm_of(admin, &heart("131", None)).await,
+        Some(("HH", Priority::High, LimitSource::Rule))
+    );
+    // A limit on a component the rule lacks is refused by the contract too.
+    let mut bad = heart_rate_with_alarms();
+    bad.alarms[0].component = 1;
+    assert_eq!(
+        contract_error(admin.set_type_rule(7, &bad).await),
+        ContractError::InvalidAlarmLimit(0)
+    );
+}
+
+async fn patient_override_changes_the_verdict_and_only_responsible_may_set_it<B: Backend>(
+    admin: &Ledger<B>,
+) {
+    admin.create_rule(7).await.unwrap();
+    admin
+        .set_type_rule(7, &heart_rate_with_alarms())
+        .await
+        .unwrap();
+    admin.set_group_rule(3, 7).await.unwrap();
+    let patient = PatientKey::for_subject("P-0001");
+    let other = PatientKey::for_subject("P-0002");
+    // An athlete resting at 38 /min: the clinician lowers the critical limit to 30.
+    let athlete = PatientLimits::new(
+        patient,
+        1,
+        vec![
+            AlarmLimit::low(0, d("30"), false, Priority::High),
+            AlarmLimit::low(0, d("36"), false, Priority::Low),
+            AlarmLimit::high(0, d("131"), true, Priority::High),
+        ],
+    )
+    .unwrap();
+
+    let clinician = admin.with_signer(signer(1));
+    let stranger = admin.with_signer(signer(2));
+    // Neither a rule admin nor responsible: refused by the contract, nothing recorded.
+    for ledger in [&clinician, &stranger] {
+        assert_eq!(
+            contract_error(ledger.set_patient_limits(&athlete).await),
+            ContractError::NotResponsible {
+                caller: ledger.account(),
+                patient: patient.0
+            }
+        );
+    }
+    assert!(matches!(
+        contract_error(
+            clinician
+                .set_responsible_clinician(patient, address(1), true)
+                .await
+        ),
+        ContractError::Unauthorized { .. }
+    ));
+    assert_eq!(admin.patient_limits(patient, 1).await.unwrap(), None);
+
+    // The admin makes clinician 1 responsible for this patient (only).
+    admin
+        .set_responsible_clinician(patient, address(1), true)
+        .await
+        .unwrap();
+    assert!(admin.is_responsible(patient, address(1)).await.unwrap());
+    let set = clinician.set_patient_limits(&athlete).await.unwrap();
+    assert!(set.gas_used > 0);
+    let other_limits = PatientLimits {
+        patient: other,
+        ..athlete.clone()
+    };
+    assert!(matches!(
+        contract_error(clinician.set_patient_limits(&other_limits).await),
+        ContractError::NotResponsible { .. }
+    ));
+    assert!(matches!(
+        contract_error(stranger.set_patient_limits(&athlete).await),
+        ContractError::NotResponsible { .. }
+    ));
+    assert_eq!(
+        admin.patient_limits(patient, 1).await.unwrap(),
+        Some(athlete.clone())
+    );
+
+    // The override changes the verdict for this patient only.
+    assert_eq!(
+        alarm_of(admin, &heart("38", Some(patient))).await,
+        None,
+        "38 is normal for this patient"
+    );
+    assert_eq!(
+        alarm_of(admin, &heart("38", Some(other))).await,
+        Some(("LL", Priority::High, LimitSource::Rule))
+    );
+    assert_eq!(
+        alarm_of(admin, &heart("34", Some(patient))).await,
+        Some(("L", Priority::Low, LimitSource::Patient))
+    );
+    assert_eq!(
+        alarm_of(admin, &heart("29", Some(patient))).await,
+        Some(("LL", Priority::High, LimitSource::Patient))
+    );
+    // Plausibility stays the rule's.
+    assert!(
+        !admin
+            .check(&heart("400", Some(patient)))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+
+    // A rule admin may set it too; the replica (bootstrapped or followed) agrees.
+    admin.set_patient_limits(&athlete).await.unwrap();
+    let mut followed = RuleBook::new();
+    for e in admin.events(0, admin.head().await.unwrap()).await.unwrap() {
+        followed.apply(&e.event);
+    }
+    let queried = admin.rule_book().await.unwrap();
+    assert_eq!(followed, queried);
+    for value in ["25", "34", "38", "72", "140"] {
+        for who in [Some(patient), Some(other), None] {
+            let input = heart(value, who);
+            assert_eq!(
+                followed.check(&input),
+                admin.check(&input).await.unwrap(),
+                "{input:?}"
+            );
+        }
+    }
+    // The events record who set the limits.
+    let setters: Vec<Address> = admin
+        .events(0, admin.head().await.unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            LedgerEvent::PatientLimitsSet { by, .. } => Some(by),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(setters, vec![address(1), address(0)]);
+
+    // Cleared, the rule's limits apply again; responsibility can be withdrawn.
+    clinician.clear_patient_limits(patient, 1).await.unwrap();
+    assert_eq!(
+        alarm_of(admin, &heart("38", Some(patient))).await,
+        Some(("LL", Priority::High, LimitSource::Rule))
+    );
+    assert_eq!(
+        contract_error(clinician.clear_patient_limits(patient, 1).await),
+        ContractError::PatientLimitsNotSet {
+            patient: patient.0,
+            data_type: 1
+        }
+    );
+    admin
+        .set_responsible_clinician(patient, address(1), false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        contract_error(clinician.set_patient_limits(&athlete).await),
+        ContractError::NotResponsible { .. }
+    ));
+    assert_eq!(admin.all_patient_limits().await.unwrap(), vec![]);
+}
+
+/// Prints what setting a rule and an override costs (for the gas table in the report);
+/// asserts only what holds on any EVM: alarm limits cost storage, and re-setting the same
+/// values is cheaper than the first setting.
+#[expect(
+    clippy::print_stdout,
+    reason = "the gas figures are this test's output"
+)]
+async fn rule_and_override_gas<B: Backend>(admin: &Ledger<B>) {
+    admin.create_rule(7).await.unwrap();
+    let plain = admin.set_type_rule(7, &heart_rate()).await.unwrap();
+    let replaced = admin.set_type_rule(7, &heart_rate()).await.unwrap();
+    let with_alarms = admin
+        .set_type_rule(7, &heart_rate_with_alarms())
+        .await
+        .unwrap();
+    let patient = PatientKey::for_subject("P-gas");
+    let limits = PatientLimits::new(patient, 1, heart_rate_with_alarms().alarms).unwrap();
+    let first = admin.set_patient_limits(&limits).await.unwrap();
+    let again = admin.set_patient_limits(&limits).await.unwrap();
+    assert!(with_alarms.gas_used > replaced.gas_used);
+    assert!(replaced.gas_used < plain.gas_used);
+    assert!(again.gas_used < first.gas_used);
+    println!(
+        "gas: setTypeRule 1 range, no alarms: first {} / replaced {}; with 5 alarm limits {}; \
+         setPatientLimits 5 limits: first {} / replaced {}",
+        plain.gas_used, replaced.gas_used, with_alarms.gas_used, first.gas_used, again.gas_used
+    );
 }
 
 async fn duplicate_device_refused<B: Backend>(admin: &Ledger<B>) {
@@ -348,4 +620,7 @@ per_backend!(
     consent_change_by_non_owner_refused,
     only_anchorers_anchor,
     follower_delivers_each_event_once,
+    abnormal_readings_are_accepted_with_an_alarm,
+    patient_override_changes_the_verdict_and_only_responsible_may_set_it,
+    rule_and_override_gas,
 );

@@ -368,7 +368,7 @@ mod tests {
     fn the_rule_refuses_a_value_outside_the_band() {
         let rules = book(DeviceKind::PulseOximeter);
         let body = format!(
-            r#"{{"type":"spo2","value":40,"unit":"%","time":"{}","seq":1}}"#,
+            r#"{{"type":"spo2","value":101,"unit":"%","time":"{}","seq":1}}"#,
             Timestamp::now()
         );
         let readings = parse_body(body.as_bytes()).unwrap();

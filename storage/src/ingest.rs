@@ -360,7 +360,7 @@ impl Ingest<'_> {
             if !decision.is_allowed() {
                 return Err(Refusal::RuleViolation {
                     index,
-                    verdict: format!("{:?}", decision.verdict),
+                    verdict: format!("{:?}", decision.verdict()),
                 }
                 .into());
             }

@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use wardseal_contracts::model::parse_data_type;
 use wardseal_contracts::{
-    AnyBackend, Device, EmbeddedChain, Ledger, Range, Role, RpcBackend, Suite, TypeRule,
-    WideDecimal,
+    AlarmLimit, AnyBackend, Device, EmbeddedChain, Ledger, PatientKey, PatientLimits, Range, Role,
+    RpcBackend, Suite, TypeRule, WideDecimal,
 };
 
 /// Administer the wardseal contracts: rules, device registry, consent, audit anchors.
@@ -78,6 +78,11 @@ enum Command {
     Rule {
         #[command(subcommand)]
         command: RuleCommand,
+    },
+    /// A patient's own alarm limits and responsible clinicians.
+    Patient {
+        #[command(subcommand)]
+        command: PatientCommand,
     },
     /// Grant, revoke and show a patient's consent (the key must be the patient's).
     Consent {
@@ -169,6 +174,11 @@ enum RuleCommand {
         /// Inclusive range MIN..MAX, exact decimals, e.g. 30..220 or -5.5..5.5.
         #[arg(long = "range", required = true, allow_hyphen_values = true)]
         ranges: Vec<String>,
+        /// Clinical alarm limit [COMPONENT:]OP BOUND:PRIORITY, e.g. '<=40:high' or
+        /// '1:>120:medium' (OP <, <=, >, >=; PRIORITY low, medium, high). A reading past
+        /// one is accepted and flagged; outside a --range it is refused as false data.
+        #[arg(long = "alarm", allow_hyphen_values = true)]
+        alarms: Vec<String>,
         /// Most readings per device per minute; 0 for no limit.
         #[arg(long, default_value_t = 0)]
         max_per_minute: u32,
@@ -191,6 +201,53 @@ enum RuleCommand {
     },
     /// Show one rule, or every rule and group assignment.
     Show { rule_id: Option<u32> },
+}
+
+#[derive(Subcommand)]
+enum PatientCommand {
+    /// Make a clinician responsible for a patient, or no longer (rule admins only).
+    Clinician {
+        /// The patient's subject id (only its pseudonymous key goes on chain).
+        #[arg(long)]
+        patient: String,
+        /// The clinician's account.
+        #[arg(long)]
+        clinician: Address,
+        /// Withdraw the responsibility instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Replace the patient's alarm limits for a data type (rule admins and the patient's
+    /// responsible clinicians).
+    SetLimits {
+        /// The patient's subject id.
+        #[arg(long)]
+        patient: String,
+        /// Data type name or code.
+        #[arg(long = "type")]
+        data_type: String,
+        /// Alarm limit, as for `rule set --alarm`; at least one.
+        #[arg(long = "alarm", required = true, allow_hyphen_values = true)]
+        alarms: Vec<String>,
+    },
+    /// Give the patient the rule's alarm limits for a data type again.
+    ClearLimits {
+        /// The patient's subject id.
+        #[arg(long)]
+        patient: String,
+        /// Data type name or code.
+        #[arg(long = "type")]
+        data_type: String,
+    },
+    /// Show the patient's own alarm limits for a data type.
+    ShowLimits {
+        /// The patient's subject id.
+        #[arg(long)]
+        patient: String,
+        /// Data type name or code.
+        #[arg(long = "type")]
+        data_type: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -337,8 +394,14 @@ fn show_rule(rule: &wardseal_contracts::Rule) -> anyhow::Result<()> {
             0 => "no rate limit".to_owned(),
             n => format!("at most {n}/min"),
         };
+        let alarms: Vec<String> = t.alarms.iter().map(ToString::to_string).collect();
+        let alarms = if alarms.is_empty() {
+            String::new()
+        } else {
+            format!(" alarms {}", alarms.join(" "))
+        };
         out(format_args!(
-            "  {name} [{}] {} {rate}",
+            "  {name} [{}] {} {rate}{alarms}",
             t.unit,
             ranges.join(" ")
         ))?;
@@ -432,6 +495,7 @@ async fn run(backend: AnyBackend, cli: &Cli) -> anyhow::Result<()> {
                 data_type,
                 unit,
                 ranges,
+                alarms,
                 max_per_minute,
             } => {
                 let data_type = parse_data_type(data_type)?;
@@ -442,7 +506,12 @@ async fn run(backend: AnyBackend, cli: &Cli) -> anyhow::Result<()> {
                 let unit = unit
                     .clone()
                     .unwrap_or_else(|| data_type.ucum_unit().to_owned());
-                let rule = TypeRule::new(data_type.code(), unit, ranges, *max_per_minute)?;
+                let alarms = alarms
+                    .iter()
+                    .map(|a| AlarmLimit::parse(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let rule = TypeRule::new(data_type.code(), unit, ranges, *max_per_minute)?
+                    .with_alarms(alarms)?;
                 let tx = ledger.set_type_rule(*rule_id, &rule).await?;
                 out(format_args!("set in block {}", tx.block))?;
             }
@@ -472,6 +541,57 @@ async fn run(backend: AnyBackend, cli: &Cli) -> anyhow::Result<()> {
                     }
                 }
             },
+        },
+        Command::Patient { command } => match command {
+            PatientCommand::Clinician {
+                patient,
+                clinician,
+                remove,
+            } => {
+                let key = PatientKey::for_subject(patient);
+                let tx = ledger
+                    .set_responsible_clinician(key, *clinician, !remove)
+                    .await?;
+                out(format_args!("set in block {}", tx.block))?;
+            }
+            PatientCommand::SetLimits {
+                patient,
+                data_type,
+                alarms,
+            } => {
+                let alarms = alarms
+                    .iter()
+                    .map(|a| AlarmLimit::parse(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let limits = PatientLimits::new(
+                    PatientKey::for_subject(patient),
+                    parse_data_type(data_type)?.code(),
+                    alarms,
+                )?;
+                let tx = ledger.set_patient_limits(&limits).await?;
+                out(format_args!("set in block {}", tx.block))?;
+            }
+            PatientCommand::ClearLimits { patient, data_type } => {
+                let code = parse_data_type(data_type)?.code();
+                let tx = ledger
+                    .clear_patient_limits(PatientKey::for_subject(patient), code)
+                    .await?;
+                out(format_args!("cleared in block {}", tx.block))?;
+            }
+            PatientCommand::ShowLimits { patient, data_type } => {
+                let code = parse_data_type(data_type)?.code();
+                match ledger
+                    .patient_limits(PatientKey::for_subject(patient), code)
+                    .await?
+                {
+                    Some(own) => {
+                        let limits: Vec<String> =
+                            own.limits.iter().map(ToString::to_string).collect();
+                        out(limits.join(" "))?;
+                    }
+                    None => out("the rule's limits")?,
+                }
+            }
         },
         Command::Consent { command } => match command {
             ConsentCommand::Grant { patient, authority } => {
