@@ -292,9 +292,8 @@ async fn device_loop(
             return;
         }
         let (open, used) = match connection.take() {
-            Some((open, used)) if !open.is_closed() && used < task.options.reconnect_every => {
-                (open, used)
-            }
+            // A broken connection is replaced by the client's pool on the next request.
+            Some((open, used)) if used < task.options.reconnect_every => (open, used),
             _ => match tokio::time::timeout(
                 OPEN_TIMEOUT,
                 Connection::open(&task.endpoint, Arc::clone(&task.config)),
