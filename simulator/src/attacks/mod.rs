@@ -575,16 +575,22 @@ fn timeout(what: &str) -> Error {
     }
 }
 
-/// A plausible temperature from `device` with its next sequence number, its leaf hash
-/// recorded as evidence: nothing an attack sends may be stored.
-fn temperature_evidence(device: &AttackDevice, findings: &mut Findings) -> Result<String, Error> {
-    let body = quantity(
+/// A plausible body temperature (36.9 °C, measured now) from `device` with its next
+/// sequence number, as the device sends it.
+fn plausible_temperature(device: &AttackDevice) -> String {
+    quantity(
         "body_temperature",
         "36.9",
         "Cel",
         now(),
         device.next_sequence(),
-    );
+    )
+}
+
+/// [`plausible_temperature`], its leaf hash recorded as evidence: nothing an attack sends
+/// may be stored.
+fn temperature_evidence(device: &AttackDevice, findings: &mut Findings) -> Result<String, Error> {
+    let body = plausible_temperature(device);
     findings
         .evidence
         .leaves

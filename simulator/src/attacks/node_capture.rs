@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::outcome::Observed;
 use super::wire::tls_request;
-use super::{Attacker, Findings, now, quantity, temperature_evidence};
+use super::{Attacker, Findings, plausible_temperature, temperature_evidence};
 use crate::error::Error;
 use crate::kinds::DeviceKind;
 
@@ -25,13 +25,7 @@ impl Attacker<'_> {
             "device {} deactivated on the ledger; the collector followed",
             device.epc.pure_identity_uri()
         ));
-        let body = quantity(
-            "body_temperature",
-            "36.9",
-            "Cel",
-            now(),
-            device.next_sequence(),
-        );
+        let body = plausible_temperature(&device);
         self.send_forged(&device, &device.files, &body, findings)
             .await
     }
