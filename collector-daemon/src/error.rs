@@ -139,31 +139,42 @@ pub enum ForwardError {
 }
 
 /// Why one reading (or a whole request) was refused at ingest, in check order.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Each variant's `strum(serialize)` is its stable machine code: [`Rejection::code`] and
+/// [`Rejection::CODES`] are derived from it, so the list cannot drift from the variants.
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr, strum::VariantNames,
+)]
 #[non_exhaustive]
 pub enum Rejection {
     /// The body is not usable JSON readings.
     #[error("{0}")]
+    #[strum(serialize = "malformed_body")]
     MalformedBody(String),
     /// One reading is malformed.
     #[error("{0}")]
+    #[strum(serialize = "malformed_reading")]
     MalformedReading(String),
     /// The client certificate is not a device's.
     #[error("only device certificates may send readings; this certificate's role is {role}")]
+    #[strum(serialize = "not_a_device")]
     NotADevice {
         /// The certificate's role.
         role: String,
     },
     /// The device is not in the registry.
     #[error("device {0} is not registered; register it on the ledger first")]
+    #[strum(serialize = "unknown_device")]
     UnknownDevice(Sgtin96),
     /// The device was deactivated (captured or retired).
     #[error("device {0} is deactivated")]
+    #[strum(serialize = "inactive_device")]
     InactiveDevice(Sgtin96),
     /// The certificate's group differs from the registry's.
     #[error(
         "device {device}: the certificate says group {certificate} but the registry says {registry}"
     )]
+    #[strum(serialize = "group_mismatch")]
     GroupMismatch {
         /// The device.
         device: Sgtin96,
@@ -174,9 +185,11 @@ pub enum Rejection {
     },
     /// The device's group follows no rule.
     #[error("group {0} follows no rule")]
+    #[strum(serialize = "no_rule_for_group")]
     NoRuleForGroup(u32),
     /// The group's rule does not allow this data type.
     #[error("group {group} may not send {data_type} readings")]
+    #[strum(serialize = "data_type_not_allowed")]
     DataTypeNotAllowed {
         /// The group.
         group: u32,
@@ -185,6 +198,7 @@ pub enum Rejection {
     },
     /// The unit is not the rule's.
     #[error("unit `{unit}` is not the one the rule fixes for {data_type}")]
+    #[strum(serialize = "wrong_unit")]
     WrongUnit {
         /// The data type.
         data_type: String,
@@ -193,6 +207,7 @@ pub enum Rejection {
     },
     /// The value is out of the rule's range (or has the wrong shape or precision).
     #[error("value component {component} is {what} of the rule")]
+    #[strum(serialize = "value_out_of_range")]
     OutOfRange {
         /// The failing component's index.
         component: u8,
@@ -201,6 +216,7 @@ pub enum Rejection {
     },
     /// The device sends faster than its rule allows.
     #[error("more than {max} {data_type} readings in the last minute")]
+    #[strum(serialize = "rate_exceeded")]
     RateExceeded {
         /// The data type.
         data_type: String,
@@ -211,6 +227,7 @@ pub enum Rejection {
     #[error(
         "reading time {time} is outside the accepted window ({past_secs} s in the past to {future_secs} s in the future); check the device clock"
     )]
+    #[strum(serialize = "timestamp_skew")]
     Skew {
         /// The reading's time.
         time: Timestamp,
@@ -223,6 +240,7 @@ pub enum Rejection {
     #[error(
         "sequence {sequence} is not above {high_water}, the highest already accepted from this device"
     )]
+    #[strum(serialize = "replay")]
     Replay {
         /// The reading's sequence number.
         sequence: u64,
@@ -231,9 +249,11 @@ pub enum Rejection {
     },
     /// The spool is full.
     #[error("the collector's spool is full; retry later (the reading was not stored)")]
+    #[strum(serialize = "spool_full")]
     SpoolFull,
     /// The spool failed otherwise.
     #[error("the collector cannot store readings right now; retry later")]
+    #[strum(serialize = "spool_unavailable")]
     Unavailable,
 }
 
@@ -261,41 +281,33 @@ impl Rejection {
 
     /// The stable machine code (documented in the README's table).
     pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::MalformedBody(_) => "malformed_body",
-            Rejection::MalformedReading(_) => "malformed_reading",
-            Rejection::NotADevice { .. } => "not_a_device",
-            Rejection::UnknownDevice(_) => "unknown_device",
-            Rejection::InactiveDevice(_) => "inactive_device",
-            Rejection::GroupMismatch { .. } => "group_mismatch",
-            Rejection::NoRuleForGroup(_) => "no_rule_for_group",
-            Rejection::DataTypeNotAllowed { .. } => "data_type_not_allowed",
-            Rejection::WrongUnit { .. } => "wrong_unit",
-            Rejection::OutOfRange { .. } => "value_out_of_range",
-            Rejection::RateExceeded { .. } => "rate_exceeded",
-            Rejection::Skew { .. } => "timestamp_skew",
-            Rejection::Replay { .. } => "replay",
-            Rejection::SpoolFull => "spool_full",
-            Rejection::Unavailable => "spool_unavailable",
-        }
+        self.into()
     }
 
     /// Every machine code, in check order (for metrics and the README).
-    pub const CODES: [&'static str; 15] = [
-        "malformed_body",
-        "malformed_reading",
-        "not_a_device",
-        "unknown_device",
-        "inactive_device",
-        "group_mismatch",
-        "no_rule_for_group",
-        "data_type_not_allowed",
-        "wrong_unit",
-        "value_out_of_range",
-        "rate_exceeded",
-        "timestamp_skew",
-        "replay",
-        "spool_full",
-        "spool_unavailable",
-    ];
+    pub const CODES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_variants_codes_unique_and_documented() {
+        let readme = include_str!("../README.md");
+        let mut seen = std::collections::HashSet::new();
+        for code in Rejection::CODES {
+            assert!(seen.insert(*code), "{code} twice");
+            assert!(
+                readme.contains(&format!("| `{code}` |")),
+                "{code} is not in the README's table of refusals"
+            );
+        }
+        assert_eq!(Rejection::CODES.len(), 15);
+        assert_eq!(Rejection::Unavailable.code(), "spool_unavailable");
+        assert_eq!(
+            Rejection::CODES.first(),
+            Some(&Rejection::MalformedBody(String::new()).code())
+        );
+    }
 }

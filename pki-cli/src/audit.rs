@@ -7,12 +7,14 @@
 //! catch that too. Entries are appended in the same transaction as the operation they
 //! record, so there is never an operation without its entry.
 
+use std::fmt;
+
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::error::{AuditError, Error};
-use crate::inventory::{Inventory, WriteTransaction};
+use crate::inventory::{Inventory, WriteTransaction, format_time};
 
 /// The previous-hash of the first entry.
 const GENESIS: [u8; 32] = [0; 32];
@@ -43,6 +45,37 @@ pub struct AuditReport {
     pub entries: u64,
     /// The last entry's hash (hex): record it elsewhere to detect truncation.
     pub head: String,
+}
+
+/// `audit log intact: N entries, head HASH`.
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "audit log intact: {} entries, head {}",
+            self.entries, self.head
+        )
+    }
+}
+
+/// The audit log as text: one line an entry (id, time, actor, operation, detail).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditLog<'a>(pub &'a [AuditEntry]);
+
+impl fmt::Display for AuditLog<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for entry in self.0 {
+            let at = OffsetDateTime::from_unix_timestamp(entry.at)
+                .map(format_time)
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "{:>6} {at} {:<10} {:<8} {}",
+                entry.id, entry.actor, entry.operation, entry.detail
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn entry_hash(

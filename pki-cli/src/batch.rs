@@ -17,6 +17,7 @@
 //! their domain parameters ([`crate::key::SubjectKeyGenerator`]).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,19 @@ pub struct BatchReport {
     pub generated_keys: usize,
     /// Where the files are.
     pub out_dir: PathBuf,
+}
+
+/// What was issued and where (`wardseal-pki batch` adds how long it took).
+impl fmt::Display for BatchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "issued {} device certificates ({} keys generated) into {}",
+            self.issued,
+            self.generated_keys,
+            self.out_dir.display()
+        )
+    }
 }
 
 struct Row {

@@ -10,6 +10,7 @@
 //!   root.crt, issuing.crt, chain.pem (issuing then root), crl.pem   0644
 //! ```
 
+use std::fmt;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -537,6 +538,22 @@ pub struct Issued {
     pub pem: String,
     /// Where the generated key was written, if one was.
     pub key_path: Option<PathBuf>,
+}
+
+/// One line: the role and serial issued and, when a key was generated, where it went
+/// (what `wardseal-pki issue --out` prints).
+impl fmt::Display for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "issued {} serial {}",
+            self.record.role, self.record.serial
+        )?;
+        if let Some(path) = &self.key_path {
+            write!(f, ", key in {}", path.display())?;
+        }
+        Ok(())
+    }
 }
 
 /// A CA with its issuing key loaded.

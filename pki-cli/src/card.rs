@@ -16,6 +16,7 @@
 //! Tokens are chosen by label, serial or `pkcs11:` URI, never by slot number. PINs come
 //! from a file, an environment variable or a prompt ([`SecretSource`]).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use wardseal_card::pkcs11::{EnrollmentRequest, Module, Pkcs11Uri, PublicObjectKind};
@@ -115,6 +116,52 @@ pub struct CardListing {
     pub tokens: Vec<TokenEntry>,
     /// The PC/SC readers, or why they cannot be listed (pcscd not running).
     pub readers: Result<Vec<ReaderEntry>, String>,
+}
+
+/// The module's tokens with their public objects, then the PC/SC readers and their cards.
+impl fmt::Display for CardListing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "PKCS#11 tokens in {}:", self.module.display())?;
+        if self.tokens.is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        for token in &self.tokens {
+            let flags = if token.flags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", token.flags.join(", "))
+            };
+            writeln!(
+                f,
+                "  {:?} serial {} ({} {}) in {:?}{flags}",
+                token.label, token.serial, token.manufacturer, token.model, token.slot
+            )?;
+            for object in &token.objects {
+                writeln!(
+                    f,
+                    "    {:<11} {:?} id {}",
+                    object.kind, object.label, object.id
+                )?;
+            }
+            if let Some(error) = &token.objects_error {
+                writeln!(f, "    (objects unreadable: {error})")?;
+            }
+        }
+        writeln!(f, "PC/SC readers:")?;
+        match &self.readers {
+            Ok(readers) if readers.is_empty() => writeln!(f, "  (none)"),
+            Ok(readers) => {
+                for reader in readers {
+                    match &reader.atr {
+                        Some(atr) => writeln!(f, "  {}: card present, ATR {atr}", reader.reader)?,
+                        None => writeln!(f, "  {}: no card", reader.reader)?,
+                    }
+                }
+                Ok(())
+            }
+            Err(reason) => writeln!(f, "  (cannot list readers: {reason})"),
+        }
+    }
 }
 
 /// One token in a [`CardListing`].
@@ -283,6 +330,22 @@ pub struct CardEnrollment {
     pub key_id: String,
 }
 
+/// Where the key and certificate went: `on token "…" (serial …): key "…" id …,
+/// certificate serial …` (`wardseal-pki card enroll` names the patient first).
+impl fmt::Display for CardEnrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "on token {:?} (serial {}): key {:?} id {}, certificate serial {}",
+            self.token_label,
+            self.token_serial,
+            self.key_label,
+            self.key_id,
+            self.issued.record.serial
+        )
+    }
+}
+
 impl SigningCa<'_> {
     /// Enrolls a patient's card: key on the card, CSR, patient certificate, certificate
     /// back on the card, inventory and audit.
@@ -425,6 +488,17 @@ pub struct VerifiedSignature {
     pub key: String,
     /// The certificate's subject.
     pub subject: String,
+}
+
+/// `signed by SUBJECT (KEY, ALGORITHM)`.
+impl fmt::Display for VerifiedSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "signed by {} ({}, {})",
+            self.subject, self.key, self.algorithm
+        )
+    }
 }
 
 /// Checks `signature` over `message` with the key of `certificate` (PEM or DER). The

@@ -150,6 +150,19 @@ pub struct Crl {
     pub der: Vec<u8>,
 }
 
+/// Its number, size and next update (`wardseal-pki crl` adds where it was written).
+impl fmt::Display for Crl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CRL number {} with {} entries, next update {}",
+            self.number,
+            self.entries,
+            format_time(self.next_update)
+        )
+    }
+}
+
 impl Crl {
     /// PEM (`X509 CRL`).
     pub fn pem(&self) -> Result<String, Error> {

@@ -531,6 +531,74 @@ fn timestamp(seconds: i64, serial: &str) -> Result<OffsetDateTime, Error> {
     OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| damaged(serial, "time"))
 }
 
+/// The inventory as `wardseal-pki list` prints it: one line a certificate (serial, role,
+/// status, expiry date, ward, common name), then the count.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    /// The certificates.
+    pub records: &'a [CertificateRecord],
+    /// The time their status is judged at.
+    pub now: OffsetDateTime,
+}
+
+impl fmt::Display for Listing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for record in self.records {
+            writeln!(
+                f,
+                "{}  {:<9} {:<8} {:<20}  {}  {}",
+                record.serial,
+                record.role,
+                record.status(self.now),
+                record.not_after.date(),
+                record.ward.as_deref().unwrap_or("-"),
+                record.common_name,
+            )?;
+        }
+        write!(f, "{} certificate(s)", self.records.len())
+    }
+}
+
+/// One certificate as `wardseal-pki show` prints it: what it says, then what the inventory
+/// knows (status, revocation, ward, the certificate it renews), and the PEM if asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateDetails<'a> {
+    /// The inventory's record.
+    pub record: &'a CertificateRecord,
+    /// The certificate in words.
+    pub description: &'a crate::describe::CertificateDescription,
+    /// The time its status is judged at.
+    pub now: OffsetDateTime,
+    /// The certificate's PEM, to print after the rest.
+    pub pem: Option<&'a str>,
+}
+
+impl fmt::Display for CertificateDetails<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let record = self.record;
+        write!(f, "{}", self.description)?;
+        writeln!(f, "status:     {}", record.status(self.now))?;
+        if let Some(revocation) = &record.revocation {
+            writeln!(
+                f,
+                "revoked:    {} ({})",
+                format_time(revocation.revoked_at),
+                revocation.reason
+            )?;
+        }
+        if let Some(ward) = &record.ward {
+            writeln!(f, "ward:       {ward}")?;
+        }
+        if let Some(old) = &record.renewal_of {
+            writeln!(f, "renews:     {old}")?;
+        }
+        if let Some(pem) = self.pem {
+            f.write_str(pem)?;
+        }
+        Ok(())
+    }
+}
+
 /// Formats a time as RFC 3339 (UTC), for text and JSON output.
 pub fn format_time(time: OffsetDateTime) -> String {
     time.format(&time::format_description::well_known::Rfc3339)

@@ -8,6 +8,8 @@
 //! role's profile. With a CRL, the CRL must be the issuing CA's, correctly signed, current,
 //! and not list the certificate.
 
+use std::fmt;
+
 use time::OffsetDateTime;
 use wardseal_core::identity::{IDENTITY_EXTENSION_OID_STRING, Identity};
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
@@ -27,6 +29,18 @@ pub struct Verified {
     pub certificate: CertificateDescription,
     /// Whether a CRL was checked.
     pub revocation_checked: bool,
+}
+
+/// The subject and whether revocation was checked: `CN=… (not revoked)`.
+impl fmt::Display for Verified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let revocation = if self.revocation_checked {
+            "not revoked"
+        } else {
+            "revocation not checked"
+        };
+        write!(f, "{} ({revocation})", self.certificate.subject)
+    }
 }
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, VerifyError> {

@@ -10,8 +10,6 @@
 //!   reports how each was refused.
 //! - [`demo`] is `wardseal-sim demo`: the ward, the devices, attacks, anchors, FHIR, a proof.
 //! - [`kinds`] lists the simulated device kinds, their data types and rules.
-//! - [`report`] is `wardseal-bench-report`: runs the workspace's benchmarks and regenerates
-//!   BENCHMARKS.md and its chart.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), wardseal_sim::Error> {
@@ -33,7 +31,6 @@ pub mod devices;
 pub mod error;
 pub mod fleet;
 pub mod kinds;
-pub mod report;
 pub mod ward;
 
 pub use error::Error;

@@ -205,6 +205,28 @@ impl Refusal {
             Self::RuleViolation { .. } => "rule_violation",
         }
     }
+
+    /// Every machine code [`Refusal::code`] gives, in the variants' order (for clients that
+    /// check codes against storage's, such as the simulator's attacks).
+    pub const CODES: [&'static str; 17] = [
+        "malformed_batch",
+        "patient_certificate_invalid",
+        "patient_certificate_revoked",
+        "patient_mismatch",
+        "collector_mismatch",
+        "bad_signature",
+        "count_mismatch",
+        "malformed_reading",
+        "root_mismatch",
+        "reading_outside_time_range",
+        "chain_gap",
+        "chain_fork",
+        "replayed_batch",
+        "device_not_registered",
+        "device_inactive",
+        "device_not_assigned",
+        "rule_violation",
+    ];
 }
 
 /// Why a request for data or an administrative action was refused.
@@ -282,5 +304,88 @@ impl ProofError {
             Self::NotOnChain { .. } | Self::AnchorMismatch(_) => 5,
             Self::Chain(_) => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One refusal of every kind; the exhaustive match makes a new variant fail to compile
+    /// here until it is added.
+    fn every_refusal() -> Vec<Refusal> {
+        let hash = Hash::from([0; 32]);
+        let text = || String::from("x");
+        let all = vec![
+            Refusal::Malformed(text()),
+            Refusal::PatientCertificateInvalid(text()),
+            Refusal::PatientCertificateRevoked,
+            Refusal::PatientMismatch {
+                certificate: text(),
+                patient: text(),
+            },
+            Refusal::CollectorMismatch {
+                named: text(),
+                delivering: text(),
+            },
+            Refusal::BadSignature(text()),
+            Refusal::CountMismatch { header: 1, sent: 2 },
+            Refusal::MalformedReading {
+                index: 0,
+                reason: text(),
+            },
+            Refusal::RootMismatch {
+                computed: hash,
+                signed: hash,
+            },
+            Refusal::OutsideTimeRange { index: 0 },
+            Refusal::ChainGap {
+                expected: 1,
+                got: 2,
+            },
+            Refusal::ChainFork { sequence: 1 },
+            Refusal::Replay {
+                sequence: 1,
+                tip: 2,
+            },
+            Refusal::DeviceNotRegistered { device: text() },
+            Refusal::DeviceInactive { device: text() },
+            Refusal::DeviceNotAssigned {
+                device: text(),
+                patient: text(),
+            },
+            Refusal::RuleViolation {
+                index: 0,
+                verdict: text(),
+            },
+        ];
+        for refusal in &all {
+            match refusal {
+                Refusal::Malformed(_)
+                | Refusal::PatientCertificateInvalid(_)
+                | Refusal::PatientCertificateRevoked
+                | Refusal::PatientMismatch { .. }
+                | Refusal::CollectorMismatch { .. }
+                | Refusal::BadSignature(_)
+                | Refusal::CountMismatch { .. }
+                | Refusal::MalformedReading { .. }
+                | Refusal::RootMismatch { .. }
+                | Refusal::OutsideTimeRange { .. }
+                | Refusal::ChainGap { .. }
+                | Refusal::ChainFork { .. }
+                | Refusal::Replay { .. }
+                | Refusal::DeviceNotRegistered { .. }
+                | Refusal::DeviceInactive { .. }
+                | Refusal::DeviceNotAssigned { .. }
+                | Refusal::RuleViolation { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn codes_lists_every_refusals_code_once_in_order() {
+        let codes: Vec<&str> = every_refusal().iter().map(Refusal::code).collect();
+        assert_eq!(codes, Refusal::CODES);
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use wardseal_sim::report::{
-    self, CHART_PATH, COMPONENTS, Document, LoadPoints, Outcome, RunOptions,
+use wardseal_bench_report::{
+    self as report, CHART_PATH, COMPONENTS, Document, LoadPoints, Outcome, RunOptions,
 };
 
 /// Runs the benches, takes medians over several runs and rewrites the sections of
@@ -37,10 +37,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // The binary lives in simulator/; the workspace root is its parent.
+    // The binary lives in bench-report/; the workspace root is its parent.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .context("the simulator crate has no parent directory")?
+        .context("the bench-report crate has no parent directory")?
         .to_owned();
     for key in &args.only {
         if !COMPONENTS.iter().any(|component| component.key == key) {

@@ -1,4 +1,6 @@
-//! BENCHMARKS.md from the benchmarks' own output.
+//! wardseal's benchmark report: BENCHMARKS.md from the benchmarks' own output. The
+//! `wardseal-bench-report` binary (usually run as `scripts/bench-report`) runs the
+//! workspace's benches and rewrites the document and its chart with this library.
 //!
 //! Every benchmark in the workspace prints, besides its human-readable report, one line
 //! per headline figure on stdout:
@@ -23,13 +25,15 @@
 //! redrawn without re-running the load test.
 //!
 //! ```
-//! use wardseal_sim::report::{parse_bench_lines, summarize};
+//! use wardseal_bench_report::{parse_bench_lines, summarize};
 //!
 //! let run = parse_bench_lines("merkle root\nBENCH merkle_1m_root_ms 140.2 ms\n")?;
 //! let summary = summarize(&[run])?;
 //! assert_eq!(summary[0].median, 140.2);
-//! # Ok::<(), wardseal_sim::report::Error>(())
+//! # Ok::<(), wardseal_bench_report::Error>(())
 //! ```
+
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
