@@ -364,9 +364,9 @@ async fn patient_card_certificates_pass_the_door_and_foreign_certificates_do_not
 #[tokio::test]
 async fn the_pooled_client_speaks_both_versions_and_trusts_only_the_hospital_ca() {
     use wardseal_net::client::{Client, ClientOptions, Endpoint};
-    let pki = TestPki::new().await;
+    let pki = TestPki::new().await.unwrap();
     let server = start(&pki, None).await;
-    let collector = pki.issue(collector()).await;
+    let collector = pki.issue(collector()).await.unwrap();
     let endpoint = Endpoint {
         host: "127.0.0.1".into(),
         port: server.address.port(),
@@ -390,7 +390,7 @@ async fn the_pooled_client_speaks_both_versions_and_trusts_only_the_hospital_ca(
     }
 
     // A server certified by another CA is not the hospital's: the handshake fails.
-    let other = TestPki::new().await;
+    let other = TestPki::new().await.unwrap();
     let stranger = start(&other, None).await;
     let config = client(&pki.ca_bundle(), &collector, both);
     let refused = Client::open(
