@@ -374,7 +374,7 @@ async fn the_pooled_client_speaks_both_versions_and_trusts_only_the_hospital_ca(
     let both: &[&[u8]] = &[b"h2", b"http/1.1"];
     let http1_only: &[&[u8]] = &[b"http/1.1"];
     for alpn in [both, http1_only] {
-        let config = client(&pki.ca_bundle(), &collector, alpn);
+        let config = client(pki.ca_bundle(), &collector, alpn);
         let opened = Client::open(&endpoint, Arc::clone(&config)).await.unwrap();
         let lazy = Client::new(&endpoint, config, ClientOptions::fresh_connections());
         for connection in [&opened, &lazy, &opened] {
@@ -392,7 +392,7 @@ async fn the_pooled_client_speaks_both_versions_and_trusts_only_the_hospital_ca(
     // A server certified by another CA is not the hospital's: the handshake fails.
     let other = TestPki::new().await.unwrap();
     let stranger = start(&other, None).await;
-    let config = client(&pki.ca_bundle(), &collector, both);
+    let config = client(pki.ca_bundle(), &collector, both);
     let refused = Client::open(
         &Endpoint {
             host: "127.0.0.1".into(),
