@@ -16,6 +16,8 @@
 //! - **[`Ledger`]** encodes calls, decodes answers, reverts and events, over a
 //!   [`Backend`]: [`EmbeddedBackend`] (revm in-process, persisted, the single-machine
 //!   default) or [`RpcBackend`] (any JSON-RPC node: Besu QBFT, anvil).
+//! - **[`LedgerLocation`]** opens the ledger the one way every program does: embedded
+//!   or JSON-RPC, as an [`AccountKey`] read from a 0600 file, or read-only.
 //! - **[`RuleBook`]** is the collector's native replica of the rules, followed by events
 //!   through an [`EventFollower`]; it decides exactly as the contract's `check`.
 //!
@@ -61,9 +63,10 @@ pub mod evaluator;
 pub mod follow;
 mod ledger;
 pub mod model;
+pub mod open;
 
 pub use backend::{AnyBackend, Backend, EmbeddedBackend, EmbeddedChain, RpcBackend};
-pub use error::{BackendError, ContractError, Error, RuleError};
+pub use error::{AccountKeyError, BackendError, ContractError, Error, RuleError};
 pub use evaluator::RuleBook;
 pub use follow::{Cursor, EventFollower};
 pub use ledger::Ledger;
@@ -71,3 +74,4 @@ pub use model::{
     Anchor, AnchorRecord, CheckInput, Decision, Device, EventPosition, LedgerEvent,
     PositionedEvent, Range, Role, Rule, Suite, TxOutcome, TypeRule, Verdict, WideDecimal,
 };
+pub use open::{AccountKey, LedgerAccount, LedgerLocation};
