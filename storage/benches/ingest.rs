@@ -48,7 +48,7 @@ async fn prepare(
     world
         .storage
         .store
-        .admit(name, common::WARD, "1", "A", None)
+        .admit(&SubjectId::new(name).unwrap(), common::WARD, "1", "A", None)
         .await
         .unwrap();
     world
