@@ -38,7 +38,7 @@ use wardseal_collector::batcher::Card;
 use wardseal_collector::client::Connection;
 use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::hash::Hash;
-use wardseal_core::identity::{GroupId, Identity, RuleId};
+use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 use wardseal_core::reading::Timestamp;
 use wardseal_pki::ca::SubjectKey;
 use wardseal_pki::key::KeyAlgorithm;
@@ -207,7 +207,13 @@ async fn run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
         .await;
     let store = &storage.storage.store;
     store
-        .admit(CARD_PATIENT, WARD, "13", "A", None)
+        .admit(
+            &SubjectId::new(CARD_PATIENT).unwrap(),
+            WARD,
+            "13",
+            "A",
+            None,
+        )
         .await
         .unwrap();
     let since = Timestamp::now().unix_micros() - 3_600_000_000;
@@ -219,7 +225,16 @@ async fn run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
     }
     for (index, patient) in ward_patients.iter().enumerate() {
         let bed = format!("{}", 20 + index);
-        store.admit(patient, WARD, &bed, "A", None).await.unwrap();
+        store
+            .admit(
+                &SubjectId::new(patient.as_str()).unwrap(),
+                WARD,
+                &bed,
+                "A",
+                None,
+            )
+            .await
+            .unwrap();
         let first = WARD_BASE + index as u64 * WARD_DEVICES_PER_PATIENT;
         for serial in first..first + WARD_DEVICES_PER_PATIENT {
             store

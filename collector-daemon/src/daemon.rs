@@ -108,13 +108,17 @@ pub fn storage_client(config: &Config) -> Result<StorageClient, Error> {
     ))
 }
 
-/// Opens the ledger the configuration names.
+/// Opens the ledger the configuration names: the embedded chain as `ledger.account`, or
+/// a node as the key in `ledger.account_key_file` (0600).
 pub fn open_ledger(config: &Config) -> Result<Ledger<AnyBackend>, Error> {
-    let suite = wardseal_contracts::Suite::load(&config.ledger.suite)?;
-    let backend: AnyBackend = match (&config.ledger.embedded_dir, &config.ledger.rpc_url) {
-        (Some(dir), _) => {
-            let account = config
-                .ledger
+    use wardseal_contracts::{AccountKey, LedgerAccount, LedgerLocation};
+    let ledger = &config.ledger;
+    let location =
+        LedgerLocation::from_choice(ledger.embedded_dir.clone(), ledger.rpc_url.as_deref())?;
+    let account = match (&location, &ledger.account_key_file) {
+        (LedgerLocation::Rpc(_), Some(path)) => LedgerAccount::Key(AccountKey::read(path)?),
+        _ => LedgerAccount::Address(
+            ledger
                 .account
                 .as_deref()
                 .unwrap_or_default()
@@ -122,33 +126,10 @@ pub fn open_ledger(config: &Config) -> Result<Ledger<AnyBackend>, Error> {
                 .map_err(|e| ConfigError::Invalid {
                     key: "ledger.account",
                     reason: format!("not an Ethereum address: {e}"),
-                })?;
-            wardseal_contracts::EmbeddedChain::open(dir)?
-                .backend(account)
-                .into()
-        }
-        (None, Some(url)) => {
-            let path = config.ledger.account_key_file.clone().unwrap_or_default();
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let signer: alloy::signers::local::PrivateKeySigner =
-                text.trim().parse().map_err(|_| ConfigError::Invalid {
-                    key: "ledger.account_key_file",
-                    reason: "does not hold a hex secp256k1 private key".into(),
-                })?;
-            wardseal_contracts::RpcBackend::connect(url, signer)?.into()
-        }
-        (None, None) => {
-            return Err(ConfigError::Invalid {
-                key: "ledger",
-                reason: "set `embedded_dir` or `rpc_url`".into(),
-            }
-            .into());
-        }
+                })?,
+        ),
     };
-    Ok(Ledger::new(backend, suite))
+    Ok(location.open(account, &ledger.suite)?)
 }
 
 /// Opens the patient cards the configuration holds (PKCS#11 tokens).

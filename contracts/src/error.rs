@@ -24,6 +24,12 @@ pub enum Error {
         /// What was asked.
         what: &'static str,
     },
+    /// The account key file could not be used.
+    #[error(transparent)]
+    AccountKey(#[from] AccountKeyError),
+    /// The ledger's location is missing or named twice.
+    #[error("{0}")]
+    Location(String),
     /// A suite file could not be read or written.
     #[error("suite file {path}: {reason}")]
     SuiteFile {
@@ -195,6 +201,55 @@ pub enum BackendError {
     /// Another process holds the embedded chain open.
     #[error("embedded chain {0} is in use by another process")]
     Locked(PathBuf),
+}
+
+/// An account key file that cannot be used. The messages never contain the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountKeyError {
+    /// The file could not be read.
+    #[error("cannot read the account key file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Users other than the owner may read or write the file.
+    #[error(
+        "the account key file {path} has mode {mode:03o}: others may read it; run `chmod 600 {path}` (and replace the key if others did read it)"
+    )]
+    NotPrivate {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file does not hold a hex secp256k1 private key.
+    #[error(
+        "{path} does not hold a hex secp256k1 private key (64 hex digits; `wardseal-ledger key new FILE` writes one)"
+    )]
+    NotAKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A new key file could not be created or written.
+    #[error("cannot write the new account key file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A node signs nothing for us: sending to it needs the account's key, not only its
+    /// address.
+    #[error("the node {url} needs the key of account {account} to sign: give its key file")]
+    Needed {
+        /// The node.
+        url: String,
+        /// The account given by address.
+        account: Address,
+    },
 }
 
 /// A rule, range or value that is not valid.

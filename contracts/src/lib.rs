@@ -18,6 +18,8 @@
 //! - **[`Ledger`]** encodes calls, decodes answers, reverts and events, over a
 //!   [`Backend`]: [`EmbeddedBackend`] (revm in-process, persisted, the single-machine
 //!   default) or [`RpcBackend`] (any JSON-RPC node: Besu QBFT, anvil).
+//! - **[`LedgerLocation`]** opens the ledger the one way every program does: embedded
+//!   or JSON-RPC, as an [`AccountKey`] read from a 0600 file, or read-only.
 //! - **Two kinds of limits.** A value outside a plausibility range is false data (a
 //!   working device cannot measure it) and refused; a value past an [`AlarmLimit`] is
 //!   clinically abnormal, accepted, and the [`Decision`] carries the [`Alarm`]: which
@@ -82,10 +84,11 @@ pub mod evaluator;
 pub mod follow;
 mod ledger;
 pub mod model;
+pub mod open;
 pub mod replica;
 
 pub use backend::{AnyBackend, Backend, EmbeddedBackend, EmbeddedChain, RpcBackend};
-pub use error::{BackendError, ContractError, Error, RuleError};
+pub use error::{AccountKeyError, BackendError, ContractError, Error, RuleError};
 pub use evaluator::RuleBook;
 pub use follow::{Cursor, EventFollower};
 pub use ledger::Ledger;
@@ -94,4 +97,5 @@ pub use model::{
     Interpretation, LedgerEvent, LimitSource, PatientKey, PatientLimits, PositionedEvent, Priority,
     Range, Role, Rule, Suite, Trigger, TxOutcome, TypeRule, Verdict, WideDecimal,
 };
+pub use open::{AccountKey, LedgerAccount, LedgerLocation};
 pub use replica::{RATE_WINDOW_MICROS, RateWindow, Replica};

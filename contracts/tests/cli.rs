@@ -44,7 +44,11 @@ impl Cli<'_> {
 
 fn write_key(dir: &Path, name: &str, index: usize) {
     let signer = common::signer(index);
-    std::fs::write(dir.join(name), hex::encode(signer.to_bytes())).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, hex::encode(signer.to_bytes())).unwrap();
+    // The CLI refuses key files others may read.
+    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    std::fs::set_permissions(&path, private).unwrap();
 }
 
 fn admin_session(cli: &Cli<'_>) {

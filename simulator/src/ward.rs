@@ -30,21 +30,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 use wardseal_collector::batcher::Card;
 use wardseal_collector::client::{Connection, Endpoint};
 use wardseal_collector::config::load_config;
 use wardseal_collector::daemon::{Daemon, open_cards};
-use wardseal_contracts::{AnyBackend, Device, EmbeddedChain, Ledger, Role, RpcBackend, Suite};
+use wardseal_contracts::{
+    AccountKey, AnyBackend, Device, Ledger, LedgerAccount, LedgerLocation, Role,
+};
 use wardseal_core::epc::Sgtin96;
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 use wardseal_net::client::ClientTlsSettings;
-use wardseal_net::serve::{ServeOptions, serve};
-use wardseal_net::server::{ServerTls, ServerTlsSettings};
+use wardseal_net::server::ServerTlsSettings;
 use wardseal_storage::api::Storage;
-use wardseal_storage::chain::Chain;
 use wardseal_storage::store::Store;
+use wardseal_storage::{Server, ServerConfig};
 
 use crate::error::Error;
 use crate::kinds::DeviceKind;
@@ -304,30 +304,22 @@ fn subject(id: &str) -> Result<SubjectId, Error> {
     Ok(SubjectId::new(id).map_err(wardseal_core::Error::from)?)
 }
 
-fn read_signer(path: &Path) -> Result<PrivateKeySigner, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-    text.trim().parse().map_err(|_| {
-        Error::Options(format!(
-            "{} does not hold a hex secp256k1 private key",
-            path.display()
-        ))
-    })
+impl LedgerFiles {
+    /// Where the ledger is.
+    pub fn location(&self) -> Result<LedgerLocation, Error> {
+        Ok(LedgerLocation::from_choice(
+            self.embedded_dir.clone(),
+            self.rpc_url.as_deref(),
+        )?)
+    }
 }
 
 /// Opens the ward's ledger as its account.
 pub fn open_ledger(files: &LedgerFiles) -> Result<Ledger<AnyBackend>, Error> {
-    let suite = Suite::load(&files.suite)?;
-    let signer = read_signer(&files.key_file)?;
-    let backend: AnyBackend = match (&files.embedded_dir, &files.rpc_url) {
-        (Some(dir), _) => EmbeddedChain::open(dir)?.backend(signer.address()).into(),
-        (None, Some(url)) => RpcBackend::connect(url, signer)?.into(),
-        (None, None) => {
-            return Err(Error::Options(
-                "the ward's ledger names neither an embedded chain nor a node".into(),
-            ));
-        }
-    };
-    Ok(Ledger::new(backend, suite))
+    let key = AccountKey::read(&files.key_file)?;
+    Ok(files
+        .location()?
+        .open(LedgerAccount::Key(key), &files.suite)?)
 }
 
 impl WardFiles {
@@ -357,21 +349,20 @@ impl WardFiles {
         let key_file = dir.join("ledger-account.key");
         let (ledger, embedded_dir, rpc_url) = match &options.ledger {
             LedgerChoice::Embedded => {
-                let signer = PrivateKeySigner::random();
-                private_write(&key_file, hex::encode(signer.to_bytes()).as_bytes())?;
+                let key = AccountKey::generate();
+                key.write_new(&key_file)?;
                 let chain_dir = dir.join("chain");
-                let backend: AnyBackend = EmbeddedChain::open(&chain_dir)?
-                    .backend(signer.address())
-                    .into();
+                let backend =
+                    LedgerLocation::Embedded(chain_dir.clone()).backend(LedgerAccount::Key(key))?;
                 (Ledger::deploy(backend).await?, Some(chain_dir), None)
             }
             LedgerChoice::Rpc {
                 url,
                 key_file: given,
             } => {
-                let signer = read_signer(given)?;
-                private_write(&key_file, hex::encode(signer.to_bytes()).as_bytes())?;
-                let backend: AnyBackend = RpcBackend::connect(url, signer)?.into();
+                let key = AccountKey::read(given)?;
+                key.write_new(&key_file)?;
+                let backend = LedgerLocation::rpc(url)?.backend(LedgerAccount::Key(key))?;
                 (Ledger::deploy(backend).await?, None, Some(url.clone()))
             }
         };
@@ -779,19 +770,12 @@ async fn enroll_on_softhsm(
     ))
 }
 
-/// Storage running in this process.
-struct StorageServer {
-    storage: Arc<Storage>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
 /// A ward running in this process: storage and the collector on loopback.
 pub struct RunningWard {
     files: WardFiles,
     pki: TestPki,
     ledger: Ledger<AnyBackend>,
-    storage: StorageServer,
+    storage: Server,
     collector: Daemon,
 }
 
@@ -813,7 +797,7 @@ impl RunningWard {
         let pki = TestPki::open(&files.dir).await?;
         let ledger = open_ledger(&files.ledger)?;
         let storage = start_storage(files, ledger.clone()).await?;
-        admit(files, &storage.storage.store).await?;
+        admit(files, &storage.storage().store).await?;
 
         let config = load_config(&files.collector_config, Vec::new())?;
         let mut cards = open_cards(&config)?;
@@ -876,7 +860,7 @@ impl RunningWard {
 
     /// Storage (its store, chain and TLS), for checks and administration.
     pub fn storage(&self) -> &Arc<Storage> {
-        &self.storage.storage
+        self.storage.storage()
     }
 
     /// The collector (spool, metrics, replica).
@@ -926,7 +910,7 @@ impl RunningWard {
     /// at their next periodic refresh.
     pub fn reload_crls(&self) -> Result<(), Error> {
         self.collector.reload()?;
-        self.storage.storage.tls.reload()?;
+        self.storage.reload()?;
         Ok(())
     }
 
@@ -947,7 +931,7 @@ impl RunningWard {
     /// Anchors storage's unanchored access-log entries now; returns the root (hex) and
     /// how many entries it covers, or `None` when there were none.
     pub async fn anchor_access_log(&self) -> Result<Option<(String, u64)>, Error> {
-        Ok(wardseal_storage::access::anchor(&self.storage.storage)
+        Ok(wardseal_storage::access::anchor(self.storage.storage())
             .await?
             .map(|(root, count)| (root.to_string(), count)))
     }
@@ -955,7 +939,7 @@ impl RunningWard {
     /// Anchors storage's unanchored batch-log entries (the stored batches' header hashes)
     /// now; returns the root (hex) and count, or `None` when nothing was new.
     pub async fn anchor_batches(&self) -> Result<Option<(String, u64)>, Error> {
-        Ok(wardseal_storage::batch_log::anchor(&self.storage.storage)
+        Ok(wardseal_storage::batch_log::anchor(self.storage.storage())
             .await?
             .map(|anchor| {
                 let count = anchor.last_entry - anchor.first_entry + 1;
@@ -965,13 +949,9 @@ impl RunningWard {
 
     /// Stops the collector (draining in-flight requests, a last batching and delivery
     /// round), then storage, and closes the database.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.collector.shutdown().await;
-        if let Some(stop) = self.storage.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.storage.server).await;
-        self.storage.storage.store.close().await;
+        self.storage.shutdown().await;
     }
 }
 
@@ -1023,70 +1003,40 @@ fn software_card(key: &Path, certificate: &Path) -> Result<Card, Error> {
     })
 }
 
-async fn start_storage(
-    files: &WardFiles,
-    ledger: Ledger<AnyBackend>,
-) -> Result<StorageServer, Error> {
+/// Starts storage the way `wardseal-storage serve` does, without the anchoring timer (the
+/// simulator anchors at the moments it reports on).
+async fn start_storage(files: &WardFiles, ledger: Ledger<AnyBackend>) -> Result<Server, Error> {
     let mut settings = ServerTlsSettings::new(
         &files.storage.certificate,
         &files.storage.key,
         &files.ca_bundle,
     );
     settings.crls.push(files.crl.clone());
-    let tls = Arc::new(ServerTls::load(settings)?);
-    let store = Store::open(&files.database_url).await?;
-    let storage = Arc::new(Storage {
-        store,
-        chain: Chain::new(ledger).await?,
-        tls: Arc::clone(&tls),
-    });
     let address = SocketAddr::from(([127, 0, 0, 1], files.storage_port));
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| Error::io("listen on", address.to_string(), e))?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = Arc::clone(&storage);
-    let options = ServeOptions {
-        drain_timeout: Duration::from_secs(2),
-        ..ServeOptions::default()
-    };
-    let server = tokio::spawn(serve(
-        listener,
-        tls,
-        options,
-        move |request, peer| {
-            let storage = Arc::clone(&served);
-            async move { storage.handle(request, peer).await }
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Ok(StorageServer {
-        storage,
-        stop: Some(stop),
-        server,
-    })
+    let mut config = ServerConfig::new(files.database_url.clone(), address, settings);
+    config.anchor_interval = None;
+    config.drain_timeout = Duration::from_secs(2);
+    Ok(Server::start(&config, ledger).await?)
 }
 
-/// Admits every patient, assigns their devices (from an hour ago, so readings timed a
-/// little in the past are attributed) and the nurse. Idempotent for a restarted ward:
-/// an admission or assignment already there is kept.
-async fn admit(files: &WardFiles, store: &Store) -> Result<(), Error> {
+/// Admits every patient of `files` in `store`, assigns their devices (from an hour ago,
+/// so readings timed a little in the past are attributed) and the nurse. Idempotent for a
+/// restarted ward: an admission or assignment already there is kept.
+pub async fn admit(files: &WardFiles, store: &Store) -> Result<(), Error> {
     let since = wardseal_storage::store::now_micros() - 3_600_000_000;
+    let nurse = subject(&files.nurse.id)?;
     for patient in &files.patients {
         if store.admission(&patient.id).await?.is_none() {
+            let id = subject(&patient.id)?;
             store
-                .admit(&patient.id, &files.ward, &patient.room, &patient.bed, None)
+                .admit(&id, &files.ward, &patient.room, &patient.bed, None)
                 .await?;
             for device in files.devices_of(&patient.id) {
                 store
                     .assign_device(&device.sgtin()?.pure_identity_uri(), &patient.id, since)
                     .await?;
             }
-            store
-                .assign_staff(&files.nurse.id, &patient.id, "nurse")
-                .await?;
+            store.assign_staff(&nurse, &id, "nurse").await?;
         }
     }
     Ok(())

@@ -49,7 +49,7 @@ async fn prepare(
     world
         .storage
         .store
-        .admit(name, common::WARD, "1", "A", None)
+        .admit(&SubjectId::new(name).unwrap(), common::WARD, "1", "A", None)
         .await
         .unwrap();
     world

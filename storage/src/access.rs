@@ -11,6 +11,7 @@ use wardseal_net::peer::PeerIdentity;
 
 use crate::api::Storage;
 use crate::error::{AccessRefusal, Error};
+use crate::metrics::AnchoredLog;
 
 /// Allows or refuses `peer` (a staff certificate) reading `patient`'s data, and logs it.
 pub async fn authorize(
@@ -38,6 +39,7 @@ pub async fn authorize(
                 .store
                 .log_access(&staff, role, patient, what, true, reason)
                 .await?;
+            storage.metrics.data_read(true);
             Ok(())
         }
         None => {
@@ -49,6 +51,7 @@ pub async fn authorize(
                 .store
                 .log_access(&staff, role, patient, what, false, "not_responsible")
                 .await?;
+            storage.metrics.data_read(false);
             Err(refusal.into())
         }
     }
@@ -93,5 +96,6 @@ pub async fn anchor(storage: &Storage) -> Result<Option<(wardseal_core::hash::Ha
         .store
         .record_anchor(first_entry.entry, last_entry.entry, &root)
         .await?;
+    storage.metrics.anchored(AnchoredLog::Access);
     Ok(Some((root, count)))
 }

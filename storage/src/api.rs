@@ -19,6 +19,7 @@ use wardseal_net::wire::{WireError, json_response, read_body};
 use crate::chain::Chain;
 use crate::error::{AccessRefusal, Error, Refusal};
 use crate::ingest::Ingest;
+use crate::metrics::Metrics;
 use crate::store::{Store, now_micros};
 use crate::{access, fhir, proof};
 
@@ -34,6 +35,8 @@ pub struct Storage {
     pub chain: Chain,
     /// The TLS configuration (also the CA bundle and CRLs for patient certificates).
     pub tls: Arc<ServerTls>,
+    /// The metrics `GET /metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The one mapping from errors to the wire.
@@ -95,20 +98,22 @@ fn role(peer: &PeerIdentity, role: Role) -> Result<(), Error> {
         .map_err(|error| Error::Access(AccessRefusal::Role(error)))
 }
 
+/// The first value of query parameter `name`, percent-decoded
+/// (`application/x-www-form-urlencoded`).
 fn query(request: &Request<Incoming>, name: &str) -> Option<String> {
-    request.uri().query().and_then(|query| {
-        query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            (key == name).then(|| value.to_owned())
-        })
-    })
+    let query = request.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 fn time_parameter(request: &Request<Incoming>, name: &str, default: i64) -> Result<i64, Error> {
     match query(request, name) {
         None => Ok(default),
         Some(text) => {
-            let text = text.replace("%3A", ":").replace("%2B", "+");
+            // Form decoding reads a bare `+` as a space; a time never holds a space, so a
+            // client that left the offset's `+` unencoded meant the sign.
+            let text = text.replace(' ', "+");
             time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
                 .ok()
                 .and_then(|time| Timestamp::from_datetime(time).ok())
@@ -167,10 +172,11 @@ struct DischargeRequest {
 }
 
 /// Parses a 0x-prefixed 20-byte account.
-pub fn parse_account(text: &str) -> Result<[u8; 20], Error> {
+pub fn parse_account(text: &str) -> Result<alloy::primitives::Address, Error> {
     let bytes = hex::decode(text.trim_start_matches("0x"))
         .map_err(|_| Error::BadRequest(format!("account {text:?} is not 0x and 40 hex digits")))?;
     <[u8; 20]>::try_from(bytes.as_slice())
+        .map(alloy::primitives::Address::from)
         .map_err(|_| Error::BadRequest(format!("account {text:?} is not 20 bytes")))
 }
 
@@ -203,7 +209,21 @@ impl Storage {
                     chain: &self.chain,
                     tls: &self.tls,
                 };
-                let receipt = ingest.submit(peer, &body).await?;
+                let started = std::time::Instant::now();
+                let submitted = ingest.submit(peer, &body).await;
+                match &submitted {
+                    Ok(receipt) => self.metrics.batch_accepted(
+                        receipt.newly_stored,
+                        receipt.count,
+                        started.elapsed(),
+                    ),
+                    Err(Error::Refused(refusal)) => {
+                        self.metrics
+                            .batch_refused(refusal.code(), started.elapsed());
+                    }
+                    Err(_) => {}
+                }
+                let receipt = submitted?;
                 let status = if receipt.newly_stored {
                     StatusCode::CREATED
                 } else {
@@ -282,9 +302,15 @@ impl Storage {
                     body,
                 ))
             }
+            (Method::GET, ["metrics"]) => Ok(wardseal_net::wire::bytes_response(
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                self.metrics.encode().into_bytes(),
+            )),
             (Method::GET, ["v1", "access-log"]) => {
                 role(peer, Role::Patient)?;
                 let patient = subject(peer)?;
+                self.metrics.access_log_read();
                 Ok(json_response(
                     StatusCode::OK,
                     &self.store.access_log(Some(&patient), 0).await?,
@@ -334,10 +360,10 @@ impl Storage {
                     .as_deref()
                     .map(parse_account)
                     .transpose()?;
-                check_subject(&admission.patient)?;
+                let patient = check_subject(&admission.patient)?;
                 self.store
                     .admit(
-                        &admission.patient,
+                        &patient,
                         &admission.ward,
                         &admission.room,
                         &admission.bed,
@@ -362,18 +388,27 @@ impl Storage {
             "staff-assignments" => {
                 let assignment: StaffAssignmentRequest = body_json(request).await?;
                 self.store
-                    .assign_staff(&assignment.staff, &assignment.patient, &assignment.duty)
+                    .assign_staff(
+                        &check_subject(&assignment.staff)?,
+                        &check_subject(&assignment.patient)?,
+                        &assignment.duty,
+                    )
                     .await
             }
             "staff-accounts" => {
                 let account: StaffAccountRequest = body_json(request).await?;
                 self.store
-                    .set_staff_account(&account.staff, parse_account(&account.account)?)
+                    .set_staff_account(
+                        &check_subject(&account.staff)?,
+                        parse_account(&account.account)?,
+                    )
                     .await
             }
             "discharges" => {
                 let discharge: DischargeRequest = body_json(request).await?;
-                self.store.discharge(&discharge.patient).await
+                self.store
+                    .discharge(&check_subject(&discharge.patient)?)
+                    .await
             }
             "anchor-access-log" => access::anchor(self).await.map(drop),
             "anchor-batches" => crate::batch_log::anchor(self).await.map(drop),

@@ -13,6 +13,7 @@ use wardseal_core::merkle;
 use crate::api::Storage;
 pub use crate::chain::batch_log_id;
 use crate::error::Error;
+use crate::metrics::AnchoredLog;
 use crate::store::BatchAnchor;
 
 /// The most batch-log entries one anchor covers (the rest wait for the next anchor), so
@@ -59,6 +60,7 @@ pub async fn anchor(storage: &Storage) -> Result<Option<BatchAnchor>, Error> {
                     last_entry.stored_at,
                 )
                 .await?;
+            storage.metrics.anchored(AnchoredLog::Batch);
             (outcome.block, Some(outcome.tx_hash.0))
         }
     };

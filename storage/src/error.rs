@@ -22,25 +22,41 @@ pub enum Error {
     /// What was asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
-    /// The database failed.
-    #[error("database error while trying to {action}: {reason}")]
+    /// The database failed, or holds a row the schema never writes.
+    #[error("database error while trying to {action}: {source}")]
     Database {
         /// What was being done.
         action: &'static str,
-        /// The driver's message.
-        reason: String,
+        /// The driver's error (or what is wrong with the row).
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The ledger (rules, registry, consent, anchors) failed.
-    #[error("ledger error while trying to {action}: {reason}")]
+    #[error("ledger error while trying to {action}: {source}")]
     Ledger {
         /// What was being done.
         action: &'static str,
-        /// The ledger's message.
-        reason: String,
+        /// The ledger's error.
+        source: wardseal_contracts::Error,
     },
-    /// The configuration or a file is unusable.
-    #[error("configuration: {0}")]
-    Config(String),
+    /// The database URL names no database storage can use.
+    #[error("database URL {0:?} is neither sqlite://PATH nor postgres://…")]
+    DatabaseUrl(String),
+    /// The SQLite database file (or its directory) could not be created.
+    #[error("cannot create {}: {source}", .path.display())]
+    DatabaseFile {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server cannot listen on its address.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// TLS material is unusable.
     #[error(transparent)]
     Net(#[from] wardseal_net::Error),
@@ -50,18 +66,23 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn database(action: &'static str, error: sqlx::Error) -> Self {
+    pub(crate) fn database(
+        action: &'static str,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         Self::Database {
             action,
-            reason: error.to_string(),
+            source: error.into(),
         }
     }
 
-    pub(crate) fn ledger(action: &'static str, error: wardseal_contracts::Error) -> Self {
-        Self::Ledger {
-            action,
-            reason: error.to_string(),
-        }
+    /// A stored row the schema never writes (`what` says what is wrong with it).
+    pub(crate) fn corrupt_row(what: String) -> Self {
+        Self::database("decode a stored row", what)
+    }
+
+    pub(crate) fn ledger(action: &'static str, source: wardseal_contracts::Error) -> Self {
+        Self::Ledger { action, source }
     }
 }
 

@@ -27,7 +27,7 @@ use wardseal_net::server::ServerTls;
 
 use crate::chain::Chain;
 use crate::error::{Error, Refusal};
-use crate::store::{ReadingRow, Store};
+use crate::store::{ReadingRow, Store, VerifiedBatch};
 
 /// The registry entries of a batch's devices.
 type Registry = HashMap<[u8; 12], Option<wardseal_contracts::Device>>;
@@ -100,16 +100,13 @@ impl Ingest<'_> {
         };
         let stored = self
             .store
-            .insert_batch(
-                &header_hash,
-                header.patient().as_str(),
-                header.sequence(),
-                header.collector().as_str(),
-                &header.canonical_bytes(),
-                &submission.signature,
-                &submission.patient_certificate,
-                &rows,
-            )
+            .insert_batch(&VerifiedBatch {
+                header,
+                header_hash,
+                signature: &submission.signature,
+                patient_certificate: &submission.patient_certificate,
+                readings: rows,
+            })
             .await?;
         if !stored {
             // Stored meanwhile by a concurrent delivery: either this very batch (acknowledge)

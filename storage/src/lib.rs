@@ -10,21 +10,27 @@
 //!   card signature, Merkle root, chain continuity, device registry and assignment, rules)
 //!   and records refusals with a stable code ([`Refusal::code`]).
 //! - [`store`] keeps batches, readings, rejections, admissions, assignments and the access
-//!   log in SQLite (one 0600 file, WAL) or PostgreSQL, with one set of migrations.
+//!   log (one module per table family) in SQLite (one 0600 file, WAL) or PostgreSQL, with one set of migrations.
 //! - [`chain`] asks the `Ledger` (embedded revm or JSON-RPC) for devices, rules (kept as a
 //!   native replica that follows the ledger's events), consent, and anchors the Merkle
 //!   roots of the access log ([`access`]) and of the batch log ([`batch_log`]).
 //! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
 //!   offline proofs of single readings.
-//! - [`api::to_wire`] is the one error-to-wire mapping.
+//! - [`api::to_wire`] is the one error-to-wire mapping; [`metrics`] backs `GET /metrics`.
+//! - [`Server::start`] is the one start-up path (the binary, the test suites and the
+//!   simulator): a [`ServerConfig`] and the ledger in, a running server out, with the
+//!   anchoring timer, [`Server::reload`] (what SIGHUP does) and [`Server::shutdown`].
 //!
 //! # Example
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), wardseal_storage::Error> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use wardseal_core::identity::SubjectId;
 //! let store = wardseal_storage::store::Store::open("sqlite:///var/lib/wardseal/storage.db").await?;
-//! store.admit("patient-0042", "ward-7", "12", "B", None).await?;
-//! store.assign_staff("nurse-1", "patient-0042", "nurse").await?;
+//! let patient = SubjectId::new("patient-0042")?;
+//! let nurse = SubjectId::new("nurse-1")?;
+//! store.admit(&patient, "ward-7", "12", "B", None).await?;
+//! store.assign_staff(&nurse, &patient, "nurse").await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -36,10 +42,13 @@ pub mod chain;
 mod error;
 pub mod fhir;
 pub mod ingest;
+pub mod metrics;
 pub mod proof;
+pub mod server;
 pub mod store;
 
 pub use error::{AccessRefusal, Error, ProofError, Refusal};
+pub use server::{AnchorRound, Server, ServerConfig};
 
 /// The DER content octets of the patient-data-signing EKU OID.
 pub(crate) fn ingest_usage() -> &'static [u8] {

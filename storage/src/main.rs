@@ -1,17 +1,19 @@
 //! `wardseal-storage`: the storage server, its administration CLI and the offline proof
 //! checker.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use wardseal_contracts::{AnyBackend, EmbeddedChain, Ledger, RpcBackend, Suite};
-use wardseal_net::serve::{ServeOptions, serve};
-use wardseal_net::server::{ServerTls, ServerTlsSettings};
-use wardseal_storage::api::{Storage, parse_account};
-use wardseal_storage::chain::Chain;
+use tokio::signal::unix::{SignalKind, signal};
+use wardseal_contracts::{AccountKey, LedgerAccount, LedgerLocation};
+use wardseal_core::identity::SubjectId;
+use wardseal_net::server::ServerTlsSettings;
+use wardseal_storage::api::parse_account;
 use wardseal_storage::store::{Store, now_micros};
+use wardseal_storage::{Server, ServerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +39,7 @@ enum Command {
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: String,
+        listen: SocketAddr,
         /// The server certificate (PEM).
         #[arg(long)]
         certificate: PathBuf,
@@ -141,6 +143,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let mut out = std::io::stdout().lock();
     use std::io::Write as _;
     match cli.command {
@@ -167,7 +173,11 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let ca_der = pem_or_der(&ca_bytes)?;
             let ledger = match (skip_chain, suite) {
                 (true, _) => None,
-                (false, Some(suite)) => Some(read_only_ledger(&suite, embedded, rpc)?),
+                (false, Some(suite)) => Some(
+                    LedgerLocation::from_choice(embedded, rpc.as_deref())
+                        .context("give --embedded DIR or --rpc URL (or --skip-chain)")?
+                        .open_read_only(&suite)?,
+                ),
                 (false, None) => anyhow::bail!("give --suite FILE (or --skip-chain)"),
             };
             let verified = match wardseal_storage::proof::verify(&document, &ca_der) {
@@ -210,68 +220,35 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             ledger_key_file,
             anchor_every,
         } => {
-            let mut settings = ServerTlsSettings::new(certificate, key, ca_bundle);
-            settings.crls = crl;
-            let tls = Arc::new(ServerTls::load(settings)?);
-            let store = Store::open(&cli.database).await?;
-            let signer: alloy::signers::local::PrivateKeySigner =
-                std::fs::read_to_string(&ledger_key_file)
-                    .with_context(|| format!("read {}", ledger_key_file.display()))?
-                    .trim()
-                    .parse()
-                    .context("the ledger key file must hold a hex private key")?;
-            let suite = Suite::load(&suite)?;
-            let backend: AnyBackend = match (embedded, rpc) {
-                (Some(dir), _) => EmbeddedChain::open(dir)?.backend(signer.address()).into(),
-                (None, Some(url)) => RpcBackend::connect(&url, signer)?.into(),
-                (None, None) => anyhow::bail!("give --embedded DIR or --rpc URL"),
-            };
-            let chain = Chain::new(Ledger::new(backend, suite)).await?;
-            let storage = Arc::new(Storage {
-                store,
-                chain,
-                tls: Arc::clone(&tls),
-            });
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .with_context(|| format!("listen on {listen}"))?;
-            writeln!(out, "wardseal-storage listening on {listen}")?;
+            let mut tls = ServerTlsSettings::new(certificate, key, ca_bundle);
+            tls.crls = crl;
+            let location = LedgerLocation::from_choice(embedded, rpc.as_deref())
+                .context("give --embedded DIR or --rpc URL")?;
+            let key = AccountKey::read(&ledger_key_file)?;
+            let ledger = location.open(LedgerAccount::Key(key), &suite)?;
+            let mut config = ServerConfig::new(cli.database, listen, tls);
+            config.anchor_interval = Some(Duration::from_secs(anchor_every.max(1)));
+            // Before listening: a SIGHUP must never find the default action (exit).
+            let mut hangup = signal(SignalKind::hangup()).context("watch for SIGHUP")?;
+            let server = Server::start(&config, ledger).await?;
+            writeln!(out, "wardseal-storage listening on {}", server.local_addr())?;
             drop(out);
-            let reload = Arc::clone(&tls);
-            tokio::spawn(async move {
-                let Ok(mut hangup) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                else {
-                    return;
-                };
-                while hangup.recv().await.is_some() {
-                    if let Err(error) = reload.reload() {
-                        eprintln!("reload failed, keeping the previous configuration: {error}");
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => {
+                        match server.reload() {
+                            Ok(()) => tracing::info!("reloaded the certificates and CRLs"),
+                            Err(error) => tracing::error!(
+                                %error,
+                                "reload failed, keeping the previous configuration"
+                            ),
+                        }
                     }
+                    _ = tokio::signal::ctrl_c() => break,
                 }
-            });
-            let anchoring = Arc::clone(&storage);
-            tokio::spawn(async move {
-                let mut interval =
-                    tokio::time::interval(std::time::Duration::from_secs(anchor_every.max(1)));
-                loop {
-                    interval.tick().await;
-                    if let Err(error) = wardseal_storage::access::anchor(&anchoring).await {
-                        eprintln!("anchoring the access log failed: {error}");
-                    }
-                    if let Err(error) = wardseal_storage::batch_log::anchor(&anchoring).await {
-                        eprintln!("anchoring the batch log failed: {error}");
-                    }
-                }
-            });
-            let handler = move |request, peer| {
-                let storage = Arc::clone(&storage);
-                async move { storage.handle(request, peer).await }
-            };
-            serve(listener, tls, ServeOptions::default(), handler, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await;
+            }
+            server.shutdown().await;
+            return Ok(std::process::ExitCode::SUCCESS);
         }
         command => {
             let store = Store::open(&cli.database).await?;
@@ -284,7 +261,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                     account,
                 } => {
                     let account = account.as_deref().map(parse_account).transpose()?;
-                    store.admit(&patient, &ward, &room, &bed, account).await?;
+                    store
+                        .admit(&SubjectId::new(patient)?, &ward, &room, &bed, account)
+                        .await?;
                 }
                 Command::AssignDevice { device, patient } => {
                     let device: wardseal_core::epc::Sgtin96 = device.parse()?;
@@ -296,13 +275,19 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                     staff,
                     patient,
                     duty,
-                } => store.assign_staff(&staff, &patient, &duty).await?,
-                Command::StaffAccount { staff, account } => {
+                } => {
                     store
-                        .set_staff_account(&staff, parse_account(&account)?)
+                        .assign_staff(&SubjectId::new(staff)?, &SubjectId::new(patient)?, &duty)
                         .await?
                 }
-                Command::Discharge { patient } => store.discharge(&patient).await?,
+                Command::StaffAccount { staff, account } => {
+                    store
+                        .set_staff_account(&SubjectId::new(staff)?, parse_account(&account)?)
+                        .await?
+                }
+                Command::Discharge { patient } => {
+                    store.discharge(&SubjectId::new(patient)?).await?
+                }
                 Command::Rejections => {
                     for rejection in store.rejections().await? {
                         writeln!(out, "{}", serde_json::to_string(&rejection)?)?;
@@ -326,26 +311,6 @@ fn proof_failure(error: &wardseal_storage::ProofError) -> std::process::ExitCode
     };
     eprintln!("{kind}: {error}");
     std::process::ExitCode::from(error.exit_code())
-}
-
-/// The ledger for reading anchors: an embedded chain opened as a reader (the account is
-/// never used), or a node with a throwaway key (calls need no funds and send nothing).
-fn read_only_ledger(
-    suite: &std::path::Path,
-    embedded: Option<PathBuf>,
-    rpc: Option<String>,
-) -> anyhow::Result<Ledger<AnyBackend>> {
-    let suite = Suite::load(suite)?;
-    let backend: AnyBackend = match (embedded, rpc) {
-        (Some(dir), _) => EmbeddedChain::open(dir)?
-            .backend(alloy::primitives::Address::ZERO)
-            .into(),
-        (None, Some(url)) => {
-            RpcBackend::connect(&url, alloy::signers::local::PrivateKeySigner::random())?.into()
-        }
-        (None, None) => anyhow::bail!("give --embedded DIR or --rpc URL (or --skip-chain)"),
-    };
-    Ok(Ledger::new(backend, suite))
 }
 
 fn pem_or_der(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {

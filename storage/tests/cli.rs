@@ -67,6 +67,10 @@ async fn administer_then_serve() {
     }
     let key_file = temp.path().join("storage-account.key");
     std::fs::write(&key_file, STORAGE_KEY).unwrap();
+    let key_mode = |mode| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
 
     // Administration from the command line.
     let admin = |args: &[&str]| ok(binary().arg("--database").arg(&database).args(args));
@@ -101,25 +105,44 @@ async fn administer_then_serve() {
     let server_certificate = pki.issue(Identity::storage(None, None)).await.unwrap();
     let port = wardseal_testkit::free_port().unwrap();
     let listen = format!("127.0.0.1:{port}");
-    let child = binary()
-        .arg("--database")
-        .arg(&database)
-        .arg("serve")
-        .args(["--listen", &listen])
-        .arg("--certificate")
-        .arg(&server_certificate.certificate)
-        .arg("--key")
-        .arg(&server_certificate.key)
-        .arg("--ca-bundle")
-        .arg(pki.ca_bundle())
-        .arg("--crl")
-        .arg(pki.crl())
-        .arg("--suite")
-        .arg(&suite_file)
-        .arg("--embedded")
-        .arg(&chain_dir)
-        .arg("--ledger-key-file")
-        .arg(&key_file)
+    let serve = || {
+        let mut command = binary();
+        command
+            .arg("--database")
+            .arg(&database)
+            .arg("serve")
+            .args(["--listen", &listen])
+            .arg("--certificate")
+            .arg(&server_certificate.certificate)
+            .arg("--key")
+            .arg(&server_certificate.key)
+            .arg("--ca-bundle")
+            .arg(pki.ca_bundle())
+            .arg("--crl")
+            .arg(pki.crl())
+            .arg("--suite")
+            .arg(&suite_file)
+            .arg("--embedded")
+            .arg(&chain_dir)
+            .arg("--ledger-key-file")
+            .arg(&key_file);
+        command
+    };
+    // A ledger key file others may read is refused, saying what to run.
+    key_mode(0o644);
+    let refused = serve().output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", key_file.display())),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(STORAGE_KEY),
+        "the key was printed: {stderr}"
+    );
+    key_mode(0o600);
+    let child = serve()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

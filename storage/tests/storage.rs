@@ -578,14 +578,18 @@ async fn access(world: &World) {
     world
         .storage
         .store
-        .assign_staff("nurse-1", "patient-1", "nurse")
+        .assign_staff(
+            &SubjectId::new("nurse-1").unwrap(),
+            &SubjectId::new("patient-1").unwrap(),
+            "nurse",
+        )
         .await
         .unwrap();
     let lab_account = alloy::primitives::Address::repeat_byte(0x1a);
     world
         .storage
         .store
-        .set_staff_account("lab-1", lab_account.into_array())
+        .set_staff_account(&SubjectId::new("lab-1").unwrap(), lab_account)
         .await
         .unwrap();
     let path = "/v1/patients/patient-1/observations?type=heart_rate";

@@ -394,20 +394,7 @@ pub async fn wait_anchored(
 /// an hour ago) and the nurse; the storage process is not running yet.
 async fn admit(files: &WardFiles) -> Result<(), Error> {
     let store = Store::open(&files.database_url).await?;
-    let since = wardseal_storage::store::now_micros() - 3_600_000_000;
-    for patient in &files.patients {
-        store
-            .admit(&patient.id, &files.ward, &patient.room, &patient.bed, None)
-            .await?;
-        for device in files.devices_of(&patient.id) {
-            store
-                .assign_device(&device.sgtin()?.pure_identity_uri(), &patient.id, since)
-                .await?;
-        }
-        store
-            .assign_staff(&files.nurse.id, &patient.id, "nurse")
-            .await?;
-    }
+    wardseal_sim::ward::admit(files, &store).await?;
     store.close().await;
     Ok(())
 }

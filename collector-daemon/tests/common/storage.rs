@@ -13,11 +13,9 @@ use wardseal_collector::client::{Connection, Reply};
 use wardseal_contracts::{AnyBackend, Ledger};
 use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_core::reading::Timestamp;
-use wardseal_net::serve::{ServeOptions, serve};
-use wardseal_net::server::{ServerTls, ServerTlsSettings};
+use wardseal_net::server::ServerTlsSettings;
 use wardseal_storage::api::Storage;
-use wardseal_storage::chain::Chain;
-use wardseal_storage::store::Store;
+use wardseal_storage::{Server, ServerConfig};
 use wardseal_testkit::softhsm::{SoftHsm, TokenSpec};
 use wardseal_testkit::{CertificateFiles, TestPki};
 
@@ -57,8 +55,7 @@ pub(crate) fn card_section(patient: &str, uri: &str) -> String {
 pub(crate) struct StorageServer {
     pub(crate) storage: Arc<Storage>,
     pub(crate) address: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
+    server: Server,
 }
 
 /// What a storage server is started from (kept to restart it the same way).
@@ -119,7 +116,8 @@ impl StorageSetup {
         }
     }
 
-    /// Starts storage with `ledger` for the registry and rules.
+    /// Starts storage with `ledger` for the registry and rules, the way the binary does
+    /// (no anchoring timer: the tests anchor when they choose).
     pub(crate) async fn start(&self, ledger: Ledger<AnyBackend>) -> StorageServer {
         let mut settings = ServerTlsSettings::new(
             &self.certificate.certificate,
@@ -127,50 +125,29 @@ impl StorageSetup {
             &self.ca_bundle,
         );
         settings.crls.push(self.crl.clone());
-        let tls = Arc::new(ServerTls::load(settings).unwrap());
-        let store = Store::open(&self.url()).await.unwrap();
-        let storage = Arc::new(Storage {
-            store,
-            chain: Chain::new(ledger).await.unwrap(),
-            tls: Arc::clone(&tls),
-        });
         // The port was just released (first start) or by the stopped server (restart).
         let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut config = ServerConfig::new(self.url(), address, settings);
+        config.anchor_interval = None;
+        config.drain_timeout = Duration::from_secs(2);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let listener = loop {
-            match tokio::net::TcpListener::bind(address).await {
-                Ok(listener) => break listener,
+        let server = loop {
+            match Server::start(&config, ledger.clone()).await {
+                Ok(server) => break server,
                 Err(error) => {
+                    // Only the port may still be busy; anything else fails now.
                     assert!(
-                        Instant::now() < deadline,
-                        "storage cannot bind {address}: {error}"
+                        matches!(error, wardseal_storage::Error::Listen { .. })
+                            && Instant::now() < deadline,
+                        "storage did not start on {address}: {error}"
                     );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = Arc::clone(&storage);
-        let options = ServeOptions {
-            drain_timeout: Duration::from_secs(2),
-            ..ServeOptions::default()
-        };
-        let server = tokio::spawn(serve(
-            listener,
-            tls,
-            options,
-            move |request, peer| {
-                let storage = Arc::clone(&served);
-                async move { storage.handle(request, peer).await }
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
         StorageServer {
-            storage,
+            storage: Arc::clone(server.storage()),
             address,
-            stop: Some(stop),
             server,
         }
     }
@@ -181,7 +158,8 @@ impl StorageServer {
     /// hour ago, and assigns [`NURSE`] to them.
     pub(crate) async fn admit(&self, devices: &[u64]) {
         let store = &self.storage.store;
-        store.admit(PATIENT, WARD, "12", "B", None).await.unwrap();
+        let patient = SubjectId::new(PATIENT).unwrap();
+        store.admit(&patient, WARD, "12", "B", None).await.unwrap();
         let since = Timestamp::now().unix_micros() - 3_600_000_000;
         for &serial in devices {
             store
@@ -189,17 +167,16 @@ impl StorageServer {
                 .await
                 .unwrap();
         }
-        store.assign_staff(NURSE, PATIENT, "nurse").await.unwrap();
+        store
+            .assign_staff(&SubjectId::new(NURSE).unwrap(), &patient, "nurse")
+            .await
+            .unwrap();
     }
 
     /// Stops serving (open connections are closed after a short drain) and closes the
     /// database: storage is down.
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.server).await.unwrap();
-        self.storage.store.close().await;
+    pub(crate) async fn stop(self) {
+        self.server.shutdown().await;
     }
 }
 

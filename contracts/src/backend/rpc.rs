@@ -45,13 +45,11 @@ impl RpcBackend {
     /// A backend on the node at `url` (e.g. `http://127.0.0.1:8545`), signing with
     /// `signer`. Nothing is sent until the first request.
     pub fn connect(url: &str, signer: PrivateKeySigner) -> Result<Self, Error> {
-        let url: Url = url
-            .parse()
-            .map_err(|e| BackendError::Unreachable(format!("`{url}` is not a URL: {e}")))?;
-        Ok(Self::with_url(url, signer))
+        Ok(Self::with_url(parse_url(url)?, signer))
     }
 
-    fn with_url(url: Url, signer: PrivateKeySigner) -> Self {
+    /// A backend on the node at an already parsed `url`, signing with `signer`.
+    pub fn with_url(url: Url, signer: PrivateKeySigner) -> Self {
         let account = signer.address();
         // The nonce is asked of the node for every transaction (pending count): a cached
         // nonce would be consumed by a transaction that estimation refused (a revert
@@ -156,6 +154,13 @@ fn rpc_error(error: RpcError<TransportErrorKind>) -> Error {
         }
         _ => BackendError::Node(error.to_string()).into(),
     }
+}
+
+/// Parses a node URL; a bad one is reported as the node being unreachable, since no
+/// request could ever reach it.
+pub(crate) fn parse_url(url: &str) -> Result<Url, Error> {
+    url.parse()
+        .map_err(|e| BackendError::Unreachable(format!("`{url}` is not a URL: {e}")).into())
 }
 
 impl Backend for RpcBackend {

@@ -5,13 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use alloy::primitives::{Address, B256};
-use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use wardseal_contracts::model::parse_data_type;
 use wardseal_contracts::{
-    AlarmLimit, AnyBackend, Device, EmbeddedChain, Ledger, PatientKey, PatientLimits, Range, Role,
-    RpcBackend, Suite, TypeRule, WideDecimal,
+    AccountKey, AlarmLimit, AnyBackend, Device, Ledger, LedgerAccount, LedgerLocation, PatientKey,
+    PatientLimits, Range, Role, Suite, TypeRule, WideDecimal,
 };
 
 /// Administer the wardseal contracts: rules, device registry, consent, audit anchors.
@@ -316,12 +315,11 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Key { command } = &cli.command {
         return key(command, &cli.chain);
     }
-    let signer = read_key(&cli.chain)?;
-    let backend: AnyBackend = match (&cli.chain.embedded, &cli.chain.rpc) {
-        (Some(dir), None) => EmbeddedChain::open(dir)?.backend(signer.address()).into(),
-        (None, Some(url)) => RpcBackend::connect(url, signer)?.into(),
-        _ => bail!("say which chain: --embedded DIR or --rpc URL"),
-    };
+    let key = read_key(&cli.chain)?;
+    let location =
+        LedgerLocation::from_choice(cli.chain.embedded.clone(), cli.chain.rpc.as_deref())
+            .context("say which chain: --embedded DIR or --rpc URL")?;
+    let backend = location.backend(LedgerAccount::Key(key))?;
     run(backend, &cli).await
 }
 
@@ -330,31 +328,19 @@ fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_key(chain: &ChainArgs) -> anyhow::Result<PrivateKeySigner> {
+fn read_key(chain: &ChainArgs) -> anyhow::Result<AccountKey> {
     let Some(path) = &chain.key_file else {
         bail!("--key-file is needed to sign (create one with `wardseal-ledger key new FILE`)");
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading key file {}", path.display()))?;
-    text.trim()
-        .parse::<PrivateKeySigner>()
-        .map_err(|_| anyhow::anyhow!("{} does not hold a hex private key", path.display()))
+    Ok(AccountKey::read(path)?)
 }
 
 fn key(command: &KeyCommand, chain: &ChainArgs) -> anyhow::Result<()> {
     match command {
         KeyCommand::New { file } => {
-            let signer = PrivateKeySigner::random();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f = options
-                .open(file)
-                .with_context(|| format!("creating {}", file.display()))?;
-            writeln!(f, "{}", hex::encode(signer.to_bytes()))?;
-            f.sync_all()?;
-            out(signer.address())
+            let key = AccountKey::generate();
+            key.write_new(file)?;
+            out(key.address())
         }
         KeyCommand::Address => out(read_key(chain)?.address()),
     }

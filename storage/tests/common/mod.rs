@@ -31,11 +31,9 @@ use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 use wardseal_core::reading::{DataType, Measurement, Reading, Timestamp, Unit, Value};
 use wardseal_core::signature::SignatureAlgorithm;
 use wardseal_net::client::ClientTlsSettings;
-use wardseal_net::serve::{ServeOptions, serve};
-use wardseal_net::server::{ServerTls, ServerTlsSettings};
+use wardseal_net::server::ServerTlsSettings;
 use wardseal_storage::api::Storage;
-use wardseal_storage::chain::Chain;
-use wardseal_storage::store::Store;
+use wardseal_storage::{Server, ServerConfig};
 use wardseal_testkit::anvil::dev_signer;
 use wardseal_testkit::{Anvil, AnvilOptions, CertificateFiles, TestPki};
 
@@ -63,7 +61,8 @@ pub(crate) struct World {
     _anvil: Option<Anvil>,
     pub(crate) tip: Option<ChainTip>,
     _chain_dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropping the world stops the server.
+    pub(crate) server: Server,
 }
 
 /// Which ledger backend a world runs on.
@@ -171,29 +170,12 @@ impl World {
         let mut settings =
             ServerTlsSettings::new(&server.certificate, &server.key, pki.ca_bundle());
         settings.crls.push(pki.crl());
-        let tls = Arc::new(ServerTls::load(settings).unwrap());
-        let store = Store::open(database_url).await.unwrap();
-        let storage = Arc::new(Storage {
-            store,
-            chain: Chain::new(ledger.clone()).await.unwrap(),
-            tls: Arc::clone(&tls),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = Arc::clone(&storage);
-        tokio::spawn(serve(
-            listener,
-            tls,
-            ServeOptions::default(),
-            move |request, peer| {
-                let storage = Arc::clone(&served);
-                async move { storage.handle(request, peer).await }
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        // The tests anchor when they choose (`World::anchor_now`, the admin routes).
+        let mut config = ServerConfig::new(database_url, ([127, 0, 0, 1], 0).into(), settings);
+        config.anchor_interval = None;
+        let server = Server::start(&config, ledger.clone()).await.unwrap();
+        let address = server.local_addr();
+        let storage = Arc::clone(server.storage());
 
         let collector = pki
             .issue(Identity::collector(
@@ -211,11 +193,11 @@ impl World {
         storage
             .store
             .admit(
-                "patient-1",
+                &SubjectId::new("patient-1").unwrap(),
                 WARD,
                 "12",
                 "B",
-                Some(patient_account.into_array()),
+                Some(patient_account),
             )
             .await
             .unwrap();
@@ -236,7 +218,7 @@ impl World {
             _anvil: anvil,
             tip: None,
             _chain_dir: chain_dir,
-            stop: Some(stop),
+            server,
         }
     }
 
@@ -246,7 +228,7 @@ impl World {
     }
 
     pub(crate) fn reload(&self) {
-        self.storage.tls.reload().unwrap();
+        self.server.reload().unwrap();
     }
 
     /// POST/GET as `certificate`; `Err` when the connection is refused.
@@ -279,14 +261,6 @@ impl World {
 
     pub(crate) async fn reading_count(&self) -> i64 {
         self.storage.store.counts().await.unwrap().0
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -354,7 +328,8 @@ fn with_sources(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// One HTTPS request over mutual TLS as `certificate`; `Err` when the connection fails.
+/// One HTTPS request over mutual TLS as `certificate`, the answer read as JSON (`Null`
+/// when it is not JSON); `Err` when the connection fails.
 pub(crate) async fn request_to(
     address: SocketAddr,
     ca_bundle: &Path,
@@ -363,6 +338,24 @@ pub(crate) async fn request_to(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<(StatusCode, serde_json::Value), String> {
+    let (status, _, body) =
+        request_bytes_to(address, ca_bundle, certificate, method, path, body).await?;
+    Ok((
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+/// One HTTPS request over mutual TLS as `certificate`: the status, the content type and
+/// the body as sent.
+pub(crate) async fn request_bytes_to(
+    address: SocketAddr,
+    ca_bundle: &Path,
+    certificate: &CertificateFiles,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<(StatusCode, String, Bytes), String> {
     let config = ClientTlsSettings::new(ca_bundle, &certificate.certificate, &certificate.key)
         .client_config(&[b"http/1.1"])
         .unwrap();
@@ -397,14 +390,17 @@ pub(crate) async fn request_to(
         }
     };
     let status = response.status();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((
-        status,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    ))
+    Ok((status, content_type, body))
 }
