@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use wardseal_contracts::CheckInput;
+use wardseal_contracts::replica::{RATE_WINDOW_MICROS, readings_in_window};
 use wardseal_core::batch::{BatchError, BatchHeader};
 use wardseal_core::exchange::{BatchReceipt, BatchSubmission};
 use wardseal_core::hash::Hash;
@@ -31,9 +32,6 @@ use crate::store::{ReadingRow, Store, VerifiedBatch};
 
 /// The registry entries of a batch's devices.
 type Registry = HashMap<[u8; 12], Option<wardseal_contracts::Device>>;
-
-/// One rate window: the rules count readings of a type from a device in 60 s.
-const RATE_WINDOW_MICROS: i64 = 60_000_000;
 
 /// What ingest needs.
 #[derive(Debug, Clone, Copy)]
@@ -339,11 +337,9 @@ impl Ingest<'_> {
                 reading.device().pure_identity_uri(),
                 measurement.data_type().code(),
             );
-            let window = times.get(&key).map_or(1, |(_, all)| {
-                let start = all.partition_point(|&t| t <= time - RATE_WINDOW_MICROS);
-                let end = all.partition_point(|&t| t <= time);
-                end.saturating_sub(start)
-            });
+            let window = times
+                .get(&key)
+                .map_or(1, |(_, all)| readings_in_window(all, time));
             let input = CheckInput::for_measurement(
                 group_of(reading),
                 measurement,

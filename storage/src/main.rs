@@ -29,6 +29,10 @@ struct Cli {
         global = true
     )]
     database: String,
+    /// Log lines for a person (`human`) or one JSON object per line (`json`); the level
+    /// comes from `RUST_LOG` (default `info`).
+    #[arg(long, global = true, env = wardseal_net::logging::FORMAT_VARIABLE, default_value = "human")]
+    log_format: wardseal_net::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,10 +147,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    wardseal_net::logging::init(cli.log_format);
     let mut out = std::io::stdout().lock();
     use std::io::Write as _;
     match cli.command {
