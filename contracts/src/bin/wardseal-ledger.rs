@@ -173,7 +173,7 @@ enum RuleCommand {
         /// Inclusive range MIN..MAX, exact decimals, e.g. 30..220 or -5.5..5.5.
         #[arg(long = "range", required = true, allow_hyphen_values = true)]
         ranges: Vec<String>,
-        /// Clinical alarm limit [COMPONENT:]OP BOUND:PRIORITY, e.g. '<=40:high' or
+        /// Clinical alarm limit `[COMPONENT:]OP BOUND:PRIORITY`, e.g. '<=40:high' or
         /// '1:>120:medium' (OP <, <=, >, >=; PRIORITY low, medium, high). A reading past
         /// one is accepted and flagged; outside a --range it is refused as false data.
         #[arg(long = "alarm", allow_hyphen_values = true)]

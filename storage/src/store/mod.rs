@@ -6,9 +6,9 @@
 //! under the database's write lock (PostgreSQL: a table lock held to commit), so they
 //! follow commit order even with several server processes on one database.
 //!
-//! One module per table family: [`batches`] (batches and their readings), [`batch_log`],
-//! [`admissions`] (admissions, device and staff assignments), [`access_log`] and
-//! [`rejections`].
+//! One module per table family: `batches` (batches and their readings), `batch_log`,
+//! `admissions` (admissions, device and staff assignments), `access_log` and
+//! `rejections`.
 
 mod access_log;
 mod admissions;
