@@ -5,6 +5,8 @@
 //! | `POST /v1/batches` | collector → storage | [`BatchSubmission`] |
 //! | (its answer, 200 or 201) | storage → collector | [`BatchReceipt`] |
 //! | `GET /v1/wards/{ward}/assignments` | storage → collector | [`WardAssignments`] |
+//! | `POST /v1/batches/gaps` | collector → storage | [`GapSubmission`] |
+//! | (its answer, 200 or 201) | storage → collector | [`GapReceipt`] |
 //!
 //! Byte strings (canonical readings, signatures, certificates) are standard base64 with
 //! padding. A submission carries everything storage needs to check it without asking
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::BatchHeader;
 use crate::epc::Sgtin96;
+use crate::gap::GapRecord;
 use crate::hash::Hash;
 use crate::identity::SubjectId;
 use crate::reading::Timestamp;
@@ -66,6 +69,33 @@ pub struct BatchReceipt {
     /// `false` when this exact batch was already stored (a repeated delivery): it is
     /// acknowledged again and stored once.
     pub newly_stored: bool,
+}
+
+/// A declared gap in a patient's chain (see [`crate::gap`]), signed by the patient's
+/// current card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapSubmission {
+    /// The gap record the card signed.
+    pub gap: GapRecord,
+    /// The card's signature over the record's canonical bytes.
+    #[serde(with = "base64_bytes")]
+    pub signature: Vec<u8>,
+    /// The patient's current certificate (DER), whose key made the signature.
+    #[serde(with = "base64_bytes")]
+    pub patient_certificate: Vec<u8>,
+}
+
+/// Storage's acknowledgement of a gap record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapReceipt {
+    /// The withheld header's hash (now the patient's chain tip).
+    pub withheld: Hash,
+    /// Its sequence.
+    pub sequence: u64,
+    /// `false` when this gap was already recorded (a repeated declaration).
+    pub newly_recorded: bool,
 }
 
 /// Which devices measure which patients in a ward, as storage's admissions say.
