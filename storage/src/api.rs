@@ -50,7 +50,14 @@ pub fn to_wire(error: &Error) -> WireError {
                 }
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            WireError::new(status, refusal.code(), message)
+            let wire = WireError::new(status, refusal.code(), message);
+            // Only a gap or a replay can succeed later unchanged (the missing batch may
+            // still be on its way, a concurrent delivery may have won); everything else
+            // is refused again, and the collector quarantines the batch.
+            match refusal {
+                Refusal::ChainGap { .. } | Refusal::Replay { .. } => wire,
+                _ => wire.permanent(),
+            }
         }
         Error::Access(AccessRefusal::Role(_)) => {
             WireError::new(StatusCode::FORBIDDEN, "wrong_role", message)
@@ -205,6 +212,17 @@ impl Storage {
                 };
                 let receipt = ingest.submit(peer, &body).await?;
                 let status = if receipt.newly_stored {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(json_response(status, &receipt))
+            }
+            (Method::POST, ["v1", "batches", "gaps"]) => {
+                role(peer, Role::Collector)?;
+                let body = read_body(request.into_body(), BODY_LIMIT).await?;
+                let receipt = crate::gap::declare(&self.store, &self.tls, peer, &body).await?;
+                let status = if receipt.newly_recorded {
                     StatusCode::CREATED
                 } else {
                     StatusCode::OK
