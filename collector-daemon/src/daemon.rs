@@ -283,9 +283,13 @@ impl Daemon {
             .clamp(Duration::from_millis(5), Duration::from_millis(50));
         tasks.spawn(Arc::clone(&batcher).run(tick, Arc::clone(&stop_tasks)));
         tasks.spawn(forwarder::run(
-            spool.clone(),
-            storage,
-            Arc::clone(&metrics),
+            forwarder::Delivery {
+                spool: spool.clone(),
+                storage,
+                metrics: Arc::clone(&metrics),
+                cards: Arc::clone(&slots),
+                collector: config.ward().clone(),
+            },
             sealed,
             Arc::clone(&stop_tasks),
         ));

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub batches_delivered: Counter,
     /// Failed delivery attempts.
     pub forward_failures: Counter,
+    /// Batches storage refused for good, moved to the quarantine (a technical alert).
+    pub batches_quarantined: Counter,
     /// CRL fetches that failed or were refused (the last good CRL stayed in force).
     pub crl_fetch_failures: Counter,
     /// 1 while a CRL in force is past its `nextUpdate`.
@@ -121,6 +123,12 @@ impl Default for Metrics {
             "Failed delivery attempts (retried)",
             forward_failures.clone(),
         );
+        let batches_quarantined = Counter::default();
+        registry.register(
+            "batches_quarantined",
+            "Batches storage refused for good, kept whole in the spool's quarantine",
+            batches_quarantined.clone(),
+        );
         let crl_fetch_failures = Counter::default();
         registry.register(
             "crl_fetch_failures",
@@ -150,6 +158,7 @@ impl Default for Metrics {
             anchor_lag_seconds,
             batches_delivered,
             forward_failures,
+            batches_quarantined,
             crl_fetch_failures,
             crl_expired,
             cards_present,

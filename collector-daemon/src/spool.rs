@@ -156,6 +156,9 @@ fn open_connection(options: &SpoolOptions) -> Result<Connection, SpoolError> {
     connection
         .execute_batch(SCHEMA)
         .map_err(SpoolError::from_sqlite)?;
+    connection
+        .execute_batch(crate::quarantine::SCHEMA)
+        .map_err(SpoolError::from_sqlite)?;
     Ok(connection)
 }
 
@@ -236,7 +239,7 @@ impl Spool {
     }
 
     /// Runs `task` on the writer's connection, between group commits.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         task: impl FnOnce(&mut Connection) -> Result<T, SpoolError> + Send + 'static,
     ) -> Result<T, SpoolError> {
