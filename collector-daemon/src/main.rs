@@ -87,11 +87,7 @@ fn main() -> anyhow::Result<()> {
         match arguments.command {
             Command::CheckConfig { config } => check_config(&config),
             Command::Run { config } => run(&config).await,
-            Command::Quarantine {
-                config,
-                by,
-                action,
-            } => quarantine(&config, by, action),
+            Command::Quarantine { config, by, action } => quarantine(&config, by, action),
         }
     })
 }
