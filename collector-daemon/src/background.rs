@@ -43,6 +43,7 @@ pub(crate) async fn refresh_assignments(
     file: Option<std::path::PathBuf>,
     ward: SubjectId,
     every: Duration,
+    (metrics, unassigned_bound): (Arc<Metrics>, Duration),
     stop: Arc<Notify>,
 ) {
     let mut failing = false;
@@ -61,6 +62,11 @@ pub(crate) async fn refresh_assignments(
                     forwarder::apply_assignments(&spool, &replica, &assignments).await
                 {
                     tracing::error!(%error, "binding assignments failed");
+                }
+                if let Err(error) =
+                    forwarder::check_unassigned(&spool, &metrics, unassigned_bound).await
+                {
+                    tracing::error!(%error, "counting the readings without an assignment failed");
                 }
             }
             Err(error) => {

@@ -593,12 +593,45 @@ pub async fn deliver_round(delivery: &Delivery) -> Result<usize, Error> {
     }
 }
 
-/// Applies a ward's assignments: updates the replica and binds waiting readings.
+/// Applies a ward's assignments: updates the replica and binds each waiting reading to
+/// the assignment valid at its measurement time.
 pub async fn apply_assignments(
     spool: &Spool,
     replica: &Replica,
     assignments: &WardAssignments,
 ) -> Result<usize, SpoolError> {
-    let pairs = replica.set_assignments(assignments);
-    spool.bind_assignments(pairs).await
+    let assignments = replica.set_assignments(assignments);
+    spool.bind_assignments(assignments).await
+}
+
+/// Raises the technical alert for readings that wait longer than `bound` for an
+/// assignment valid at their measurement time: a warning with the count and the oldest
+/// wait, and `wardseal_collector_readings_unassigned` (0 again once they are bound).
+pub async fn check_unassigned(
+    spool: &Spool,
+    metrics: &Metrics,
+    bound: Duration,
+) -> Result<u64, SpoolError> {
+    let (count, oldest) = spool.unbound().await?;
+    let waited = oldest.map_or(0, |oldest| {
+        Timestamp::now().unix_micros().saturating_sub(oldest)
+    });
+    let bound_micros = i64::try_from(bound.as_micros()).unwrap_or(i64::MAX);
+    let late = if count > 0 && waited >= bound_micros {
+        count
+    } else {
+        0
+    };
+    metrics
+        .readings_unassigned
+        .set(i64::try_from(late).unwrap_or(i64::MAX));
+    if late > 0 {
+        tracing::warn!(
+            alert = "readings_unassigned",
+            readings = count,
+            oldest_waiting = ?Duration::from_micros(u64::try_from(waited).unwrap_or(0)),
+            "readings wait for a device assignment valid at their measurement time; enter the assignment (with the right `since`) at storage"
+        );
+    }
+    Ok(late)
 }

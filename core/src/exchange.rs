@@ -120,6 +120,18 @@ pub struct DeviceAssignment {
     pub patient: SubjectId,
     /// Since when the device measures this patient.
     pub since: Timestamp,
+    /// When the assignment ended (absent while it lasts). Storage lists assignments that
+    /// ended recently too, so a reading measured before the end still finds its patient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+}
+
+impl DeviceAssignment {
+    /// Whether the assignment held at `time` (`since` ≤ `time` < `until`), the rule
+    /// storage applies to every reading.
+    pub fn holds_at(&self, time: Timestamp) -> bool {
+        self.since <= time && self.until.is_none_or(|until| time < until)
+    }
 }
 
 mod base64_bytes {
@@ -239,6 +251,7 @@ mod tests {
                 device: "urn:epc:id:sgtin:0614141.812345.6789".parse().unwrap(),
                 patient: "P-000123".parse().unwrap(),
                 since: "2026-11-20T10:00:00Z".parse().unwrap(),
+                until: None,
             }],
         };
         let text = serde_json::to_string(&assignments).unwrap();

@@ -399,15 +399,20 @@ impl Storage {
         }
     }
 
-    /// A ward's current device assignments.
+    /// A ward's device assignments: current ones and those ended in the last 24 hours,
+    /// each with its interval.
     pub async fn ward_assignments(&self, ward: &str) -> Result<WardAssignments, Error> {
         let ward_id = check_subject(ward)?;
         let mut assignments = Vec::new();
-        for (device, patient, since) in self.store.ward_devices(ward).await? {
-            let (Ok(device), Ok(patient), Ok(since)) = (
+        let ended_after = now_micros() - crate::assignments::ENDED_LISTED_MICROS;
+        for (device, patient, since, until) in
+            crate::assignments::ward_assignments(&self.store, ward, ended_after).await?
+        {
+            let (Ok(device), Ok(patient), Ok(since), Ok(until)) = (
                 wardseal_core::epc::Sgtin96::from_pure_identity_uri(&device),
                 SubjectId::new(patient),
                 Timestamp::from_unix_micros(since),
+                until.map(Timestamp::from_unix_micros).transpose(),
             ) else {
                 continue;
             };
@@ -415,6 +420,7 @@ impl Storage {
                 device,
                 patient,
                 since,
+                until,
             });
         }
         Ok(WardAssignments {

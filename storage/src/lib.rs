@@ -34,6 +34,7 @@
 
 pub mod access;
 pub mod api;
+pub mod assignments;
 pub mod batch_log;
 pub mod chain;
 mod error;
