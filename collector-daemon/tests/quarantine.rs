@@ -304,3 +304,110 @@ async fn scenario(hsm: &wardseal_testkit::softhsm::SoftHsm, cause: Cause) {
     daemon.shutdown().await;
     storage.stop().await;
 }
+
+/// Readings measured before their device's assignment began belong to no one: they wait
+/// in the spool (storage would refuse them `device_not_assigned` for good), a technical
+/// alert says so after the bound, and the device's readings measured after the
+/// assignment began are stored. Nothing acknowledged is lost: 202s = stored + waiting.
+#[test]
+fn readings_measured_before_an_assignment_wait_with_an_alert_and_later_ones_flow() {
+    wardseal_testkit::softhsm::run_isolated_test(
+        "readings_measured_before_an_assignment_wait_with_an_alert_and_later_ones_flow",
+        |hsm| runtime().block_on(assigned_late(hsm)),
+    )
+    .unwrap();
+}
+
+async fn assigned_late(hsm: &wardseal_testkit::softhsm::SoftHsm) {
+    let storage_port = free_port().unwrap();
+    let ward = Ward::linked(&[(1, GROUP, true), (3, GROUP, true)], "", storage_port).await;
+    let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
+    let config_text = std::fs::read_to_string(&ward.config_path).unwrap().replace(
+        "assignments_refresh_secs = 1",
+        "assignments_refresh_secs = 1\nunassigned_alert_secs = 1",
+    );
+    std::fs::write(
+        &ward.config_path,
+        config_text + &card_section(PATIENT, &uri),
+    )
+    .unwrap();
+    let setup = StorageSetup::new(&ward.pki, ward.dir.path(), storage_port).await;
+    let storage = setup.start(ward.ledger.clone()).await;
+    storage.admit(&[1]).await;
+    let spool = ward.dir.path().join("spool.db");
+
+    let config = ward.config();
+    assert_eq!(config.storage.unassigned_alert_secs, 1);
+    let cards = open_cards(&config).unwrap();
+    let daemon = Daemon::start(&config, ward.ledger.clone(), cards)
+        .await
+        .unwrap();
+    let port = daemon.local_addr().port();
+    let late = ward.connect(port, &ward.device(3, GROUP).await).await;
+
+    // Device 3 measures before anyone assigned it; then the admin enters the assignment
+    // with `since` = now (storage's default), after those measurements.
+    let early = send(&late, "72", 1..=2).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    storage
+        .storage
+        .store
+        .assign_device(
+            &epc(3).pure_identity_uri(),
+            PATIENT,
+            Timestamp::now().unix_micros(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let assigned = send(&late, "72", 3..=3).await;
+    let flowed = eventually(LIMIT, || async {
+        setup.stored_leaves().contains_key(&assigned[0])
+    })
+    .await;
+    assert!(
+        flowed,
+        "the reading measured after the assignment began stalled"
+    );
+
+    // The early readings wait, are counted, and storage refused nothing.
+    let alerted = eventually(LIMIT, || async {
+        metric(&late, "wardseal_collector_readings_unassigned").await == 2.0
+    })
+    .await;
+    assert!(
+        alerted,
+        "no technical alert for the readings without an assignment"
+    );
+    let stored = setup.stored_leaves();
+    assert!(early.iter().all(|leaf| !stored.contains_key(leaf)));
+    assert_eq!(
+        storage.storage.store.rejections().await.unwrap().len(),
+        0,
+        "storage refused a batch: the early readings were bound to the late assignment"
+    );
+    let waiting: i64 =
+        rusqlite::Connection::open_with_flags(&spool, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM readings WHERE patient IS NULL",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+    assert_eq!(waiting, 2);
+    assert_eq!(
+        usize::try_from(waiting).unwrap() + stored.len(),
+        early.len() + assigned.len()
+    );
+    assert!(
+        QuarantineAdmin::open(&spool)
+            .unwrap()
+            .list()
+            .unwrap()
+            .is_empty()
+    );
+
+    daemon.shutdown().await;
+    storage.stop().await;
+}
