@@ -17,14 +17,18 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::storage::{PATIENT, StorageSetup, card_section, enroll_card, metric};
 use common::{GROUP, RULE, Ward, epc, heart_rate, post};
+use wardseal_card::SoftwareSigner;
+use wardseal_collector::batcher::Card;
 use wardseal_collector::client::Connection;
 use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_collector::quarantine::QuarantineAdmin;
 use wardseal_contracts::{Range, TypeRule, WideDecimal};
+use wardseal_core::identity::Identity;
 use wardseal_core::reading::Timestamp;
 use wardseal_testkit::{eventually, free_port};
 
@@ -39,6 +43,9 @@ enum Cause {
     RuleTightened,
     /// The device is deactivated in the on-chain registry.
     DeviceDeactivated,
+    /// The patient certificate of the card that signed the batch is revoked; a new card
+    /// (new certificate) takes its place and signs the gap record and later batches.
+    CertificateRevoked,
 }
 
 impl Cause {
@@ -46,6 +53,7 @@ impl Cause {
         match self {
             Self::RuleTightened => "rule_violation",
             Self::DeviceDeactivated => "device_inactive",
+            Self::CertificateRevoked => "patient_certificate_revoked",
         }
     }
 }
@@ -65,6 +73,38 @@ fn a_rule_tightened_before_delivery_quarantines_the_batch_and_a_resubmission_fil
         |hsm| runtime().block_on(scenario(hsm, Cause::RuleTightened)),
     )
     .unwrap();
+}
+
+#[test]
+fn a_patient_certificate_revoked_before_delivery_quarantines_the_batch_and_the_new_card_continues()
+{
+    wardseal_testkit::softhsm::run_isolated_test(
+        "a_patient_certificate_revoked_before_delivery_quarantines_the_batch_and_the_new_card_continues",
+        |hsm| runtime().block_on(scenario(hsm, Cause::CertificateRevoked)),
+    )
+    .unwrap();
+}
+
+/// A patient card as a software key with a certificate from the test CA; its serial.
+async fn software_card(pki: &wardseal_testkit::TestPki) -> (Card, String) {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let files = pki
+        .issue(Identity::patient(PATIENT.parse().unwrap()))
+        .await
+        .unwrap();
+    let certificate = files.der().unwrap();
+    let key = PrivatePkcs8KeyDer::from_pem_file(&files.key).unwrap();
+    let signer = SoftwareSigner::from_pkcs8_der(key.secret_pkcs8_der())
+        .unwrap()
+        .with_certificate(certificate.clone());
+    (
+        Card {
+            signer: Arc::new(signer),
+            certificate,
+        },
+        files.serial,
+    )
 }
 
 #[test]
@@ -122,17 +162,29 @@ fn heart_rate_rule(max: &str) -> TypeRule {
 async fn scenario(hsm: &wardseal_testkit::softhsm::SoftHsm, cause: Cause) {
     let storage_port = free_port().unwrap();
     let ward = Ward::linked(&[(1, GROUP, true), (2, GROUP, true)], "", storage_port).await;
-    let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
-    let mut config_text = std::fs::read_to_string(&ward.config_path).unwrap();
-    config_text.push_str(&card_section(PATIENT, &uri));
-    std::fs::write(&ward.config_path, config_text).unwrap();
+    let mut revoked_serial = None;
+    if let Cause::CertificateRevoked = cause {
+        // Software cards: the test swaps the card (a SoftHSM card is also possible, but
+        // a second token for the same patient adds nothing to what is shown here).
+    } else {
+        let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
+        let mut config_text = std::fs::read_to_string(&ward.config_path).unwrap();
+        config_text.push_str(&card_section(PATIENT, &uri));
+        std::fs::write(&ward.config_path, config_text).unwrap();
+    }
     let setup = StorageSetup::new(&ward.pki, ward.dir.path(), storage_port).await;
     let storage = setup.start(ward.ledger.clone()).await;
     storage.admit(&[1, 2]).await;
     let spool = ward.dir.path().join("spool.db");
 
     let config = ward.config();
-    let cards = open_cards(&config).unwrap();
+    let cards = if let Cause::CertificateRevoked = cause {
+        let (card, serial) = software_card(&ward.pki).await;
+        revoked_serial = Some(serial);
+        vec![(PATIENT.parse().unwrap(), card)]
+    } else {
+        open_cards(&config).unwrap()
+    };
     let daemon = Daemon::start(&config, ward.ledger.clone(), cards)
         .await
         .unwrap();
@@ -152,7 +204,7 @@ async fn scenario(hsm: &wardseal_testkit::softhsm::SoftHsm, cause: Cause) {
     storage.stop().await;
     let withheld_value = match cause {
         Cause::RuleTightened => "150",
-        Cause::DeviceDeactivated => "72",
+        Cause::DeviceDeactivated | Cause::CertificateRevoked => "72",
     };
     let withheld = send(&first, withheld_value, 2..=4).await;
     acknowledged.extend(withheld.iter().cloned());
@@ -172,6 +224,14 @@ async fn scenario(hsm: &wardseal_testkit::softhsm::SoftHsm, cause: Cause) {
                 .deactivate_device(epc(1).to_bytes())
                 .await
                 .unwrap();
+        }
+        Cause::CertificateRevoked => {
+            ward.pki
+                .revoke(revoked_serial.as_deref().unwrap())
+                .await
+                .unwrap();
+            let (card, _) = software_card(&ward.pki).await;
+            daemon.cards().insert(PATIENT.parse().unwrap(), card);
         }
     }
 
