@@ -242,10 +242,8 @@ impl Daemon {
             config.storage.assignments_file.clone(),
             config.ward().clone(),
             Duration::from_secs(config.storage.assignments_refresh_secs.max(1)),
-            (
-                Arc::clone(&metrics),
-                Duration::from_secs(config.storage.unassigned_alert_secs),
-            ),
+            Arc::clone(&metrics),
+            Duration::from_secs(config.storage.unassigned_alert_secs),
             Arc::clone(&stop_tasks),
         ));
         tasks.spawn(background::follow_ledger(
