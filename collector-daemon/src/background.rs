@@ -35,7 +35,13 @@ async fn stopped_during(stop: &Notify, every: Duration) -> bool {
 
 /// Keeps the device-to-patient assignments current: from `file` when one is configured,
 /// otherwise from storage's API, every `every`; binds waiting readings to their patients.
-/// The last assignments stay in force while fetching fails.
+/// The last assignments stay in force while fetching fails. Readings that wait longer
+/// than `unassigned_bound` for an assignment raise the technical alert
+/// ([`forwarder::check_unassigned`]).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one spawned loop's inputs, named at its one call site"
+)]
 pub(crate) async fn refresh_assignments(
     spool: Spool,
     replica: Arc<Replica>,
@@ -43,6 +49,8 @@ pub(crate) async fn refresh_assignments(
     file: Option<std::path::PathBuf>,
     ward: SubjectId,
     every: Duration,
+    metrics: Arc<Metrics>,
+    unassigned_bound: Duration,
     stop: Arc<Notify>,
 ) {
     let mut failing = false;
@@ -61,6 +69,11 @@ pub(crate) async fn refresh_assignments(
                     forwarder::apply_assignments(&spool, &replica, &assignments).await
                 {
                     tracing::error!(%error, "binding assignments failed");
+                }
+                if let Err(error) =
+                    forwarder::check_unassigned(&spool, &metrics, unassigned_bound).await
+                {
+                    tracing::error!(%error, "counting the readings without an assignment failed");
                 }
             }
             Err(error) => {

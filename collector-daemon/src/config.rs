@@ -191,6 +191,10 @@ pub struct StorageSection {
     /// A JSON file of `WardAssignments` used instead of storage's API (the demo).
     #[serde(default)]
     pub assignments_file: Option<PathBuf>,
+    /// Seconds a reading may wait for an assignment valid at its measurement time before
+    /// a warning and `wardseal_collector_readings_unassigned` say so.
+    #[serde(default = "default_unassigned_alert_secs")]
+    pub unassigned_alert_secs: u64,
 }
 
 /// `[ledger]`.
@@ -272,6 +276,9 @@ fn default_linger_ms() -> u64 {
 }
 fn default_assignments_secs() -> u64 {
     30
+}
+fn default_unassigned_alert_secs() -> u64 {
+    300
 }
 fn default_anchor_secs() -> u64 {
     60

@@ -223,6 +223,8 @@ impl Daemon {
             config.storage.assignments_file.clone(),
             config.ward().clone(),
             Duration::from_secs(config.storage.assignments_refresh_secs.max(1)),
+            Arc::clone(&metrics),
+            Duration::from_secs(config.storage.unassigned_alert_secs),
             Arc::clone(&stop_tasks),
         ));
         tasks.spawn(background::follow_ledger(
@@ -264,9 +266,13 @@ impl Daemon {
             .clamp(Duration::from_millis(5), Duration::from_millis(50));
         tasks.spawn(Arc::clone(&batcher).run(tick, Arc::clone(&stop_tasks)));
         tasks.spawn(forwarder::run(
-            spool.clone(),
-            storage,
-            Arc::clone(&metrics),
+            forwarder::Delivery {
+                spool: spool.clone(),
+                storage,
+                metrics: Arc::clone(&metrics),
+                cards: Arc::clone(&slots),
+                collector: config.ward().clone(),
+            },
             sealed,
             Arc::clone(&stop_tasks),
         ));

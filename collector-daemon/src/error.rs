@@ -28,6 +28,9 @@ pub enum Error {
     /// A batch could not be built.
     #[error("batch: {0}")]
     Batch(#[from] wardseal_core::batch::BatchError),
+    /// A gap record could not be built.
+    #[error("gap record: {0}")]
+    Gap(#[from] wardseal_core::gap::GapError),
     /// Delivering to storage failed.
     #[error("forwarding to storage: {0}")]
     Forward(#[from] ForwardError),
@@ -136,6 +139,17 @@ pub enum ForwardError {
     /// Storage's answer is not a receipt for the batch sent.
     #[error("storage's answer is not a receipt for this batch: {0}")]
     BadReceipt(String),
+    /// Storage refused for good (its body says `"permanent": true`): sending the same
+    /// request again cannot succeed, so the batch is quarantined instead of retried.
+    #[error("storage refused for good with HTTP {status} {code}: {message}")]
+    Permanent {
+        /// The HTTP status.
+        status: u16,
+        /// Storage's machine code.
+        code: String,
+        /// Storage's sentence.
+        message: String,
+    },
 }
 
 /// Why one reading (or a whole request) was refused at ingest, in check order.

@@ -24,7 +24,7 @@ use wardseal_contracts::{
     RuleBook, Verdict,
 };
 use wardseal_core::epc::Sgtin96;
-use wardseal_core::exchange::WardAssignments;
+use wardseal_core::exchange::{DeviceAssignment, WardAssignments};
 use wardseal_core::hash::Hash;
 use wardseal_core::identity::{Identity, Role, SubjectId};
 use wardseal_core::reading::{Measurement, Reading, Timestamp, json};
@@ -42,7 +42,8 @@ pub struct Replica {
     chain: RwLock<ChainReplica>,
     /// By the device's pure identity: storage keeps assignments without the tag's filter
     /// value (its `WardAssignments` carry filter 0), while a certificate's EPC has one.
-    assignments: RwLock<HashMap<String, SubjectId>>,
+    /// Each device's assignments with their intervals (current and recently ended).
+    assignments: RwLock<HashMap<String, Vec<DeviceAssignment>>>,
 }
 
 impl Replica {
@@ -68,27 +69,39 @@ impl Replica {
     }
 
     /// Replaces the assignments; returns them for binding waiting readings.
-    pub fn set_assignments(&self, ward: &WardAssignments) -> Vec<(Sgtin96, SubjectId)> {
-        let pairs: Vec<(Sgtin96, SubjectId)> = ward
-            .assignments
-            .iter()
-            .map(|a| (a.device.clone(), a.patient.clone()))
-            .collect();
-        if let Ok(mut assignments) = self.assignments.write() {
-            *assignments = pairs
-                .iter()
-                .map(|(device, patient)| (device.pure_identity_uri(), patient.clone()))
-                .collect();
+    pub fn set_assignments(&self, ward: &WardAssignments) -> Vec<DeviceAssignment> {
+        let mut by_device: HashMap<String, Vec<DeviceAssignment>> = HashMap::new();
+        for assignment in &ward.assignments {
+            by_device
+                .entry(assignment.device.pure_identity_uri())
+                .or_default()
+                .push(assignment.clone());
         }
-        pairs
+        if let Ok(mut assignments) = self.assignments.write() {
+            *assignments = by_device;
+        }
+        ward.assignments.clone()
     }
 
-    /// The patient `device` measures, if assigned.
+    /// The patient `device` measures now (its assignment without an end), if any.
     pub fn patient(&self, device: &Sgtin96) -> Option<SubjectId> {
-        self.assignments
-            .read()
-            .ok()
-            .and_then(|a| a.get(&device.pure_identity_uri()).cloned())
+        self.assignments.read().ok().and_then(|a| {
+            a.get(&device.pure_identity_uri())?
+                .iter()
+                .find(|assignment| assignment.until.is_none())
+                .map(|assignment| assignment.patient.clone())
+        })
+    }
+
+    /// The patient `device` measured at `time`: the assignment valid then, the rule
+    /// storage checks. `None` leaves the reading waiting for one.
+    pub fn patient_at(&self, device: &Sgtin96, time: Timestamp) -> Option<SubjectId> {
+        self.assignments.read().ok().and_then(|a| {
+            a.get(&device.pure_identity_uri())?
+                .iter()
+                .find(|assignment| assignment.holds_at(time))
+                .map(|assignment| assignment.patient.clone())
+        })
     }
 
     fn device(&self, epc: &[u8; 12]) -> Option<Device> {
@@ -308,9 +321,11 @@ impl Ingest {
             match checked {
                 Ok((measurement, alarm)) => {
                     alarms.push(alarm);
+                    // Bound to the assignment valid when it was measured, or none yet.
+                    let bound = self.replica.patient_at(device, measurement.time());
                     entries.push(Entry {
                         reading: Reading::new(device.clone(), measurement),
-                        patient: patient.clone(),
+                        patient: bound,
                         subject,
                     });
                     slots.push(index);

@@ -19,7 +19,10 @@
 //! - **Forwarding** ([`forwarder`]): batches go to storage over mutual TLS (the pooled
 //!   client of `wardseal-net`, re-exported in [`client`]), in chain order, at least once
 //!   with backoff, each as the spool stored it (byte for byte); a spool row is deleted
-//!   only after storage's receipt.
+//!   only after storage's receipt. A batch storage refuses for good goes to the
+//!   [`quarantine`], whole, and the patient's chain continues past it with a card-signed
+//!   gap record (`docs/delivery.md`); an administrator lists, inspects, resubmits or
+//!   resolves it (`wardseal-collector quarantine`).
 //! - **Background loops** (assignments, ledger follower, anchoring, CRL refresh, bedside
 //!   readers) are named functions that [`daemon::Daemon::start`] spawns; logs go through
 //!   `tracing` and the binary installs the subscriber (`wardseal_net::logging`).
@@ -52,6 +55,7 @@ pub mod error;
 pub mod forwarder;
 pub mod ingest;
 pub mod metrics;
+pub mod quarantine;
 pub mod spool;
 
 pub use error::{ConfigError, Error, ForwardError, Rejection, SpoolError};

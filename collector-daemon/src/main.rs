@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use wardseal_collector::config::load_config;
 use wardseal_collector::daemon::{self, Daemon};
+use wardseal_collector::quarantine::QuarantineAdmin;
 use wardseal_net::logging::LogFormat;
 
 /// The ward collector: mTLS ingest, rule and replay checks, durable spool, card-signed
@@ -38,6 +39,41 @@ enum Command {
         #[arg(long, env = "WARDSEAL_COLLECTOR_CONFIG")]
         config: PathBuf,
     },
+    /// Batches storage refused for good, kept in the spool (works with the daemon running).
+    Quarantine {
+        /// The configuration file (names the spool).
+        #[arg(long, env = "WARDSEAL_COLLECTOR_CONFIG")]
+        config: PathBuf,
+        /// Who acts (recorded in the quarantine log); default: the login name.
+        #[arg(long, global = true)]
+        by: Option<String>,
+        #[command(subcommand)]
+        action: QuarantineCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Lists quarantined batches (JSON, one per line).
+    List,
+    /// Shows one batch whole: refusal, submission, action log (JSON).
+    Show {
+        /// Its id (from `list`).
+        id: i64,
+    },
+    /// Marks a batch for the running daemon to send again, after a fix.
+    Resubmit {
+        /// Its id.
+        id: i64,
+    },
+    /// Resolves a batch without delivering it; its data stays in the spool.
+    Resolve {
+        /// Its id.
+        id: i64,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         match arguments.command {
             Command::CheckConfig { config } => check_config(&config),
             Command::Run { config } => run(&config).await,
+            Command::Quarantine { config, by, action } => quarantine(&config, by, action),
         }
     })
 }
@@ -71,6 +108,40 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         config.storage.url,
         cards.len()
     )?;
+    Ok(())
+}
+
+fn quarantine(
+    path: &std::path::Path,
+    by: Option<String>,
+    action: QuarantineCommand,
+) -> anyhow::Result<()> {
+    let config = load_config(path, std::env::vars())?;
+    let mut admin = QuarantineAdmin::open(&config.spool.path)
+        .with_context(|| format!("cannot open the spool {}", config.spool.path.display()))?;
+    let actor = by
+        .or_else(|| std::env::var("SUDO_USER").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "admin".to_owned());
+    let mut out = std::io::stdout().lock();
+    match action {
+        QuarantineCommand::List => {
+            for batch in admin.list()? {
+                writeln!(out, "{}", serde_json::to_string(&batch)?)?;
+            }
+        }
+        QuarantineCommand::Show { id } => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&admin.show(id)?)?)?;
+        }
+        QuarantineCommand::Resubmit { id } => {
+            admin.resubmit(id, &actor)?;
+            writeln!(out, "batch {id} marked for resubmission by {actor}")?;
+        }
+        QuarantineCommand::Resolve { id, reason } => {
+            admin.resolve(id, &actor, &reason)?;
+            writeln!(out, "batch {id} resolved by {actor}: {reason}")?;
+        }
+    }
     Ok(())
 }
 

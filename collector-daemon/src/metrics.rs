@@ -51,6 +51,11 @@ pub struct Metrics {
     pub batches_delivered: Counter,
     /// Failed delivery attempts.
     pub forward_failures: Counter,
+    /// Batches storage refused for good, moved to the quarantine (a technical alert).
+    pub batches_quarantined: Counter,
+    /// Readings waiting longer than the bound for an assignment valid at their
+    /// measurement time (a technical alert).
+    pub readings_unassigned: Gauge,
     /// CRL fetches that failed or were refused (the last good CRL stayed in force).
     pub crl_fetch_failures: Counter,
     /// 1 while a CRL in force is past its `nextUpdate`.
@@ -121,6 +126,18 @@ impl Default for Metrics {
             "Failed delivery attempts (retried)",
             forward_failures.clone(),
         );
+        let batches_quarantined = Counter::default();
+        registry.register(
+            "batches_quarantined",
+            "Batches storage refused for good, kept whole in the spool's quarantine",
+            batches_quarantined.clone(),
+        );
+        let readings_unassigned = Gauge::default();
+        registry.register(
+            "readings_unassigned",
+            "Readings waiting past the bound for an assignment valid at their measurement time",
+            readings_unassigned.clone(),
+        );
         let crl_fetch_failures = Counter::default();
         registry.register(
             "crl_fetch_failures",
@@ -150,6 +167,8 @@ impl Default for Metrics {
             anchor_lag_seconds,
             batches_delivered,
             forward_failures,
+            batches_quarantined,
+            readings_unassigned,
             crl_fetch_failures,
             crl_expired,
             cards_present,

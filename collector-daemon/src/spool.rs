@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::{mpsc, oneshot};
 use wardseal_core::batch::ChainTip;
-use wardseal_core::epc::Sgtin96;
+use wardseal_core::exchange::DeviceAssignment;
 use wardseal_core::hash::Hash;
 use wardseal_core::identity::SubjectId;
 use wardseal_core::reading::{Reading, Timestamp};
@@ -156,6 +156,9 @@ fn open_connection(options: &SpoolOptions) -> Result<Connection, SpoolError> {
     connection
         .execute_batch(SCHEMA)
         .map_err(SpoolError::from_sqlite)?;
+    connection
+        .execute_batch(crate::quarantine::SCHEMA)
+        .map_err(SpoolError::from_sqlite)?;
     Ok(connection)
 }
 
@@ -236,7 +239,7 @@ impl Spool {
     }
 
     /// Runs `task` on the writer's connection, between group commits.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         task: impl FnOnce(&mut Connection) -> Result<T, SpoolError> + Send + 'static,
     ) -> Result<T, SpoolError> {
@@ -437,18 +440,32 @@ impl Spool {
         Ok(removed)
     }
 
-    /// Binds the unbound readings of each device to its patient (assignments arrived);
-    /// returns how many readings were bound.
+    /// Binds each unbound reading to the assignment valid at its measurement time
+    /// (assignments arrived); returns how many readings were bound.
     pub(crate) async fn bind_assignments(
         &self,
-        pairs: Vec<(Sgtin96, SubjectId)>,
+        assignments: Vec<DeviceAssignment>,
     ) -> Result<usize, SpoolError> {
         self.run(move |connection| {
             let mut bound = 0;
-            for (device, patient) in &pairs {
-                bound += bind(connection, device, patient)?;
+            for assignment in &assignments {
+                bound += bind(connection, assignment)?;
             }
             Ok(bound)
+        })
+        .await
+    }
+
+    /// Readings no assignment holds for yet (they wait), and the arrival of the oldest
+    /// (µs since the epoch).
+    pub(crate) async fn unbound(&self) -> Result<(u64, Option<i64>), SpoolError> {
+        self.run(|connection| {
+            let (count, oldest): (i64, Option<i64>) = connection.query_row(
+                "SELECT COUNT(*), MIN(received_us) FROM readings WHERE patient IS NULL",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            Ok((u64::try_from(count).unwrap_or(0), oldest))
         })
         .await
     }
@@ -748,21 +765,27 @@ fn patients_pending(connection: &Connection) -> Result<Vec<SubjectId>, SpoolErro
     Ok(patients)
 }
 
-/// Binds unbound readings of `device` to `patient` (an assignment arrived).
+/// Binds the unbound readings of the assignment's device measured while it held
+/// (`since` ≤ time < `until`, storage's rule) to its patient.
 ///
 /// An assignment names the device by its pure identity (storage keeps no filter value),
 /// so the readings of every filter value of that EPC are bound.
-fn bind(
-    connection: &Connection,
-    device: &Sgtin96,
-    patient: &SubjectId,
-) -> Result<usize, SpoolError> {
-    let mut statement = connection
-        .prepare_cached("UPDATE readings SET patient = ?2 WHERE device = ?1 AND patient IS NULL")?;
+fn bind(connection: &Connection, assignment: &DeviceAssignment) -> Result<usize, SpoolError> {
+    let mut statement = connection.prepare_cached(
+        "UPDATE readings SET patient = ?2 WHERE device = ?1 AND patient IS NULL
+         AND time_us >= ?3 AND (?4 IS NULL OR time_us < ?4)",
+    )?;
+    let since = assignment.since.unix_micros();
+    let until = assignment.until.map(Timestamp::unix_micros);
     let mut bound = 0;
     for filter in 0..8 {
-        if let Ok(tag) = device.clone().with_filter(filter) {
-            bound += statement.execute(params![&tag.to_bytes()[..], patient.as_str()])?;
+        if let Ok(tag) = assignment.device.clone().with_filter(filter) {
+            bound += statement.execute(params![
+                &tag.to_bytes()[..],
+                assignment.patient.as_str(),
+                since,
+                until
+            ])?;
         }
     }
     Ok(bound)
@@ -793,6 +816,7 @@ fn chain_tip(connection: &Connection, patient: &SubjectId) -> Result<Option<Chai
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wardseal_core::epc::Sgtin96;
     use wardseal_core::reading::json;
 
     fn reading(sequence: u64) -> Reading {
@@ -871,9 +895,14 @@ mod tests {
         spool.append(vec![unbound]).await.unwrap();
         let assigned: Sgtin96 = "urn:epc:id:sgtin:0614141.812345.6789".parse().unwrap();
         assert_eq!(assigned.filter(), 0);
-        let patient: SubjectId = "P-1".parse().unwrap();
+        let assignment = DeviceAssignment {
+            device: assigned,
+            patient: "P-1".parse().unwrap(),
+            since: Timestamp::from_unix_micros(0).unwrap(),
+            until: None,
+        };
         let bound = spool
-            .run(move |connection| bind(connection, &assigned, &patient))
+            .run(move |connection| bind(connection, &assignment))
             .await
             .unwrap();
         assert_eq!(bound, 1);

@@ -5,6 +5,8 @@
 //! | `POST /v1/batches` | collector → storage | [`BatchSubmission`] |
 //! | (its answer, 200 or 201) | storage → collector | [`BatchReceipt`] |
 //! | `GET /v1/wards/{ward}/assignments` | storage → collector | [`WardAssignments`] |
+//! | `POST /v1/batches/gaps` | collector → storage | [`GapSubmission`] |
+//! | (its answer, 200 or 201) | storage → collector | [`GapReceipt`] |
 //!
 //! Byte strings (canonical readings, signatures, certificates) are standard base64 with
 //! padding. A submission carries everything storage needs to check it without asking
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::BatchHeader;
 use crate::epc::Sgtin96;
+use crate::gap::GapRecord;
 use crate::hash::Hash;
 use crate::identity::SubjectId;
 use crate::reading::Timestamp;
@@ -68,6 +71,33 @@ pub struct BatchReceipt {
     pub newly_stored: bool,
 }
 
+/// A declared gap in a patient's chain (see [`crate::gap`]), signed by the patient's
+/// current card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapSubmission {
+    /// The gap record the card signed.
+    pub gap: GapRecord,
+    /// The card's signature over the record's canonical bytes.
+    #[serde(with = "base64_bytes")]
+    pub signature: Vec<u8>,
+    /// The patient's current certificate (DER), whose key made the signature.
+    #[serde(with = "base64_bytes")]
+    pub patient_certificate: Vec<u8>,
+}
+
+/// Storage's acknowledgement of a gap record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapReceipt {
+    /// The withheld header's hash (now the patient's chain tip).
+    pub withheld: Hash,
+    /// Its sequence.
+    pub sequence: u64,
+    /// `false` when this gap was already recorded (a repeated declaration).
+    pub newly_recorded: bool,
+}
+
 /// Which devices measure which patients in a ward, as storage's admissions say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +120,18 @@ pub struct DeviceAssignment {
     pub patient: SubjectId,
     /// Since when the device measures this patient.
     pub since: Timestamp,
+    /// When the assignment ended (absent while it lasts). Storage lists assignments that
+    /// ended recently too, so a reading measured before the end still finds its patient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+}
+
+impl DeviceAssignment {
+    /// Whether the assignment held at `time` (`since` ≤ `time` < `until`), the rule
+    /// storage applies to every reading.
+    pub fn holds_at(&self, time: Timestamp) -> bool {
+        self.since <= time && self.until.is_none_or(|until| time < until)
+    }
 }
 
 mod base64_bytes {
@@ -209,6 +251,7 @@ mod tests {
                 device: "urn:epc:id:sgtin:0614141.812345.6789".parse().unwrap(),
                 patient: "P-000123".parse().unwrap(),
                 since: "2026-11-20T10:00:00Z".parse().unwrap(),
+                until: None,
             }],
         };
         let text = serde_json::to_string(&assignments).unwrap();

@@ -69,6 +69,7 @@ pub mod decimal;
 pub mod epc;
 mod error;
 pub mod exchange;
+pub mod gap;
 pub mod hash;
 pub mod identity;
 pub mod merkle;

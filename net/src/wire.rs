@@ -1,7 +1,10 @@
 //! The one JSON error body both servers answer with, and small response helpers.
 //!
-//! Every refusal is `{"code": "machine_code", "message": "A sentence."}` with an HTTP
-//! status. The code is stable (clients and tests match on it); the message is for people.
+//! Every refusal is `{"code": "machine_code", "message": "A sentence.", "permanent": false}`
+//! with an HTTP status. The code is stable (clients and tests match on it); the message is
+//! for people. `permanent` says whether the same request will fail again unchanged (a bad
+//! signature, a deactivated device): a client retries a transient refusal with backoff
+//! and sets a permanent one aside. A body without the field reads as transient.
 //! Each server keeps its own single function mapping its error enum to a [`WireError`].
 
 use bytes::Bytes;
@@ -18,6 +21,9 @@ pub struct ErrorBody {
     pub code: String,
     /// A sentence for people.
     pub message: String,
+    /// Whether the same request will be refused again unchanged (absent: transient).
+    #[serde(default)]
+    pub permanent: bool,
 }
 
 /// An error on its way to the wire: status, code and message.
@@ -29,6 +35,8 @@ pub struct WireError {
     pub code: &'static str,
     /// The sentence.
     pub message: String,
+    /// Whether the same request will be refused again unchanged.
+    pub permanent: bool,
 }
 
 impl WireError {
@@ -38,6 +46,16 @@ impl WireError {
             status,
             code,
             message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// The same error, marked permanent: the request will fail again unchanged.
+    #[must_use]
+    pub fn permanent(self) -> Self {
+        Self {
+            permanent: true,
+            ..self
         }
     }
 
@@ -48,6 +66,7 @@ impl WireError {
             &ErrorBody {
                 code: self.code.to_owned(),
                 message: self.message,
+                permanent: self.permanent,
             },
         )
     }

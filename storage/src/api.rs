@@ -53,7 +53,14 @@ pub fn to_wire(error: &Error) -> WireError {
                 }
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            WireError::new(status, refusal.code(), message)
+            let wire = WireError::new(status, refusal.code(), message);
+            // Only a gap or a replay can succeed later unchanged (the missing batch may
+            // still be on its way, a concurrent delivery may have won); everything else
+            // is refused again, and the collector quarantines the batch.
+            match refusal {
+                Refusal::ChainGap { .. } | Refusal::Replay { .. } => wire,
+                _ => wire.permanent(),
+            }
         }
         Error::Access(AccessRefusal::Role(_)) => {
             WireError::new(StatusCode::FORBIDDEN, "wrong_role", message)
@@ -225,6 +232,17 @@ impl Storage {
                 }
                 let receipt = submitted?;
                 let status = if receipt.newly_stored {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(json_response(status, &receipt))
+            }
+            (Method::POST, ["v1", "batches", "gaps"]) => {
+                role(peer, Role::Collector)?;
+                let body = read_body(request.into_body(), BODY_LIMIT).await?;
+                let receipt = crate::gap::declare(&self.store, &self.tls, peer, &body).await?;
+                let status = if receipt.newly_recorded {
                     StatusCode::CREATED
                 } else {
                     StatusCode::OK
@@ -416,15 +434,20 @@ impl Storage {
         }
     }
 
-    /// A ward's current device assignments.
+    /// A ward's device assignments: current ones and those ended in the last 24 hours,
+    /// each with its interval.
     pub async fn ward_assignments(&self, ward: &str) -> Result<WardAssignments, Error> {
         let ward_id = check_subject(ward)?;
         let mut assignments = Vec::new();
-        for (device, patient, since) in self.store.ward_devices(ward).await? {
-            let (Ok(device), Ok(patient), Ok(since)) = (
+        let ended_after = now_micros() - crate::assignments::ENDED_LISTED_MICROS;
+        for (device, patient, since, until) in
+            crate::assignments::ward_assignments(&self.store, ward, ended_after).await?
+        {
+            let (Ok(device), Ok(patient), Ok(since), Ok(until)) = (
                 wardseal_core::epc::Sgtin96::from_pure_identity_uri(&device),
                 SubjectId::new(patient),
                 Timestamp::from_unix_micros(since),
+                until.map(Timestamp::from_unix_micros).transpose(),
             ) else {
                 continue;
             };
@@ -432,6 +455,7 @@ impl Storage {
                 device,
                 patient,
                 since,
+                until,
             });
         }
         Ok(WardAssignments {

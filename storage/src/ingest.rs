@@ -89,7 +89,10 @@ impl Ingest<'_> {
                 newly_stored: false,
             });
         }
-        let rows = match self.verify(&ward, &submission).await {
+        // A batch a collector withheld and declared as a gap, now sent after a fix: it
+        // is checked like any other but for chain continuity (the gap holds its place).
+        let filling = crate::gap::is_open(self.store, &header_hash).await?;
+        let rows = match self.verify(&ward, &submission, filling).await {
             Ok(rows) => rows,
             Err(Error::Refused(refusal)) => {
                 return Err(self.reject(&ward, header, &header_hash, refusal).await);
@@ -122,6 +125,9 @@ impl Ingest<'_> {
                 tip: header.sequence(),
             };
             return Err(self.reject(&ward, header, &header_hash, refusal).await);
+        }
+        if filling {
+            crate::gap::mark_filled(self.store, &header_hash).await?;
         }
         Ok(BatchReceipt {
             header_hash,
@@ -161,6 +167,7 @@ impl Ingest<'_> {
         &self,
         ward: &str,
         submission: &BatchSubmission,
+        filling_gap: bool,
     ) -> Result<Vec<ReadingRow>, Error> {
         let header = &submission.header;
         let patient = header.patient().as_str();
@@ -212,15 +219,17 @@ impl Ingest<'_> {
                 return Err(Refusal::OutsideTimeRange { index }.into());
             }
         }
-        let tip = self.store.tip(patient).await?;
-        header
-            .check_continues(tip.as_ref())
-            .map_err(|error| match error {
-                BatchError::Gap { expected, got } => Refusal::ChainGap { expected, got },
-                BatchError::Fork { sequence, .. } => Refusal::ChainFork { sequence },
-                BatchError::Replay { sequence, tip } => Refusal::Replay { sequence, tip },
-                other => Refusal::Malformed(other.to_string()),
-            })?;
+        if !filling_gap {
+            let tip = self.store.tip(patient).await?;
+            header
+                .check_continues(tip.as_ref())
+                .map_err(|error| match error {
+                    BatchError::Gap { expected, got } => Refusal::ChainGap { expected, got },
+                    BatchError::Fork { sequence, .. } => Refusal::ChainFork { sequence },
+                    BatchError::Replay { sequence, tip } => Refusal::Replay { sequence, tip },
+                    other => Refusal::Malformed(other.to_string()),
+                })?;
+        }
         let registry = self.check_devices(patient, &readings).await?;
         self.check_rules(&readings, &registry).await?;
         Ok(readings

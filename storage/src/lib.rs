@@ -14,6 +14,9 @@
 //! - [`chain`] asks the `Ledger` (embedded revm or JSON-RPC) for devices, rules (kept as a
 //!   native replica that follows the ledger's events), consent, and anchors the Merkle
 //!   roots of the access log ([`access`]) and of the batch log ([`batch_log`]).
+//! - [`gap`] records the gaps collectors declare when storage refused a batch for good
+//!   (card-signed, in chain order), so a patient's chain continues past a quarantined
+//!   batch, and accepts that batch later to fill the gap (`docs/delivery.md`).
 //! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
 //!   offline proofs of single readings.
 //! - [`api::to_wire`] is the one error-to-wire mapping; [`metrics`] backs `GET /metrics`.
@@ -37,10 +40,12 @@
 
 pub mod access;
 pub mod api;
+pub mod assignments;
 pub mod batch_log;
 pub mod chain;
 mod error;
 pub mod fhir;
+pub mod gap;
 pub mod ingest;
 pub mod metrics;
 pub mod proof;

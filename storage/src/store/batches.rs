@@ -67,7 +67,13 @@ impl Store {
     /// The patient's chain tip.
     pub async fn tip(&self, patient: &str) -> Result<Option<ChainTip>, Error> {
         let row = sqlx::query(
-            "SELECT sequence, header_hash FROM batches WHERE patient = $1 ORDER BY sequence DESC LIMIT 1",
+            // A declared gap (crate::gap) takes its withheld batch's place in the chain.
+            // Each side reads one row through its (patient, sequence) index.
+            "SELECT sequence, h FROM (SELECT sequence, header_hash AS h FROM batches \
+             WHERE patient = $1 ORDER BY sequence DESC LIMIT 1) AS b \
+             UNION ALL SELECT sequence, h FROM (SELECT sequence, withheld_hash AS h \
+             FROM batch_gaps WHERE patient = $1 ORDER BY sequence DESC LIMIT 1) AS g \
+             ORDER BY 1 DESC LIMIT 1",
         )
         .bind(patient)
         .fetch_optional(&self.pool)

@@ -106,6 +106,11 @@ impl Store {
         })
     }
 
+    /// The connection pool, for the modules that keep their own tables (crate::gap).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Whether this is PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         self.postgres
