@@ -74,25 +74,7 @@ impl Token {
                 "13579246",
             ],
         );
-        token.tool(
-            "pkcs11-tool",
-            &[
-                "--module",
-                MODULE,
-                "--token-label",
-                "hospital-ca",
-                "--login",
-                "--pin",
-                PIN,
-                "--keypairgen",
-                "--key-type",
-                "EC:prime256v1",
-                "--label",
-                "issuing",
-                "--id",
-                "01",
-            ],
-        );
+        token.generate_key("EC:prime256v1", "issuing", "01");
         token
     }
 
@@ -107,6 +89,45 @@ impl Token {
             text(&output.stderr)
         );
         text(&output.stdout)
+    }
+
+    /// Generates an EC key pair on the token.
+    fn generate_key(&self, key_type: &str, label: &str, id: &str) {
+        self.tool(
+            "pkcs11-tool",
+            &[
+                "--module",
+                MODULE,
+                "--token-label",
+                "hospital-ca",
+                "--login",
+                "--pin",
+                PIN,
+                "--keypairgen",
+                "--key-type",
+                key_type,
+                "--label",
+                label,
+                "--id",
+                id,
+            ],
+        );
+    }
+
+    /// Issues a staff certificate with a generated key `k`, logging in with `pin_file`.
+    fn issue_staff_key(&self, pin_file: &std::path::Path) -> std::process::Output {
+        self.command(
+            &[
+                "issue",
+                "--profile",
+                "staff",
+                "--subject-id",
+                "s-1",
+                "--key-out",
+                "k",
+            ],
+            pin_file,
+        )
     }
 
     fn uri(&self) -> String {
@@ -145,6 +166,21 @@ impl Token {
             self.tokens.display()
         );
     }
+}
+
+/// Fails the test unless openssl verifies `certificate` with the CA's chain (and `crl`).
+fn assert_openssl_verifies(
+    ca: &TestCa,
+    certificate: &std::path::Path,
+    crl: Option<&std::path::Path>,
+) {
+    let verified = openssl_verify(ca, certificate, crl);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
 }
 
 #[test]
@@ -191,13 +227,7 @@ fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
         &token.pin_file,
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &certificate, None);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    assert_openssl_verifies(ca, &certificate, None);
 
     // A DSA subject key: rcgen builds around a placeholder and the token signs the
     // spliced TBSCertificate.
@@ -223,24 +253,12 @@ fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
         &token.pin_file,
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &dsa_certificate, None);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    assert_openssl_verifies(ca, &dsa_certificate, None);
 
     // CRLs are signed on the token as well, and openssl takes them.
     let output = token.command(&["crl"], &token.pin_file);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &certificate, Some(&ca.file("crl.pem")));
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    assert_openssl_verifies(ca, &certificate, Some(&ca.file("crl.pem")));
     // The token's public key is the issuing certificate's.
     let objects = token.tool(
         "pkcs11-tool",
@@ -273,18 +291,7 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
 
     let wrong = token.ca.path("wrong-pin");
     std::fs::write(&wrong, "000000\n").unwrap();
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "staff",
-            "--subject-id",
-            "s-1",
-            "--key-out",
-            "k",
-        ],
-        &wrong,
-    );
+    let output = token.issue_staff_key(&wrong);
     assert!(!output.status.success());
     assert!(
         text(&output.stderr).contains("refused the PIN"),
@@ -306,18 +313,7 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
     );
 
     token.lock();
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "staff",
-            "--subject-id",
-            "s-1",
-            "--key-out",
-            "k",
-        ],
-        &token.pin_file,
-    );
+    let output = token.issue_staff_key(&token.pin_file);
     assert!(!output.status.success());
     assert!(
         text(&output.stderr).contains("is locked"),
@@ -330,25 +326,7 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
 #[test]
 fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
     let token = Token::new();
-    token.tool(
-        "pkcs11-tool",
-        &[
-            "--module",
-            MODULE,
-            "--token-label",
-            "hospital-ca",
-            "--login",
-            "--pin",
-            PIN,
-            "--keypairgen",
-            "--key-type",
-            "EC:secp384r1",
-            "--label",
-            "issuing-384",
-            "--id",
-            "02",
-        ],
-    );
+    token.generate_key("EC:secp384r1", "issuing-384", "02");
     let ca = &token.ca;
     let uri = format!("pkcs11:token=hospital-ca;id=%02?module-path={MODULE}");
     let output = token.command(
@@ -380,13 +358,7 @@ fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
         &token.pin_file,
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &certificate, None);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    assert_openssl_verifies(ca, &certificate, None);
     // Both the issuing certificate (root, P-384 file key) and the leaf (token key) are
     // signed ECDSA with SHA-384.
     for file in [ca.file("issuing.crt"), certificate] {
