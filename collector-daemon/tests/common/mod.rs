@@ -245,7 +245,7 @@ pub(crate) fn heart_rate(value: &str, sequence: u64, time: Timestamp) -> String 
 }
 
 pub(crate) async fn post(connection: &Connection, body: &str) -> (u16, serde_json::Value) {
-    let Reply { status, body } = connection
+    let Reply { status, body, .. } = connection
         .send(
             hyper::Method::POST,
             "/v1/readings",
