@@ -36,16 +36,7 @@ async fn three_readings(world: &World) -> wardseal_core::exchange::BatchSubmissi
     );
     let (status, body) = world.submit(&submission).await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    world
-        .storage
-        .store
-        .assign_staff(
-            &SubjectId::new("nurse-1").unwrap(),
-            &SubjectId::new("patient-1").unwrap(),
-            "nurse",
-        )
-        .await
-        .unwrap();
+    world.assign_staff("nurse-1", "patient-1", "nurse").await;
     submission
 }
 

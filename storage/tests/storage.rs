@@ -104,13 +104,7 @@ async fn follows_ledger(world: &mut World) {
     // next reading is refused at once.
     world
         .ledger
-        .register_device(&wardseal_contracts::Device {
-            epc: common::epc(3).to_bytes(),
-            group: common::GROUP,
-            rule_id: common::RULE,
-            ward: common::WARD.into(),
-            active: true,
-        })
+        .register_device(&common::ward_device(3))
         .await
         .unwrap();
     world
@@ -575,16 +569,7 @@ async fn access(world: &World) {
     let nurse = world.pki.issue(staff("nurse-1")).await.unwrap();
     let other_nurse = world.pki.issue(staff("nurse-2")).await.unwrap();
     let lab = world.pki.issue(staff("lab-1")).await.unwrap();
-    world
-        .storage
-        .store
-        .assign_staff(
-            &SubjectId::new("nurse-1").unwrap(),
-            &SubjectId::new("patient-1").unwrap(),
-            "nurse",
-        )
-        .await
-        .unwrap();
+    world.assign_staff("nurse-1", "patient-1", "nurse").await;
     let lab_account = alloy::primitives::Address::repeat_byte(0x1a);
     world
         .storage
