@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{TestCa, openssl, openssl_verify, require_tool, run, text};
+use common::{TestCa, assert_says, openssl, openssl_verify, require_tool, run, text};
 use secrecy::ExposeSecret;
 use wardseal_core::identity::PATIENT_DATA_SIGNING_OID_STRING;
 use wardseal_softhsm::{SoftHsm, Token, TokenSpec};
@@ -227,11 +227,7 @@ fn enroll_then_sign_with_the_card_and_openssl_agrees() {
         ],
     );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
-    assert!(
-        text(&output.stdout).contains("FAILED: the signature does not verify"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert_says(&output.stdout, "FAILED: the signature does not verify");
     let openssl_rejects = run(Command::new(openssl()).args([
         "dgst",
         "-sha256",
@@ -286,11 +282,7 @@ fn card_errors_are_specific() {
             .ca
             .command(&["card", "--module", "/nonexistent/libpkcs11.so", "list"]));
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("does not exist; install it"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "does not exist; install it");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TestCa, openssl, openssl_verify, run, text};
+use common::{TestCa, assert_says, openssl, openssl_verify, run, text};
 use wardseal_pki::ca::{Ca, InitOptions, Secrets, SubjectKey};
 use wardseal_pki::key::{KeyAlgorithm, SecretSource};
 use wardseal_pki::profile::Request;
@@ -153,11 +153,7 @@ fn short_passphrases_and_pin_values_in_uris_are_refused() {
         .command(&["init", "--organisation", "X"])
         .arg("--passphrase-file")
         .arg(&short));
-    assert!(
-        text(&output.stderr).contains("at least 12"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "at least 12");
     let error = ca.fails(&[
         "init",
         "--organisation",
@@ -438,11 +434,7 @@ async fn the_audit_log_detects_an_edited_or_deleted_entry() {
         .unwrap();
     let output = ca.output(&["audit", "verify"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stdout).contains("entry 2 was altered"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert_says(&output.stdout, "entry 2 was altered");
     sqlx::query("UPDATE audit_log SET actor = 'test' WHERE id = 2")
         .execute(&pool)
         .await
@@ -455,11 +447,7 @@ async fn the_audit_log_detects_an_edited_or_deleted_entry() {
     pool.close().await;
     let output = ca.output(&["audit", "verify"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stdout).contains("broken before entry 4"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert_says(&output.stdout, "broken before entry 4");
 }
 
 #[test]

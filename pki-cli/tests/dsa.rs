@@ -7,24 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    PKILINT_URN_FALSE_POSITIVE, TestCa, openssl, openssl_verify, pkilint_findings, run, text,
+    PKILINT_URN_FALSE_POSITIVE, TestCa, device_args, openssl, openssl_verify, pkilint_findings,
+    run, text,
 };
 use sha2::{Digest, Sha256};
 
 const DEVICE_EPC: &str = "urn:epc:tag:sgtin-96:3.0614141.812345.6789";
-
-fn device_args(epc: &str) -> Vec<&str> {
-    vec![
-        "--profile",
-        "device",
-        "--epc",
-        epc,
-        "--group",
-        "3",
-        "--rule",
-        "128",
-    ]
-}
 
 /// Runs openssl and requires success; returns stdout.
 fn openssl_ok(args: &[&str], paths: &[&Path]) -> Vec<u8> {

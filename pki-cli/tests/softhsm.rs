@@ -13,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{TestCa, openssl_verify, require_tool, run, text};
+use common::{TestCa, assert_says, openssl_verify, require_tool, run, text};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "246810";
@@ -293,11 +293,7 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
     std::fs::write(&wrong, "000000\n").unwrap();
     let output = token.issue_staff_key(&wrong);
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("refused the PIN"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "refused the PIN");
 
     let missing = format!("pkcs11:token=absent;object=issuing?module-path={MODULE}");
     let other = TestCa::uninitialised();
@@ -315,11 +311,7 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
     token.lock();
     let output = token.issue_staff_key(&token.pin_file);
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("is locked"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "is locked");
     assert!(!token.ca.path("k").exists());
 }
 
@@ -375,9 +367,5 @@ fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
     let issuing = run(Command::new(common::openssl())
         .args(["x509", "-noout", "-text", "-in"])
         .arg(ca.file("issuing.crt")));
-    assert!(
-        text(&issuing.stdout).contains("NIST CURVE: P-384"),
-        "{}",
-        text(&issuing.stdout)
-    );
+    assert_says(&issuing.stdout, "NIST CURVE: P-384");
 }

@@ -204,21 +204,9 @@ impl TestCa {
     }
 
     pub(crate) fn issue_device(&self, name: &str, epc: &str) -> (String, PathBuf, PathBuf) {
-        self.issue(
-            name,
-            &[
-                "--profile",
-                "device",
-                "--epc",
-                epc,
-                "--group",
-                "3",
-                "--rule",
-                "128",
-                "--ward",
-                "ward-7",
-            ],
-        )
+        let mut args = device_args(epc);
+        args.extend(["--ward", "ward-7"]);
+        self.issue(name, &args)
     }
 
     pub(crate) fn file(&self, name: &str) -> PathBuf {
@@ -230,6 +218,26 @@ impl TestCa {
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
+}
+
+/// Fails the test unless `output` (a command's stdout or stderr) says `needle`.
+pub(crate) fn assert_says(output: &[u8], needle: &str) {
+    let said = text(output);
+    assert!(said.contains(needle), "expected {needle:?} in: {said}");
+}
+
+/// `issue` arguments for device `epc` in group 3 under rule 128.
+pub(crate) fn device_args(epc: &str) -> Vec<&str> {
+    vec![
+        "--profile",
+        "device",
+        "--epc",
+        epc,
+        "--group",
+        "3",
+        "--rule",
+        "128",
+    ]
 }
 
 /// `openssl verify` with the CA chain, optionally checking the CRL.
