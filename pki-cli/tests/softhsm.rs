@@ -13,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{TestCa, assert_says, openssl_verify, require_tool, run, text};
+use common::{TestCa, assert_says, device_args, openssl_verify, require_tool, run, text};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "246810";
@@ -130,6 +130,25 @@ impl Token {
         )
     }
 
+    /// Issues a device certificate for `epc` with a generated key (`extra` options
+    /// added), written to `NAME.key` and `NAME.crt`; returns the certificate's path.
+    fn issue_device(&self, name: &str, epc: &str, extra: &[&str]) -> PathBuf {
+        let certificate = self.ca.path(&format!("{name}.crt"));
+        let key = self.ca.path(&format!("{name}.key"));
+        let mut args = vec!["issue"];
+        args.extend(device_args(epc));
+        args.extend_from_slice(extra);
+        args.extend([
+            "--key-out",
+            key.to_str().unwrap(),
+            "--out",
+            certificate.to_str().unwrap(),
+        ]);
+        let output = self.command(&args, &self.pin_file);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        certificate
+    }
+
     fn uri(&self) -> String {
         format!("pkcs11:token=hospital-ca;object=issuing?module-path={MODULE}")
     }
@@ -207,52 +226,17 @@ fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
     );
     assert!(ca.file("root.key").exists());
 
-    let certificate = ca.path("device.crt");
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "device",
-            "--epc",
-            "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
-            "--group",
-            "3",
-            "--rule",
-            "128",
-            "--key-out",
-            ca.path("device.key").to_str().unwrap(),
-            "--out",
-            certificate.to_str().unwrap(),
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let certificate =
+        token.issue_device("device", "urn:epc:tag:sgtin-96:3.0614141.812345.6789", &[]);
     assert_openssl_verifies(ca, &certificate, None);
 
     // A DSA subject key: rcgen builds around a placeholder and the token signs the
     // spliced TBSCertificate.
-    let dsa_certificate = ca.path("dsa-device.crt");
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "device",
-            "--epc",
-            "urn:epc:tag:sgtin-96:3.0614141.812345.6790",
-            "--group",
-            "3",
-            "--rule",
-            "128",
-            "--key-algorithm",
-            "dsa2048",
-            "--key-out",
-            ca.path("dsa-device.key").to_str().unwrap(),
-            "--out",
-            dsa_certificate.to_str().unwrap(),
-        ],
-        &token.pin_file,
+    let dsa_certificate = token.issue_device(
+        "dsa-device",
+        "urn:epc:tag:sgtin-96:3.0614141.812345.6790",
+        &["--key-algorithm", "dsa2048"],
     );
-    assert!(output.status.success(), "{}", text(&output.stderr));
     assert_openssl_verifies(ca, &dsa_certificate, None);
 
     // CRLs are signed on the token as well, and openssl takes them.
