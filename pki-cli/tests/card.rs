@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{TestCa, assert_says, openssl, openssl_verify, require_tool, run, text};
+use common::{TestCa, assert_says, openssl, openssl_verify, require_tool, run, succeeded, text};
 use secrecy::ExposeSecret;
 use wardseal_core::identity::PATIENT_DATA_SIGNING_OID_STRING;
 use wardseal_softhsm::{SoftHsm, Token, TokenSpec};
@@ -60,14 +60,7 @@ impl Card {
     }
 
     fn card_ok(&self, args: &[&str]) -> String {
-        let output = self.card(&self.pin_file, args);
-        assert!(
-            output.status.success(),
-            "card {args:?}: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        text(&output.stdout)
+        succeeded(&format!("card {args:?}"), &self.card(&self.pin_file, args))
     }
 
     /// Enrolls the patient; returns the certificate's path and the command's JSON.
@@ -88,25 +81,16 @@ impl Card {
                 certificate.to_str().unwrap(),
             ],
         );
-        assert!(
-            output.status.success(),
-            "card enroll: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
+        succeeded("card enroll", &output);
         (certificate, serde_json::from_slice(&output.stdout).unwrap())
     }
 }
 
 fn openssl_ok(args: &[&str]) -> String {
-    let output = run(Command::new(openssl()).args(args));
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
+    succeeded(
+        &format!("openssl {args:?}"),
+        &run(Command::new(openssl()).args(args)),
+    )
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::{
-    PKILINT_URN_FALSE_POSITIVE, TestCa, assert_says, openssl, openssl_verify, pkilint_findings,
-    profiles, run, text,
+    PKILINT_URN_FALSE_POSITIVE, TestCa, assert_openssl_verifies, assert_says, openssl,
+    openssl_verify, pkilint_findings, profiles, run, text,
 };
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -30,13 +30,7 @@ fn openssl_verify_crl_check_accepts_valid_and_rejects_revoked_device() {
     ca.ok(&["crl"]);
     let crl = ca.file("crl.pem");
 
-    let output = openssl_verify(&ca, &good, Some(&crl));
-    assert!(
-        output.status.success(),
-        "{}{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+    assert_openssl_verifies(&ca, &good, Some(&crl));
     let output = openssl_verify(&ca, &bad, Some(&crl));
     assert!(
         !output.status.success(),

@@ -13,7 +13,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{TestCa, assert_says, device_args, openssl_verify, require_tool, run, text};
+use common::{
+    TestCa, assert_openssl_verifies, assert_says, device_args, require_tool, run, succeeded, text,
+};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "246810";
@@ -82,13 +84,7 @@ impl Token {
         let output = run(Command::new(tool)
             .args(args)
             .env("SOFTHSM2_CONF", &self.conf));
-        assert!(
-            output.status.success(),
-            "{tool} {args:?}: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        text(&output.stdout)
+        succeeded(&format!("{tool} {args:?}"), &output)
     }
 
     /// Generates an EC key pair on the token.
@@ -185,21 +181,6 @@ impl Token {
             self.tokens.display()
         );
     }
-}
-
-/// Fails the test unless openssl verifies `certificate` with the CA's chain (and `crl`).
-fn assert_openssl_verifies(
-    ca: &TestCa,
-    certificate: &std::path::Path,
-    crl: Option<&std::path::Path>,
-) {
-    let verified = openssl_verify(ca, certificate, crl);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
 }
 
 #[test]

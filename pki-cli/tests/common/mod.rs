@@ -220,6 +220,23 @@ impl TestCa {
     }
 }
 
+/// Fails the test unless `output` succeeded, showing what `what` printed; returns its
+/// standard output.
+pub(crate) fn succeeded(what: &str, output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what}: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Fails the test unless openssl verifies `certificate` with the CA's chain (and `crl`).
+pub(crate) fn assert_openssl_verifies(ca: &TestCa, certificate: &Path, crl: Option<&Path>) {
+    succeeded("openssl verify", &openssl_verify(ca, certificate, crl));
+}
+
 /// Fails the test unless `output` (a command's stdout or stderr) says `needle`.
 pub(crate) fn assert_says(output: &[u8], needle: &str) {
     let said = text(output);
