@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::{
     PKILINT_URN_FALSE_POSITIVE, TestCa, assert_openssl_verifies, device_args, openssl,
-    openssl_verify, pkilint_findings, run, text,
+    pkilint_findings, run, text,
 };
 use sha2::{Digest, Sha256};
 
