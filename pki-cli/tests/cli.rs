@@ -9,10 +9,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestCa, assert_says, openssl, openssl_verify, run, text};
+use common::{TestCa, assert_says, openssl_p256_csr, openssl_verify, run, text};
 use wardseal_pki::ca::{Ca, InitOptions, Secrets, SubjectKey};
 use wardseal_pki::key::{KeyAlgorithm, SecretSource};
 use wardseal_pki::profile::Request;
@@ -68,25 +68,11 @@ fn bad_inputs_get_specific_errors() {
 
     // A CSR whose signature was altered after signing.
     let csr = ca.path("tampered.csr");
-    let output = run(Command::new(openssl())
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=x",
-            "-outform",
-            "DER",
-            "-keyout",
-        ])
-        .arg(ca.path("tampered.key"))
-        .arg("-out")
-        .arg(&csr));
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    openssl_p256_csr(
+        &ca.path("tampered.key"),
+        &csr,
+        &["-subj", "/CN=x", "-outform", "DER"],
+    );
     let mut der = std::fs::read(&csr).unwrap();
     let last = der.len() - 1;
     der[last] ^= 0x01;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::{
     PKILINT_URN_FALSE_POSITIVE, TestCa, assert_openssl_verifies, assert_says, openssl,
-    openssl_verify, pkilint_findings, profiles, run, text,
+    openssl_p256_csr, openssl_verify, pkilint_findings, profiles, run, text,
 };
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -289,27 +289,18 @@ fn csr_from_openssl_gets_the_profile_not_what_it_asks_for() {
     let ca = TestCa::new();
     let key = ca.path("requester.key");
     let csr = ca.path("requester.csr");
-    let output = run(Command::new(openssl())
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
+    openssl_p256_csr(
+        &key,
+        &csr,
+        &[
             "-subj",
             "/CN=I want to be a CA",
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
             "subjectAltName=DNS:evil.example",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr));
-    assert!(output.status.success(), "{}", text(&output.stderr));
+        ],
+    );
     let certificate = ca.path("requester.crt");
     ca.ok(&[
         "issue",

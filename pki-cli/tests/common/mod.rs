@@ -220,6 +220,27 @@ impl TestCa {
     }
 }
 
+/// Makes a P-256 key (`key`) and a CSR for it (`csr`) with `openssl req`; `options` give
+/// the subject and anything else.
+pub(crate) fn openssl_p256_csr(key: &Path, csr: &Path, options: &[&str]) {
+    let output = run(Command::new(openssl())
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(options)
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(csr));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
 /// Fails the test unless `output` succeeded, showing what `what` printed; returns its
 /// standard output.
 pub(crate) fn succeeded(what: &str, output: &Output) -> String {
