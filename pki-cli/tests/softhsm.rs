@@ -126,6 +126,20 @@ impl Token {
         )
     }
 
+    /// Creates the CA with its issuing key at `uri` (`extra` options added).
+    fn init(&self, uri: &str, extra: &[&str]) {
+        let mut args = vec![
+            "init",
+            "--organisation",
+            "St Example Hospital",
+            "--issuing-key",
+            uri,
+        ];
+        args.extend_from_slice(extra);
+        let output = self.command(&args, &self.pin_file);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+
     /// Issues a device certificate for `epc` with a generated key (`extra` options
     /// added), written to `NAME.key` and `NAME.crt`; returns the certificate's path.
     fn issue_device(&self, name: &str, epc: &str, extra: &[&str]) -> PathBuf {
@@ -187,20 +201,7 @@ impl Token {
 fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
     let token = Token::new();
     let ca = &token.ca;
-    let uri = token.uri();
-    let output = token.command(
-        &[
-            "init",
-            "--organisation",
-            "St Example Hospital",
-            "--issuing-key",
-            &uri,
-            "--crl-url",
-            "http://127.0.0.1:8099/crl",
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    token.init(&token.uri(), &["--crl-url", "http://127.0.0.1:8099/crl"]);
     assert!(
         !ca.file("issuing.key").exists(),
         "the issuing key must stay on the token"
@@ -241,18 +242,7 @@ fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
 #[test]
 fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
     let token = Token::new();
-    let uri = token.uri();
-    let output = token.command(
-        &[
-            "init",
-            "--organisation",
-            "St Example Hospital",
-            "--issuing-key",
-            &uri,
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    token.init(&token.uri(), &[]);
 
     let wrong = token.ca.path("wrong-pin");
     std::fs::write(&wrong, "000000\n").unwrap();
@@ -267,11 +257,7 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
         .env("SOFTHSM2_CONF", &token.conf)
         .arg("--pin-file")
         .arg(&token.pin_file));
-    assert!(
-        text(&output.stderr).contains("no token labelled \"absent\""),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "no token labelled \"absent\"");
 
     token.lock();
     let output = token.issue_staff_key(&token.pin_file);
@@ -286,19 +272,7 @@ fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
     token.generate_key("EC:secp384r1", "issuing-384", "02");
     let ca = &token.ca;
     let uri = format!("pkcs11:token=hospital-ca;id=%02?module-path={MODULE}");
-    let output = token.command(
-        &[
-            "init",
-            "--organisation",
-            "St Example Hospital",
-            "--algorithm",
-            "p384",
-            "--issuing-key",
-            &uri,
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    token.init(&uri, &["--algorithm", "p384"]);
     let certificate = ca.path("staff.crt");
     let output = token.command(
         &[
