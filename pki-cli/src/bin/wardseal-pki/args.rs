@@ -237,7 +237,8 @@ pub(crate) struct KeyArgs {
     pub(crate) key_algorithm: KeyAlgorithm,
 }
 
-/// How long a certificate issued or renewed lasts and where it goes.
+// How long a certificate issued or renewed lasts and where it goes (a plain comment: a
+// doc comment on a flattened struct could become the subcommand's about text).
 #[derive(Args)]
 pub(crate) struct CertificateOutputArgs {
     /// Validity in days (default per profile).
