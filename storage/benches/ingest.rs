@@ -152,11 +152,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        run(
-            "sqlite",
-            &format!("sqlite://{}", dir.path().join("bench.db").display()),
-        )
-        .await;
+        run("sqlite", &common::sqlite_url(dir.path(), "bench.db")).await;
         let cluster = Postgres::start().unwrap();
         run("postgres", cluster.url()).await;
     });

@@ -74,7 +74,7 @@ impl Drop for Server {
 async fn administer_then_serve() {
     let pki = TestPki::new().await.unwrap();
     let temp = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", temp.path().join("storage.db").display());
+    let database = common::sqlite_url(temp.path(), "storage.db");
 
     // The chain: contracts deployed by the storage account, which may anchor.
     let signer: PrivateKeySigner = STORAGE_KEY.parse().unwrap();

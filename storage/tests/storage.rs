@@ -38,7 +38,7 @@ async fn postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_with_anvil() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("storage.db").display());
+    let url = common::sqlite_url(dir.path(), "storage.db");
     let mut world = World::with_ledger(&url, LedgerKind::Anvil).await;
     ingest(&mut world).await;
     access(&world).await;
@@ -761,11 +761,7 @@ async fn numbering_across_servers(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_two_servers_number_one_log() {
     let dir = tempfile::tempdir().unwrap();
-    numbering_across_servers(&format!(
-        "sqlite://{}",
-        dir.path().join("storage.db").display()
-    ))
-    .await;
+    numbering_across_servers(&common::sqlite_url(dir.path(), "storage.db")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -266,6 +266,11 @@ impl World {
     }
 }
 
+/// The URL of the SQLite database file `name` in `dir`.
+pub(crate) fn sqlite_url(dir: &Path, name: &str) -> String {
+    format!("sqlite://{}", dir.join(name).display())
+}
+
 /// Device `serial` of the ward, active, in the ward's group and rule.
 pub(crate) fn ward_device(serial: u64) -> Device {
     Device {
