@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use common::{TestCa, assert_says, openssl, openssl_verify, require_tool, run, succeeded, text};
 use secrecy::ExposeSecret;
@@ -53,7 +53,7 @@ impl Card {
     }
 
     /// `wardseal-pki card --module … --card-pin-file PIN_FILE ARGS…`.
-    fn card(&self, pin_file: &Path, args: &[&str]) -> std::process::Output {
+    fn card(&self, pin_file: &Path, args: &[&str]) -> Output {
         let mut command = self.ca.command(&["card", "--module", &self.module()]);
         command.arg("--card-pin-file").arg(pin_file).args(args);
         run(&mut command)
@@ -91,6 +91,17 @@ fn openssl_ok(args: &[&str]) -> String {
         &format!("openssl {args:?}"),
         &run(Command::new(openssl()).args(args)),
     )
+}
+
+/// `openssl dgst -sha256 -verify`: whether `signature` over `data` verifies with
+/// `public_key` (PEM).
+fn openssl_dgst_verify(public_key: &Path, signature: &Path, data: &Path) -> Output {
+    run(Command::new(openssl())
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public_key)
+        .arg("-signature")
+        .arg(signature)
+        .arg(data))
 }
 
 #[test]
@@ -180,15 +191,10 @@ fn enroll_then_sign_with_the_card_and_openssl_agrees() {
         ]),
     )
     .unwrap();
-    let checked = openssl_ok(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        public_key.to_str().unwrap(),
-        "-signature",
-        signature.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
+    let checked = succeeded(
+        "openssl dgst -verify",
+        &openssl_dgst_verify(&public_key, &signature, &data),
+    );
     assert!(checked.contains("Verified OK"), "{checked}");
     let ok = card.card_ok(&[
         "verify",
@@ -212,15 +218,7 @@ fn enroll_then_sign_with_the_card_and_openssl_agrees() {
     );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
     assert_says(&output.stdout, "FAILED: the signature does not verify");
-    let openssl_rejects = run(Command::new(openssl()).args([
-        "dgst",
-        "-sha256",
-        "-verify",
-        public_key.to_str().unwrap(),
-        "-signature",
-        signature.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]));
+    let openssl_rejects = openssl_dgst_verify(&public_key, &signature, &data);
     assert!(!openssl_rejects.status.success());
 }
 
@@ -307,14 +305,9 @@ fn card_sign_takes_an_encrypted_key_file_too() {
         key.to_str().unwrap(),
     ]);
     assert!(output.contains("ecdsa-p256-sha256"), "{output}");
-    let checked = openssl_ok(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        public_key.to_str().unwrap(),
-        "-signature",
-        ca.path("reading.json.sig").to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
+    let checked = succeeded(
+        "openssl dgst -verify",
+        &openssl_dgst_verify(&public_key, &ca.path("reading.json.sig"), &data),
+    );
     assert!(checked.contains("Verified OK"), "{checked}");
 }
