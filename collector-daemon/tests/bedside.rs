@@ -27,11 +27,7 @@ fn readings_wait_while_the_card_is_out_of_the_bedside_reader_and_are_delivered_o
         "readings_wait_while_the_card_is_out_of_the_bedside_reader_and_are_delivered_once_it_is_back",
         |hsm| {
             let mut pcscd = Pcscd::start().unwrap();
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
+            wardseal_testkit::runtime().unwrap()
                 .block_on(async {
                     let storage_port = free_port().unwrap();
                     let ward = Ward::linked(&[(1, GROUP, true)], "", storage_port).await;

@@ -22,11 +22,7 @@ fn a_softhsm_patient_token_signs_the_batch() {
     wardseal_testkit::softhsm::run_isolated_test(
         "a_softhsm_patient_token_signs_the_batch",
         |hsm| {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = wardseal_testkit::runtime().unwrap();
             runtime.block_on(async move {
                 let ward = Ward::new(&[(1, GROUP, true)], "[batch]\nlinger_ms = 10\n").await;
                 ward.assign(&[(1, "P-000123")]);

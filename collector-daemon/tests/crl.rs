@@ -177,21 +177,8 @@ async fn a_crl_fetched_from_the_ca_url_cuts_off_a_revoked_device_and_outlives_th
     );
 
     // A fresh handshake with the revoked certificate fails too.
-    let fresh = wardseal_collector::client::Connection::open(
-        &common::endpoint(port),
-        ward.client_config(&revoked),
-    )
-    .await;
-    if let Ok(connection) = fresh {
-        let reply = connection
-            .send(
-                hyper::Method::POST,
-                "/v1/readings",
-                heart_rate("72", 102, Timestamp::now()).into_bytes(),
-            )
-            .await;
-        assert!(reply.is_err(), "a revoked device got an answer: {reply:?}");
-    }
+    ward.assert_fresh_connection_refused(port, &revoked, 102)
+        .await;
     daemon.shutdown().await;
 }
 

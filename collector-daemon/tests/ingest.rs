@@ -194,24 +194,7 @@ async fn a_revoked_device_is_cut_off_after_the_crl_refresh_even_on_an_open_conne
         "{body}"
     );
     // A new connection fails the handshake (no session resumption to skip the check).
-    let fresh = wardseal_collector::client::Connection::open(
-        &common::endpoint(port),
-        ward.client_config(&device),
-    )
-    .await;
-    match fresh {
-        Err(_) => {}
-        Ok(connection) => {
-            let reply = connection
-                .send(
-                    hyper::Method::POST,
-                    "/v1/readings",
-                    heart_rate("72", 3, Timestamp::now()).into_bytes(),
-                )
-                .await;
-            assert!(reply.is_err(), "a revoked device got an answer: {reply:?}");
-        }
-    }
+    ward.assert_fresh_connection_refused(port, &device, 3).await;
     assert_eq!(daemon.spool().depth(), 1);
     daemon.shutdown().await;
 }

@@ -29,11 +29,7 @@ use wardseal_testkit::{Postgres, eventually, free_port};
 const DELIVERY_LIMIT: Duration = Duration::from_secs(600);
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    wardseal_testkit::runtime().unwrap()
 }
 
 /// Storage's database in a run.

@@ -121,6 +121,18 @@ impl<B: Backend> Ledger<B> {
         C::abi_decode_returns(&output).map_err(unexpected(what))
     }
 
+    /// Reads a count the contract keeps as a `uint256`; one past `u64` is an unexpected
+    /// answer rather than a silent truncation.
+    async fn read_count<C: SolCall<Return = alloy::primitives::U256>>(
+        &self,
+        to: Address,
+        call: C,
+        what: &'static str,
+    ) -> Result<u64, Error> {
+        let count = self.read(to, call, what).await?;
+        u64::try_from(count).map_err(|_| Error::UnexpectedAnswer { what })
+    }
+
     // ----- roles -----
 
     fn role_contract(&self, role: Role) -> Address {
@@ -346,13 +358,7 @@ impl<B: Backend> Ledger<B> {
         let alarm = if a.priority == 0 {
             None
         } else {
-            let limit = from_limit(
-                a.component,
-                a.trigger,
-                a.priority,
-                a.bound.mantissa,
-                a.bound.scale,
-            )?;
+            let limit = from_manager_limit(a)?;
             let source = if answer.ownLimits {
                 LimitSource::Patient
             } else {
@@ -438,38 +444,22 @@ impl<B: Backend> Ledger<B> {
         if !answer.set {
             return Ok(None);
         }
-        let limits = answer
-            .limits
-            .into_iter()
-            .map(|l| {
-                from_limit(
-                    l.component,
-                    l.trigger,
-                    l.priority,
-                    l.bound.mantissa,
-                    l.bound.scale,
-                )
-            })
-            .collect::<Result<_, _>>()?;
         Ok(Some(PatientLimits {
             patient,
             data_type,
-            limits,
+            limits: from_manager_limits(answer.limits)?,
         }))
     }
 
     /// Every patient's own alarm limits now set.
     pub async fn all_patient_limits(&self) -> Result<Vec<PatientLimits>, Error> {
         let count = self
-            .read(
+            .read_count(
                 self.suite.rule_manager,
                 RuleManager::overriddenCountCall {},
                 "overriddenCount",
             )
             .await?;
-        let count = u64::try_from(count).map_err(|_| Error::UnexpectedAnswer {
-            what: "overriddenCount",
-        })?;
         let mut out = Vec::new();
         for index in 0..count {
             let key = self
@@ -550,15 +540,12 @@ impl<B: Backend> Ledger<B> {
     /// Every registered device, in registration order.
     pub async fn devices(&self) -> Result<Vec<Device>, Error> {
         let count = self
-            .read(
+            .read_count(
                 self.suite.device_registry,
                 DeviceRegistry::deviceCountCall {},
                 "deviceCount",
             )
             .await?;
-        let count = u64::try_from(count).map_err(|_| Error::UnexpectedAnswer {
-            what: "deviceCount",
-        })?;
         let mut devices = Vec::new();
         for index in 0..count {
             let epc = self
@@ -650,16 +637,12 @@ impl<B: Backend> Ledger<B> {
 
     /// How many roots were anchored.
     pub async fn anchor_count(&self) -> Result<u64, Error> {
-        let count = self
-            .read(
-                self.suite.audit_anchor,
-                AuditAnchor::anchorCountCall {},
-                "anchorCount",
-            )
-            .await?;
-        u64::try_from(count).map_err(|_| Error::UnexpectedAnswer {
-            what: "anchorCount",
-        })
+        self.read_count(
+            self.suite.audit_anchor,
+            AuditAnchor::anchorCountCall {},
+            "anchorCount",
+        )
+        .await
     }
 
     /// Every anchor in blocks `from..=to` (from the `Anchored` events), oldest first.
@@ -773,6 +756,20 @@ fn from_limit(
         })?,
         bound: WideDecimal::new(mantissa, scale),
     })
+}
+
+fn from_manager_limit(limit: RuleManager::AlarmLimit) -> Result<AlarmLimit, Error> {
+    from_limit(
+        limit.component,
+        limit.trigger,
+        limit.priority,
+        limit.bound.mantissa,
+        limit.bound.scale,
+    )
+}
+
+fn from_manager_limits(limits: Vec<RuleManager::AlarmLimit>) -> Result<Vec<AlarmLimit>, Error> {
+    limits.into_iter().map(from_manager_limit).collect()
 }
 
 fn to_manager_range(range: Range) -> RuleManager::Range {
@@ -923,20 +920,7 @@ fn decode_log(log: &LogEntry) -> Option<LedgerEvent> {
                     data_type: e.dataType,
                     unit: e.unit,
                     ranges: e.ranges.into_iter().map(from_manager_range).collect(),
-                    alarms: e
-                        .alarms
-                        .into_iter()
-                        .map(|l| {
-                            from_limit(
-                                l.component,
-                                l.trigger,
-                                l.priority,
-                                l.bound.mantissa,
-                                l.bound.scale,
-                            )
-                        })
-                        .collect::<Result<_, _>>()
-                        .ok()?,
+                    alarms: from_manager_limits(e.alarms).ok()?,
                     max_per_minute: e.maxPerMinute,
                 },
             }),
@@ -949,20 +933,7 @@ fn decode_log(log: &LogEntry) -> Option<LedgerEvent> {
                 limits: PatientLimits {
                     patient: PatientKey(e.patient),
                     data_type: e.dataType,
-                    limits: e
-                        .limits
-                        .into_iter()
-                        .map(|l| {
-                            from_limit(
-                                l.component,
-                                l.trigger,
-                                l.priority,
-                                l.bound.mantissa,
-                                l.bound.scale,
-                            )
-                        })
-                        .collect::<Result<_, _>>()
-                        .ok()?,
+                    limits: from_manager_limits(e.limits).ok()?,
                 },
                 by: e.by,
             }),

@@ -51,6 +51,13 @@ fn write_key(dir: &Path, name: &str, index: usize) {
     std::fs::set_permissions(&path, private).unwrap();
 }
 
+/// `rule set 7 --type …` as the admin.
+fn set_rule_7(cli: &Cli<'_>, type_and_limits: &[&str]) {
+    let mut args = vec!["rule", "set", "7", "--type"];
+    args.extend_from_slice(type_and_limits);
+    cli.ok("admin.key", &args);
+}
+
 fn admin_session(cli: &Cli<'_>) {
     write_key(cli.dir, "admin.key", 0);
     write_key(cli.dir, "other.key", 1);
@@ -58,47 +65,17 @@ fn admin_session(cli: &Cli<'_>) {
 
     assert!(cli.ok("admin.key", &["deploy"]).contains("AuditAnchor"));
     cli.ok("admin.key", &["rule", "create", "7"]);
-    cli.ok(
-        "admin.key",
-        &[
-            "rule",
-            "set",
-            "7",
-            "--type",
-            "heart_rate",
-            "--range",
-            "30..220",
-            "--max-per-minute",
-            "6",
-        ],
+    set_rule_7(
+        cli,
+        &["heart_rate", "--range", "30..220", "--max-per-minute", "6"],
     );
-    cli.ok(
-        "admin.key",
-        &[
-            "rule",
-            "set",
-            "7",
-            "--type",
-            "blood_pressure",
-            "--range",
-            "60..250",
-            "--range",
-            "30..150",
-        ],
+    set_rule_7(
+        cli,
+        &["blood_pressure", "--range", "60..250", "--range", "30..150"],
     );
-    cli.ok(
-        "admin.key",
-        &[
-            "rule",
-            "set",
-            "7",
-            "--type",
-            "ecg",
-            "--range",
-            "-5.5..5.5",
-            "--range",
-            "-5.5..5.5",
-        ],
+    set_rule_7(
+        cli,
+        &["ecg", "--range", "-5.5..5.5", "--range", "-5.5..5.5"],
     );
     cli.ok(
         "admin.key",
@@ -119,13 +96,9 @@ fn admin_session(cli: &Cli<'_>) {
         "{shown}"
     );
     // Alarm limits on a rule, and a patient's own set by their responsible clinician.
-    cli.ok(
-        "admin.key",
+    set_rule_7(
+        cli,
         &[
-            "rule",
-            "set",
-            "7",
-            "--type",
             "spo2",
             "--range",
             "0..100",

@@ -186,13 +186,18 @@ async fn alarm_of<B: Backend>(
     }
 }
 
-async fn abnormal_readings_are_accepted_with_an_alarm<B: Backend>(admin: &Ledger<B>) {
+/// Rule 7 allows heart rate with alarm limits, and group 3 follows it.
+async fn group_3_follows_heart_rate_with_alarms<B: Backend>(admin: &Ledger<B>) {
     admin.create_rule(7).await.unwrap();
     admin
         .set_type_rule(7, &heart_rate_with_alarms())
         .await
         .unwrap();
     admin.set_group_rule(3, 7).await.unwrap();
+}
+
+async fn abnormal_readings_are_accepted_with_an_alarm<B: Backend>(admin: &Ledger<B>) {
+    group_3_follows_heart_rate_with_alarms(admin).await;
     let rule = admin.rule(7).await.unwrap().unwrap();
     assert_eq!(
         rule.types,
@@ -239,12 +244,7 @@ async fn abnormal_readings_are_accepted_with_an_alarm<B: Backend>(admin: &Ledger
 async fn patient_override_changes_the_verdict_and_only_responsible_may_set_it<B: Backend>(
     admin: &Ledger<B>,
 ) {
-    admin.create_rule(7).await.unwrap();
-    admin
-        .set_type_rule(7, &heart_rate_with_alarms())
-        .await
-        .unwrap();
-    admin.set_group_rule(3, 7).await.unwrap();
+    group_3_follows_heart_rate_with_alarms(admin).await;
     let patient = PatientKey::for_subject("P-0001");
     let other = PatientKey::for_subject("P-0002");
     // An athlete resting at 38 /min: the clinician lowers the critical limit to 30.

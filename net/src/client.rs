@@ -146,6 +146,8 @@ pub struct UrlError {
 pub struct Reply {
     /// The HTTP status.
     pub status: u16,
+    /// The `Content-Type` header, when the server sent a readable one.
+    pub content_type: Option<String>,
     /// The body.
     pub body: Bytes,
 }
@@ -377,6 +379,11 @@ impl Client {
                 }
             })?;
             let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
             let body = Limited::new(response.into_body(), self.options.max_body)
                 .collect()
                 .await
@@ -395,7 +402,11 @@ impl Client {
                     }
                 })?
                 .to_bytes();
-            Ok(Reply { status, body })
+            Ok(Reply {
+                status,
+                content_type,
+                body,
+            })
         };
         match self.options.request_timeout {
             None => exchange.await,

@@ -11,9 +11,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-use common::{TestCa, openssl, openssl_verify, require_tool, run, text};
+use common::{TestCa, assert_says, openssl, openssl_verify, require_tool, run, succeeded, text};
 use secrecy::ExposeSecret;
 use wardseal_core::identity::PATIENT_DATA_SIGNING_OID_STRING;
 use wardseal_softhsm::{SoftHsm, Token, TokenSpec};
@@ -53,21 +53,14 @@ impl Card {
     }
 
     /// `wardseal-pki card --module … --card-pin-file PIN_FILE ARGS…`.
-    fn card(&self, pin_file: &Path, args: &[&str]) -> std::process::Output {
+    fn card(&self, pin_file: &Path, args: &[&str]) -> Output {
         let mut command = self.ca.command(&["card", "--module", &self.module()]);
         command.arg("--card-pin-file").arg(pin_file).args(args);
         run(&mut command)
     }
 
     fn card_ok(&self, args: &[&str]) -> String {
-        let output = self.card(&self.pin_file, args);
-        assert!(
-            output.status.success(),
-            "card {args:?}: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        text(&output.stdout)
+        succeeded(&format!("card {args:?}"), &self.card(&self.pin_file, args))
     }
 
     /// Enrolls the patient; returns the certificate's path and the command's JSON.
@@ -88,25 +81,27 @@ impl Card {
                 certificate.to_str().unwrap(),
             ],
         );
-        assert!(
-            output.status.success(),
-            "card enroll: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
+        succeeded("card enroll", &output);
         (certificate, serde_json::from_slice(&output.stdout).unwrap())
     }
 }
 
 fn openssl_ok(args: &[&str]) -> String {
-    let output = run(Command::new(openssl()).args(args));
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
+    succeeded(
+        &format!("openssl {args:?}"),
+        &run(Command::new(openssl()).args(args)),
+    )
+}
+
+/// `openssl dgst -sha256 -verify`: whether `signature` over `data` verifies with
+/// `public_key` (PEM).
+fn openssl_dgst_verify(public_key: &Path, signature: &Path, data: &Path) -> Output {
+    run(Command::new(openssl())
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public_key)
+        .arg("-signature")
+        .arg(signature)
+        .arg(data))
 }
 
 #[test]
@@ -196,15 +191,10 @@ fn enroll_then_sign_with_the_card_and_openssl_agrees() {
         ]),
     )
     .unwrap();
-    let checked = openssl_ok(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        public_key.to_str().unwrap(),
-        "-signature",
-        signature.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
+    let checked = succeeded(
+        "openssl dgst -verify",
+        &openssl_dgst_verify(&public_key, &signature, &data),
+    );
     assert!(checked.contains("Verified OK"), "{checked}");
     let ok = card.card_ok(&[
         "verify",
@@ -227,20 +217,8 @@ fn enroll_then_sign_with_the_card_and_openssl_agrees() {
         ],
     );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
-    assert!(
-        text(&output.stdout).contains("FAILED: the signature does not verify"),
-        "{}",
-        text(&output.stdout)
-    );
-    let openssl_rejects = run(Command::new(openssl()).args([
-        "dgst",
-        "-sha256",
-        "-verify",
-        public_key.to_str().unwrap(),
-        "-signature",
-        signature.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]));
+    assert_says(&output.stdout, "FAILED: the signature does not verify");
+    let openssl_rejects = openssl_dgst_verify(&public_key, &signature, &data);
     assert!(!openssl_rejects.status.success());
 }
 
@@ -286,11 +264,7 @@ fn card_errors_are_specific() {
             .ca
             .command(&["card", "--module", "/nonexistent/libpkcs11.so", "list"]));
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("does not exist; install it"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "does not exist; install it");
 }
 
 #[test]
@@ -331,14 +305,9 @@ fn card_sign_takes_an_encrypted_key_file_too() {
         key.to_str().unwrap(),
     ]);
     assert!(output.contains("ecdsa-p256-sha256"), "{output}");
-    let checked = openssl_ok(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        public_key.to_str().unwrap(),
-        "-signature",
-        ca.path("reading.json.sig").to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
+    let checked = succeeded(
+        "openssl dgst -verify",
+        &openssl_dgst_verify(&public_key, &ca.path("reading.json.sig"), &data),
+    );
     assert!(checked.contains("Verified OK"), "{checked}");
 }

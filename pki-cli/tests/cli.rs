@@ -9,10 +9,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestCa, openssl, openssl_verify, run, text};
+use common::{TestCa, assert_says, openssl_p256_csr, openssl_verify, run, text};
 use wardseal_pki::ca::{Ca, InitOptions, Secrets, SubjectKey};
 use wardseal_pki::key::{KeyAlgorithm, SecretSource};
 use wardseal_pki::profile::Request;
@@ -68,25 +68,11 @@ fn bad_inputs_get_specific_errors() {
 
     // A CSR whose signature was altered after signing.
     let csr = ca.path("tampered.csr");
-    let output = run(Command::new(openssl())
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=x",
-            "-outform",
-            "DER",
-            "-keyout",
-        ])
-        .arg(ca.path("tampered.key"))
-        .arg("-out")
-        .arg(&csr));
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    openssl_p256_csr(
+        &ca.path("tampered.key"),
+        &csr,
+        &["-subj", "/CN=x", "-outform", "DER"],
+    );
     let mut der = std::fs::read(&csr).unwrap();
     let last = der.len() - 1;
     der[last] ^= 0x01;
@@ -153,11 +139,7 @@ fn short_passphrases_and_pin_values_in_uris_are_refused() {
         .command(&["init", "--organisation", "X"])
         .arg("--passphrase-file")
         .arg(&short));
-    assert!(
-        text(&output.stderr).contains("at least 12"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "at least 12");
     let error = ca.fails(&[
         "init",
         "--organisation",
@@ -438,11 +420,7 @@ async fn the_audit_log_detects_an_edited_or_deleted_entry() {
         .unwrap();
     let output = ca.output(&["audit", "verify"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stdout).contains("entry 2 was altered"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert_says(&output.stdout, "entry 2 was altered");
     sqlx::query("UPDATE audit_log SET actor = 'test' WHERE id = 2")
         .execute(&pool)
         .await
@@ -455,11 +433,7 @@ async fn the_audit_log_detects_an_edited_or_deleted_entry() {
     pool.close().await;
     let output = ca.output(&["audit", "verify"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stdout).contains("broken before entry 4"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert_says(&output.stdout, "broken before entry 4");
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::{
-    PKILINT_URN_FALSE_POSITIVE, TestCa, openssl, openssl_verify, pkilint_findings, profiles, run,
-    text,
+    PKILINT_URN_FALSE_POSITIVE, TestCa, assert_openssl_verifies, assert_says, openssl,
+    openssl_p256_csr, openssl_verify, pkilint_findings, profiles, run, text,
 };
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -30,13 +30,7 @@ fn openssl_verify_crl_check_accepts_valid_and_rejects_revoked_device() {
     ca.ok(&["crl"]);
     let crl = ca.file("crl.pem");
 
-    let output = openssl_verify(&ca, &good, Some(&crl));
-    assert!(
-        output.status.success(),
-        "{}{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+    assert_openssl_verifies(&ca, &good, Some(&crl));
     let output = openssl_verify(&ca, &bad, Some(&crl));
     assert!(
         !output.status.success(),
@@ -52,11 +46,7 @@ fn openssl_verify_crl_check_accepts_valid_and_rejects_revoked_device() {
     assert!(output.status.success(), "{}", text(&output.stdout));
     let output = ca.output(&["verify", bad.to_str().unwrap(), "--crl"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stdout).contains("key-compromise"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert_says(&output.stdout, "key-compromise");
 }
 
 #[test]
@@ -299,27 +289,18 @@ fn csr_from_openssl_gets_the_profile_not_what_it_asks_for() {
     let ca = TestCa::new();
     let key = ca.path("requester.key");
     let csr = ca.path("requester.csr");
-    let output = run(Command::new(openssl())
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
+    openssl_p256_csr(
+        &key,
+        &csr,
+        &[
             "-subj",
             "/CN=I want to be a CA",
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
             "subjectAltName=DNS:evil.example",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr));
-    assert!(output.status.success(), "{}", text(&output.stderr));
+        ],
+    );
     let certificate = ca.path("requester.crt");
     ca.ok(&[
         "issue",

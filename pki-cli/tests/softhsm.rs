@@ -13,7 +13,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{TestCa, openssl_verify, require_tool, run, text};
+use common::{
+    TestCa, assert_openssl_verifies, assert_says, device_args, require_tool, run, succeeded, text,
+};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "246810";
@@ -74,7 +76,20 @@ impl Token {
                 "13579246",
             ],
         );
-        token.tool(
+        token.generate_key("EC:prime256v1", "issuing", "01");
+        token
+    }
+
+    fn tool(&self, tool: &str, args: &[&str]) -> String {
+        let output = run(Command::new(tool)
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.conf));
+        succeeded(&format!("{tool} {args:?}"), &output)
+    }
+
+    /// Generates an EC key pair on the token.
+    fn generate_key(&self, key_type: &str, label: &str, id: &str) {
+        self.tool(
             "pkcs11-tool",
             &[
                 "--module",
@@ -86,27 +101,62 @@ impl Token {
                 PIN,
                 "--keypairgen",
                 "--key-type",
-                "EC:prime256v1",
+                key_type,
                 "--label",
-                "issuing",
+                label,
                 "--id",
-                "01",
+                id,
             ],
         );
-        token
     }
 
-    fn tool(&self, tool: &str, args: &[&str]) -> String {
-        let output = run(Command::new(tool)
-            .args(args)
-            .env("SOFTHSM2_CONF", &self.conf));
-        assert!(
-            output.status.success(),
-            "{tool} {args:?}: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        text(&output.stdout)
+    /// Issues a staff certificate with a generated key `k`, logging in with `pin_file`.
+    fn issue_staff_key(&self, pin_file: &std::path::Path) -> std::process::Output {
+        self.command(
+            &[
+                "issue",
+                "--profile",
+                "staff",
+                "--subject-id",
+                "s-1",
+                "--key-out",
+                "k",
+            ],
+            pin_file,
+        )
+    }
+
+    /// Creates the CA with its issuing key at `uri` (`extra` options added).
+    fn init(&self, uri: &str, extra: &[&str]) {
+        let mut args = vec![
+            "init",
+            "--organisation",
+            "St Example Hospital",
+            "--issuing-key",
+            uri,
+        ];
+        args.extend_from_slice(extra);
+        let output = self.command(&args, &self.pin_file);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+
+    /// Issues a device certificate for `epc` with a generated key (`extra` options
+    /// added), written to `NAME.key` and `NAME.crt`; returns the certificate's path.
+    fn issue_device(&self, name: &str, epc: &str, extra: &[&str]) -> PathBuf {
+        let certificate = self.ca.path(&format!("{name}.crt"));
+        let key = self.ca.path(&format!("{name}.key"));
+        let mut args = vec!["issue"];
+        args.extend(device_args(epc));
+        args.extend_from_slice(extra);
+        args.extend([
+            "--key-out",
+            key.to_str().unwrap(),
+            "--out",
+            certificate.to_str().unwrap(),
+        ]);
+        let output = self.command(&args, &self.pin_file);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        certificate
     }
 
     fn uri(&self) -> String {
@@ -151,96 +201,30 @@ impl Token {
 fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
     let token = Token::new();
     let ca = &token.ca;
-    let uri = token.uri();
-    let output = token.command(
-        &[
-            "init",
-            "--organisation",
-            "St Example Hospital",
-            "--issuing-key",
-            &uri,
-            "--crl-url",
-            "http://127.0.0.1:8099/crl",
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    token.init(&token.uri(), &["--crl-url", "http://127.0.0.1:8099/crl"]);
     assert!(
         !ca.file("issuing.key").exists(),
         "the issuing key must stay on the token"
     );
     assert!(ca.file("root.key").exists());
 
-    let certificate = ca.path("device.crt");
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "device",
-            "--epc",
-            "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
-            "--group",
-            "3",
-            "--rule",
-            "128",
-            "--key-out",
-            ca.path("device.key").to_str().unwrap(),
-            "--out",
-            certificate.to_str().unwrap(),
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &certificate, None);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    let certificate =
+        token.issue_device("device", "urn:epc:tag:sgtin-96:3.0614141.812345.6789", &[]);
+    assert_openssl_verifies(ca, &certificate, None);
 
     // A DSA subject key: rcgen builds around a placeholder and the token signs the
     // spliced TBSCertificate.
-    let dsa_certificate = ca.path("dsa-device.crt");
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "device",
-            "--epc",
-            "urn:epc:tag:sgtin-96:3.0614141.812345.6790",
-            "--group",
-            "3",
-            "--rule",
-            "128",
-            "--key-algorithm",
-            "dsa2048",
-            "--key-out",
-            ca.path("dsa-device.key").to_str().unwrap(),
-            "--out",
-            dsa_certificate.to_str().unwrap(),
-        ],
-        &token.pin_file,
+    let dsa_certificate = token.issue_device(
+        "dsa-device",
+        "urn:epc:tag:sgtin-96:3.0614141.812345.6790",
+        &["--key-algorithm", "dsa2048"],
     );
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &dsa_certificate, None);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    assert_openssl_verifies(ca, &dsa_certificate, None);
 
     // CRLs are signed on the token as well, and openssl takes them.
     let output = token.command(&["crl"], &token.pin_file);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &certificate, Some(&ca.file("crl.pem")));
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    assert_openssl_verifies(ca, &certificate, Some(&ca.file("crl.pem")));
     // The token's public key is the issuing certificate's.
     let objects = token.tool(
         "pkcs11-tool",
@@ -258,39 +242,13 @@ fn an_issuing_key_on_softhsm_issues_certificates_openssl_verifies() {
 #[test]
 fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
     let token = Token::new();
-    let uri = token.uri();
-    let output = token.command(
-        &[
-            "init",
-            "--organisation",
-            "St Example Hospital",
-            "--issuing-key",
-            &uri,
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    token.init(&token.uri(), &[]);
 
     let wrong = token.ca.path("wrong-pin");
     std::fs::write(&wrong, "000000\n").unwrap();
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "staff",
-            "--subject-id",
-            "s-1",
-            "--key-out",
-            "k",
-        ],
-        &wrong,
-    );
+    let output = token.issue_staff_key(&wrong);
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("refused the PIN"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "refused the PIN");
 
     let missing = format!("pkcs11:token=absent;object=issuing?module-path={MODULE}");
     let other = TestCa::uninitialised();
@@ -299,71 +257,22 @@ fn a_wrong_pin_and_a_locked_token_get_specific_errors() {
         .env("SOFTHSM2_CONF", &token.conf)
         .arg("--pin-file")
         .arg(&token.pin_file));
-    assert!(
-        text(&output.stderr).contains("no token labelled \"absent\""),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "no token labelled \"absent\"");
 
     token.lock();
-    let output = token.command(
-        &[
-            "issue",
-            "--profile",
-            "staff",
-            "--subject-id",
-            "s-1",
-            "--key-out",
-            "k",
-        ],
-        &token.pin_file,
-    );
+    let output = token.issue_staff_key(&token.pin_file);
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("is locked"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_says(&output.stderr, "is locked");
     assert!(!token.ca.path("k").exists());
 }
 
 #[test]
 fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
     let token = Token::new();
-    token.tool(
-        "pkcs11-tool",
-        &[
-            "--module",
-            MODULE,
-            "--token-label",
-            "hospital-ca",
-            "--login",
-            "--pin",
-            PIN,
-            "--keypairgen",
-            "--key-type",
-            "EC:secp384r1",
-            "--label",
-            "issuing-384",
-            "--id",
-            "02",
-        ],
-    );
+    token.generate_key("EC:secp384r1", "issuing-384", "02");
     let ca = &token.ca;
     let uri = format!("pkcs11:token=hospital-ca;id=%02?module-path={MODULE}");
-    let output = token.command(
-        &[
-            "init",
-            "--organisation",
-            "St Example Hospital",
-            "--algorithm",
-            "p384",
-            "--issuing-key",
-            &uri,
-        ],
-        &token.pin_file,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    token.init(&uri, &["--algorithm", "p384"]);
     let certificate = ca.path("staff.crt");
     let output = token.command(
         &[
@@ -380,13 +289,7 @@ fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
         &token.pin_file,
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let verified = openssl_verify(ca, &certificate, None);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        text(&verified.stdout),
-        text(&verified.stderr)
-    );
+    assert_openssl_verifies(ca, &certificate, None);
     // Both the issuing certificate (root, P-384 file key) and the leaf (token key) are
     // signed ECDSA with SHA-384.
     for file in [ca.file("issuing.crt"), certificate] {
@@ -403,9 +306,5 @@ fn a_p384_issuing_key_on_softhsm_signs_with_sha384() {
     let issuing = run(Command::new(common::openssl())
         .args(["x509", "-noout", "-text", "-in"])
         .arg(ca.file("issuing.crt")));
-    assert!(
-        text(&issuing.stdout).contains("NIST CURVE: P-384"),
-        "{}",
-        text(&issuing.stdout)
-    );
+    assert_says(&issuing.stdout, "NIST CURVE: P-384");
 }

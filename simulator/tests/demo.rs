@@ -8,11 +8,7 @@ use wardseal_sim::ward::{CardBackend, RunningWard, WardFiles, WardOptions};
 
 #[test]
 fn the_demo_script_meets_every_expectation() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = wardseal_testkit::runtime().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let mut options = WardOptions::new(dir.path().join("ward"));

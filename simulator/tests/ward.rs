@@ -18,11 +18,7 @@ use wardseal_sim::ward::{CardBackend, RunningWard, WardFiles, WardOptions};
 const DELIVERY_LIMIT: Duration = Duration::from_secs(60);
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    wardseal_testkit::runtime().unwrap()
 }
 
 async fn reading_reaches_the_nurse(cards: CardBackend) {

@@ -17,7 +17,6 @@ mod common;
 use std::time::Instant;
 
 use common::{World, batch, epc, heart_rate};
-use wardseal_contracts::Device;
 use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_net::peer::PeerIdentity;
 use wardseal_storage::ingest::Ingest;
@@ -37,13 +36,7 @@ async fn prepare(
 ) -> Vec<Vec<u8>> {
     world
         .ledger
-        .register_device(&Device {
-            epc: epc(device_serial).to_bytes(),
-            group: common::GROUP,
-            rule_id: common::RULE,
-            ward: common::WARD.into(),
-            active: true,
-        })
+        .register_device(&common::ward_device(device_serial))
         .await
         .unwrap();
     world
@@ -159,11 +152,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        run(
-            "sqlite",
-            &format!("sqlite://{}", dir.path().join("bench.db").display()),
-        )
-        .await;
+        run("sqlite", &common::sqlite_url(dir.path(), "bench.db")).await;
         let cluster = Postgres::start().unwrap();
         run("postgres", cluster.url()).await;
     });

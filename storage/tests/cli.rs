@@ -15,7 +15,7 @@ use alloy::signers::local::PrivateKeySigner;
 use hyper::StatusCode;
 use wardseal_contracts::{EmbeddedChain, Ledger, Role as LedgerRole};
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
-use wardseal_testkit::TestPki;
+use wardseal_testkit::{CertificateFiles, TestPki};
 
 /// A well-known test key (never used anywhere real).
 const STORAGE_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
@@ -35,6 +35,32 @@ fn ok(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A collector certificate for ward-7 (group 3, rule 7).
+async fn ward_collector(pki: &TestPki) -> CertificateFiles {
+    pki.issue(Identity::collector(
+        SubjectId::new("ward-7").unwrap(),
+        Some(GroupId(3)),
+        Some(RuleId(7)),
+        None,
+    ))
+    .await
+    .unwrap()
+}
+
+/// One request to the server at `address` as `certificate`, which must be answered.
+async fn request(
+    pki: &TestPki,
+    address: std::net::SocketAddr,
+    certificate: &CertificateFiles,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, serde_json::Value) {
+    common::request_to(address, pki.ca_bundle(), certificate, method, path, body)
+        .await
+        .unwrap()
+}
+
 struct Server(Child);
 
 impl Drop for Server {
@@ -48,7 +74,7 @@ impl Drop for Server {
 async fn administer_then_serve() {
     let pki = TestPki::new().await.unwrap();
     let temp = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", temp.path().join("storage.db").display());
+    let database = common::sqlite_url(temp.path(), "storage.db");
 
     // The chain: contracts deployed by the storage account, which may anchor.
     let signer: PrivateKeySigner = STORAGE_KEY.parse().unwrap();
@@ -153,25 +179,16 @@ async fn administer_then_serve() {
         .await
         .unwrap();
 
-    let collector = pki
-        .issue(Identity::collector(
-            SubjectId::new("ward-7").unwrap(),
-            Some(GroupId(3)),
-            Some(RuleId(7)),
-            None,
-        ))
-        .await
-        .unwrap();
-    let (status, body) = common::request_to(
+    let collector = ward_collector(&pki).await;
+    let (status, body) = request(
+        &pki,
         address,
-        pki.ca_bundle(),
         &collector,
         "GET",
         "/v1/wards/ward-7/assignments",
         None,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Assignments name devices by pure identity (the filter value is not identity), so
     // the EPC comes back with filter 0.
@@ -184,44 +201,41 @@ async fn administer_then_serve() {
     let admin_certificate = pki.issue(Identity::admin(None, None)).await.unwrap();
     let admission =
         serde_json::json!({"patient": "patient-2", "ward": "ward-7", "room": "1", "bed": "A"});
-    let (status, body) = common::request_to(
+    let (status, body) = request(
+        &pki,
         address,
-        pki.ca_bundle(),
         &admin_certificate,
         "POST",
         "/v1/admin/admissions",
         Some(serde_json::to_vec(&admission).unwrap()),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let nurse = pki
         .issue(Identity::staff(SubjectId::new("nurse-1").unwrap()))
         .await
         .unwrap();
-    let (status, body) = common::request_to(
+    let (status, body) = request(
+        &pki,
         address,
-        pki.ca_bundle(),
         &nurse,
         "GET",
         "/v1/patients/patient-1/observations",
         None,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["total"], 0);
     // The collector cannot administer.
-    let (status, body) = common::request_to(
+    let (status, body) = request(
+        &pki,
         address,
-        pki.ca_bundle(),
         &collector,
         "POST",
         "/v1/admin/discharges",
         Some(br#"{"patient": "patient-1"}"#.to_vec()),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "wrong_role");
 
@@ -260,24 +274,15 @@ async fn administer_then_serve() {
         "refused for another reason: {refusal}"
     );
     // The server kept running: another collector is still served.
-    let other = pki
-        .issue(Identity::collector(
-            SubjectId::new("ward-7").unwrap(),
-            Some(GroupId(3)),
-            Some(RuleId(7)),
-            None,
-        ))
-        .await
-        .unwrap();
-    let (status, body) = common::request_to(
+    let other = ward_collector(&pki).await;
+    let (status, body) = request(
+        &pki,
         address,
-        pki.ca_bundle(),
         &other,
         "GET",
         "/v1/wards/ward-7/assignments",
         None,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -36,27 +36,14 @@ async fn three_readings(world: &World) -> wardseal_core::exchange::BatchSubmissi
     );
     let (status, body) = world.submit(&submission).await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    world
-        .storage
-        .store
-        .assign_staff(
-            &SubjectId::new("nurse-1").unwrap(),
-            &SubjectId::new("patient-1").unwrap(),
-            "nurse",
-        )
-        .await
-        .unwrap();
+    world.assign_staff("nurse-1", "patient-1", "nurse").await;
     submission
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn percent_encoded_queries_are_decoded() {
     let dir = tempfile::tempdir().unwrap();
-    let world = World::new(&format!(
-        "sqlite://{}",
-        dir.path().join("storage.db").display()
-    ))
-    .await;
+    let world = World::new(&common::sqlite_url(dir.path(), "storage.db")).await;
     three_readings(&world).await;
     let nurse = world
         .pki
@@ -100,11 +87,7 @@ async fn percent_encoded_queries_are_decoded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_ingest_refusals_reads_and_anchors() {
     let dir = tempfile::tempdir().unwrap();
-    let world = World::new(&format!(
-        "sqlite://{}",
-        dir.path().join("storage.db").display()
-    ))
-    .await;
+    let world = World::new(&common::sqlite_url(dir.path(), "storage.db")).await;
     let first = three_readings(&world).await;
     // Delivered again: acknowledged, not stored twice.
     assert_eq!(world.submit(&first).await.unwrap().0, StatusCode::OK);
@@ -236,11 +219,7 @@ fn promtool_accepts(text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_timer_anchors_and_shutdown_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let world = World::new(&format!(
-        "sqlite://{}",
-        dir.path().join("first.db").display()
-    ))
-    .await;
+    let world = World::new(&common::sqlite_url(dir.path(), "first.db")).await;
     // A second server on its own database, on the world's ledger, anchoring every 100 ms.
     let certificate = world
         .pki
@@ -254,7 +233,7 @@ async fn the_timer_anchors_and_shutdown_stops_the_server() {
     );
     tls.crls.push(world.pki.crl());
     let mut config = ServerConfig::new(
-        format!("sqlite://{}", dir.path().join("second.db").display()),
+        common::sqlite_url(dir.path(), "second.db"),
         ([127, 0, 0, 1], 0).into(),
         tls,
     );

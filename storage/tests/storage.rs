@@ -38,7 +38,7 @@ async fn postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_with_anvil() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("storage.db").display());
+    let url = common::sqlite_url(dir.path(), "storage.db");
     let mut world = World::with_ledger(&url, LedgerKind::Anvil).await;
     ingest(&mut world).await;
     access(&world).await;
@@ -104,13 +104,7 @@ async fn follows_ledger(world: &mut World) {
     // next reading is refused at once.
     world
         .ledger
-        .register_device(&wardseal_contracts::Device {
-            epc: common::epc(3).to_bytes(),
-            group: common::GROUP,
-            rule_id: common::RULE,
-            ward: common::WARD.into(),
-            active: true,
-        })
+        .register_device(&common::ward_device(3))
         .await
         .unwrap();
     world
@@ -575,16 +569,7 @@ async fn access(world: &World) {
     let nurse = world.pki.issue(staff("nurse-1")).await.unwrap();
     let other_nurse = world.pki.issue(staff("nurse-2")).await.unwrap();
     let lab = world.pki.issue(staff("lab-1")).await.unwrap();
-    world
-        .storage
-        .store
-        .assign_staff(
-            &SubjectId::new("nurse-1").unwrap(),
-            &SubjectId::new("patient-1").unwrap(),
-            "nurse",
-        )
-        .await
-        .unwrap();
+    world.assign_staff("nurse-1", "patient-1", "nurse").await;
     let lab_account = alloy::primitives::Address::repeat_byte(0x1a);
     world
         .storage
@@ -776,11 +761,7 @@ async fn numbering_across_servers(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_two_servers_number_one_log() {
     let dir = tempfile::tempdir().unwrap();
-    numbering_across_servers(&format!(
-        "sqlite://{}",
-        dir.path().join("storage.db").display()
-    ))
-    .await;
+    numbering_across_servers(&common::sqlite_url(dir.path(), "storage.db")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,5 +75,5 @@ pub use pki::{CertificateFiles, TestPki};
 pub use postgres::{Postgres, PostgresCluster};
 pub use process::Process;
 pub use wait::{
-    bind_retrying, eventually, free_port, wait_listening, wait_until, wait_until_async,
+    bind_retrying, eventually, free_port, runtime, wait_listening, wait_until, wait_until_async,
 };

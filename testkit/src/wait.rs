@@ -115,3 +115,13 @@ fn not_in_time(what: &str, timeout: Duration) -> Error {
         hint: "",
     }
 }
+
+/// A multi-threaded tokio runtime with two workers (the machines the suites run on have
+/// two cores), for tests that run their own runtime rather than `#[tokio::test]`.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start", "a tokio runtime", e))
+}

@@ -149,14 +149,10 @@ pub async fn stored_leaf_counts(database_url: &str) -> Result<HashMap<Hash, u64>
     .await?;
     let mut counts = HashMap::with_capacity(rows.len());
     for row in rows {
-        let leaf: Vec<u8> = row.try_get(0).map_err(|source| Error::Database {
-            what: "read a leaf hash",
-            source,
-        })?;
-        let count: i64 = row.try_get(1).map_err(|source| Error::Database {
-            what: "read a count",
-            source,
-        })?;
+        let leaf: Vec<u8> = row
+            .try_get(0)
+            .map_err(database_failed("read a leaf hash"))?;
+        let count: i64 = row.try_get(1).map_err(database_failed("read a count"))?;
         let leaf = Hash::from_slice(&leaf).map_err(|_| Error::Corrupt {
             what: "readings.leaf_hash",
         })?;
@@ -175,14 +171,8 @@ pub async fn stored_per_patient(database_url: &str) -> Result<HashMap<String, u6
     .await?;
     let mut counts = HashMap::with_capacity(rows.len());
     for row in rows {
-        let patient: String = row.try_get(0).map_err(|source| Error::Database {
-            what: "read a patient",
-            source,
-        })?;
-        let count: i64 = row.try_get(1).map_err(|source| Error::Database {
-            what: "read a count",
-            source,
-        })?;
+        let patient: String = row.try_get(0).map_err(database_failed("read a patient"))?;
+        let count: i64 = row.try_get(1).map_err(database_failed("read a count"))?;
         counts.insert(patient, u64::try_from(count).unwrap_or(0));
     }
     Ok(counts)
@@ -198,10 +188,9 @@ pub async fn access_log_leaves(database_url: &str) -> Result<Vec<Hash>, Error> {
     .await?;
     rows.iter()
         .map(|row| {
-            let leaf: Vec<u8> = row.try_get(0).map_err(|source| Error::Database {
-                what: "read an access-log leaf",
-                source,
-            })?;
+            let leaf: Vec<u8> = row
+                .try_get(0)
+                .map_err(database_failed("read an access-log leaf"))?;
             Hash::from_slice(&leaf).map_err(|_| Error::Corrupt {
                 what: "access_log.leaf_hash",
             })
@@ -242,18 +231,12 @@ pub async fn batch_log(database_url: &str) -> Result<BatchLog, Error> {
     )
     .await?;
     let hash = |row: &sqlx::any::AnyRow, index: usize, what: &'static str| {
-        let bytes: Vec<u8> = row.try_get(index).map_err(|source| Error::Database {
-            what: "read a hash",
-            source,
-        })?;
+        let bytes: Vec<u8> = row.try_get(index).map_err(database_failed("read a hash"))?;
         Hash::from_slice(&bytes).map_err(|_| Error::Corrupt { what })
     };
     let number = |row: &sqlx::any::AnyRow, index: usize| {
         row.try_get::<i64, _>(index)
-            .map_err(|source| Error::Database {
-                what: "read an entry number",
-                source,
-            })
+            .map_err(database_failed("read an entry number"))
     };
     let mut batches = std::collections::HashSet::with_capacity(stored.len());
     for row in &stored {
@@ -328,6 +311,11 @@ pub fn check_batch_anchors_on_chain(log: &BatchLog, anchors: &[Anchor]) -> Resul
     Ok(())
 }
 
+/// Wraps a driver error with what was being read.
+fn database_failed(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Database { what, source }
+}
+
 async fn query(
     database_url: &str,
     sql: &'static str,
@@ -343,14 +331,11 @@ async fn query(
         .max_connections(1)
         .connect(&url)
         .await
-        .map_err(|source| Error::Database {
-            what: "connect",
-            source,
-        })?;
+        .map_err(database_failed("connect"))?;
     let rows = sqlx::query(sql)
         .fetch_all(&pool)
         .await
-        .map_err(|source| Error::Database { what, source });
+        .map_err(database_failed(what));
     pool.close().await;
     rows
 }

@@ -47,6 +47,11 @@ pub struct Database {
     pool: AnyPool,
 }
 
+/// Wraps a driver error with what was being read.
+fn query_failed(action: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Query { action, source }
+}
+
 impl Database {
     /// Opens the database storage uses (`WardFiles::database_url`).
     pub async fn open(url: &str) -> Result<Self, DbError> {
@@ -67,17 +72,11 @@ impl Database {
         let readings: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
             .fetch_one(&self.pool)
             .await
-            .map_err(|source| DbError::Query {
-                action: "count readings",
-                source,
-            })?;
+            .map_err(query_failed("count readings"))?;
         let batches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM batches")
             .fetch_one(&self.pool)
             .await
-            .map_err(|source| DbError::Query {
-                action: "count batches",
-                source,
-            })?;
+            .map_err(query_failed("count batches"))?;
         Ok((readings, batches))
     }
 
@@ -87,10 +86,7 @@ impl Database {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
-            .map_err(|source| DbError::Query {
-                action: "list readings",
-                source,
-            })?;
+            .map_err(query_failed("list readings"))?;
         Ok(rows
             .iter()
             .filter_map(|bytes| Hash::from_slice(bytes).ok())
@@ -99,39 +95,40 @@ impl Database {
 
     /// Those of `leaves` that are stored as readings.
     pub async fn stored_leaves(&self, leaves: &[Hash]) -> Result<Vec<Hash>, DbError> {
-        let mut stored = Vec::new();
-        for leaf in leaves {
-            let count: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM readings WHERE leaf_hash = $1")
-                    .bind(leaf.as_bytes().to_vec())
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(|source| DbError::Query {
-                        action: "look a reading up",
-                        source,
-                    })?;
-            if count > 0 {
-                stored.push(*leaf);
-            }
-        }
-        Ok(stored)
+        self.stored(
+            "SELECT COUNT(*) FROM readings WHERE leaf_hash = $1",
+            "look a reading up",
+            leaves,
+        )
+        .await
     }
 
     /// Those of `headers` that are stored as batches.
     pub async fn stored_headers(&self, headers: &[Hash]) -> Result<Vec<Hash>, DbError> {
+        self.stored(
+            "SELECT COUNT(*) FROM batches WHERE header_hash = $1",
+            "look a batch up",
+            headers,
+        )
+        .await
+    }
+
+    /// Those of `hashes` for which `count` (a `COUNT(*)` with the hash as `$1`) is not 0.
+    async fn stored(
+        &self,
+        count: &'static str,
+        action: &'static str,
+        hashes: &[Hash],
+    ) -> Result<Vec<Hash>, DbError> {
         let mut stored = Vec::new();
-        for header in headers {
-            let count: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM batches WHERE header_hash = $1")
-                    .bind(header.as_bytes().to_vec())
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(|source| DbError::Query {
-                        action: "look a batch up",
-                        source,
-                    })?;
-            if count > 0 {
-                stored.push(*header);
+        for hash in hashes {
+            let found: i64 = sqlx::query_scalar(count)
+                .bind(hash.as_bytes().to_vec())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(query_failed(action))?;
+            if found > 0 {
+                stored.push(*hash);
             }
         }
         Ok(stored)
@@ -142,20 +139,12 @@ impl Database {
         let rows = sqlx::query("SELECT code, header_hash FROM rejections ORDER BY received_at")
             .fetch_all(&self.pool)
             .await
-            .map_err(|source| DbError::Query {
-                action: "list rejections",
-                source,
-            })?;
+            .map_err(query_failed("list rejections"))?;
         rows.iter()
             .map(|row| {
-                let code: String = row.try_get(0).map_err(|source| DbError::Query {
-                    action: "decode a rejection",
-                    source,
-                })?;
-                let hash: Option<Vec<u8>> = row.try_get(1).map_err(|source| DbError::Query {
-                    action: "decode a rejection",
-                    source,
-                })?;
+                let code: String = row.try_get(0).map_err(query_failed("decode a rejection"))?;
+                let hash: Option<Vec<u8>> =
+                    row.try_get(1).map_err(query_failed("decode a rejection"))?;
                 Ok(RejectionRow {
                     code,
                     header_hash: hash.and_then(|bytes: Vec<u8>| Hash::from_slice(&bytes).ok()),
@@ -173,10 +162,7 @@ impl Database {
         .bind(patient)
         .fetch_one(&self.pool)
         .await
-        .map_err(|source| DbError::Query {
-            action: "count refused accesses",
-            source,
-        })
+        .map_err(query_failed("count refused accesses"))
     }
 
     /// Closes the connections.

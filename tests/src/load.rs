@@ -275,8 +275,7 @@ async fn device_loop(
     tally: Arc<Mutex<Tally>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(task.options.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = ticker(task.options.interval);
     let mut connection: Option<(Connection, u32)> = None;
     let note = |update: &dyn Fn(&mut Tally)| {
         if let Ok(mut tally) = tally.lock() {
@@ -284,11 +283,7 @@ async fn device_loop(
         }
     };
     loop {
-        tokio::select! {
-            _ = stopped.changed() => {}
-            _ = ticks.tick() => {}
-        }
-        if *stopped.borrow() {
+        if !next_tick(&mut ticks, &mut stopped).await {
             return;
         }
         let (open, used) = match connection.take() {
@@ -338,15 +333,10 @@ async fn reader_loop(
     tally: Arc<Mutex<Tally>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = ticker(every);
     let mut turn = 0usize;
     loop {
-        tokio::select! {
-            _ = stopped.changed() => {}
-            _ = ticks.tick() => {}
-        }
-        if *stopped.borrow() {
+        if !next_tick(&mut ticks, &mut stopped).await {
             return;
         }
         let Some(patient) = patients.get(turn % patients.len().max(1)) else {
@@ -372,4 +362,21 @@ async fn reader_loop(
             }
         }
     }
+}
+
+/// An interval that, when a turn runs late, waits a whole period before the next one
+/// rather than bursting to catch up.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick; `false` once the run is stopped.
+async fn next_tick(ticks: &mut tokio::time::Interval, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = stopped.changed() => {}
+        _ = ticks.tick() => {}
+    }
+    !*stopped.borrow()
 }

@@ -229,6 +229,28 @@ follow_interval_ms = 50
             .await
             .unwrap()
     }
+
+    /// Fails the test if a new connection as the revoked `certificate` gets an answer to
+    /// reading `sequence`: the handshake or the request must fail (no session resumption
+    /// skips the revocation check).
+    pub(crate) async fn assert_fresh_connection_refused(
+        &self,
+        port: u16,
+        certificate: &CertificateFiles,
+        sequence: u64,
+    ) {
+        let fresh = Connection::open(&endpoint(port), self.client_config(certificate)).await;
+        if let Ok(connection) = fresh {
+            let reply = connection
+                .send(
+                    hyper::Method::POST,
+                    "/v1/readings",
+                    heart_rate("72", sequence, Timestamp::now()).into_bytes(),
+                )
+                .await;
+            assert!(reply.is_err(), "a revoked device got an answer: {reply:?}");
+        }
+    }
 }
 
 pub(crate) fn endpoint(port: u16) -> Endpoint {
@@ -245,7 +267,7 @@ pub(crate) fn heart_rate(value: &str, sequence: u64, time: Timestamp) -> String 
 }
 
 pub(crate) async fn post(connection: &Connection, body: &str) -> (u16, serde_json::Value) {
-    let Reply { status, body } = connection
+    let Reply { status, body, .. } = connection
         .send(
             hyper::Method::POST,
             "/v1/readings",

@@ -210,7 +210,7 @@ pub(crate) fn stored_leaves(database: &Path) -> HashMap<String, i64> {
 
 /// A metric of the collector's `/metrics`, read over `connection`.
 pub(crate) async fn metric(connection: &Connection, name: &str) -> f64 {
-    let Reply { status, body } = connection
+    let Reply { status, body, .. } = connection
         .send(hyper::Method::GET, "/metrics", Vec::new())
         .await
         .unwrap();

@@ -78,23 +78,27 @@ impl Http1 {
             .header("host", "127.0.0.1")
             .body(Empty::new())
             .unwrap();
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|error| error.to_string())?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| error.to_string())?
-            .to_bytes();
+        let (status, body) = read_answer(self.sender.send_request(request).await).await?;
         Ok((
             status,
             serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         ))
     }
+}
+
+/// The status and whole body of a sent request's answer; `Err` when the exchange failed.
+async fn read_answer(
+    sent: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
+) -> Result<(StatusCode, Bytes), String> {
+    let response = sent.map_err(|error| error.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// One GET on a fresh HTTP/1.1 connection.
@@ -126,16 +130,6 @@ pub(crate) async fn get_h2(
     let request = hyper::Request::get(format!("https://127.0.0.1{path}"))
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|error| error.to_string())?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|error| error.to_string())?
-        .to_bytes();
+    let (status, body) = read_answer(sender.send_request(request).await).await?;
     Ok((status, serde_json::from_slice(&body).expect("JSON body")))
 }

@@ -204,21 +204,9 @@ impl TestCa {
     }
 
     pub(crate) fn issue_device(&self, name: &str, epc: &str) -> (String, PathBuf, PathBuf) {
-        self.issue(
-            name,
-            &[
-                "--profile",
-                "device",
-                "--epc",
-                epc,
-                "--group",
-                "3",
-                "--rule",
-                "128",
-                "--ward",
-                "ward-7",
-            ],
-        )
+        let mut args = device_args(epc);
+        args.extend(["--ward", "ward-7"]);
+        self.issue(name, &args)
     }
 
     pub(crate) fn file(&self, name: &str) -> PathBuf {
@@ -230,6 +218,64 @@ impl TestCa {
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
+}
+
+/// Makes a P-256 key (`key`) and a CSR for it (`csr`) with `openssl req`; `options` give
+/// the subject and anything else.
+pub(crate) fn openssl_p256_csr(key: &Path, csr: &Path, options: &[&str]) {
+    let output = run(Command::new(openssl())
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(options)
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(csr));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+/// Fails the test unless `output` succeeded, showing what `what` printed; returns its
+/// standard output.
+pub(crate) fn succeeded(what: &str, output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what}: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Fails the test unless openssl verifies `certificate` with the CA's chain (and `crl`).
+pub(crate) fn assert_openssl_verifies(ca: &TestCa, certificate: &Path, crl: Option<&Path>) {
+    succeeded("openssl verify", &openssl_verify(ca, certificate, crl));
+}
+
+/// Fails the test unless `output` (a command's stdout or stderr) says `needle`.
+pub(crate) fn assert_says(output: &[u8], needle: &str) {
+    let said = text(output);
+    assert!(said.contains(needle), "expected {needle:?} in: {said}");
+}
+
+/// `issue` arguments for device `epc` in group 3 under rule 128.
+pub(crate) fn device_args(epc: &str) -> Vec<&str> {
+    vec![
+        "--profile",
+        "device",
+        "--epc",
+        epc,
+        "--group",
+        "3",
+        "--rule",
+        "128",
+    ]
 }
 
 /// `openssl verify` with the CA chain, optionally checking the CRL.

@@ -15,11 +15,9 @@ use std::sync::Arc;
 
 use alloy::primitives::Address;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::DecodePrivateKey as _;
-use rustls::pki_types::ServerName;
 use wardseal_contracts::{
     Device, EmbeddedChain, Ledger, Range, Role as LedgerRole, TypeRule, WideDecimal,
 };
@@ -30,7 +28,7 @@ use wardseal_core::exchange::BatchSubmission;
 use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
 use wardseal_core::reading::{DataType, Measurement, Reading, Timestamp, Unit, Value};
 use wardseal_core::signature::SignatureAlgorithm;
-use wardseal_net::client::ClientTlsSettings;
+use wardseal_net::client::{Client, ClientOptions, ClientTlsSettings, Endpoint};
 use wardseal_net::server::ServerTlsSettings;
 use wardseal_storage::api::Storage;
 use wardseal_storage::{Server, ServerConfig};
@@ -154,16 +152,7 @@ impl World {
             .unwrap();
         ledger.set_group_rule(GROUP, RULE).await.unwrap();
         for serial in [1, 2] {
-            ledger
-                .register_device(&Device {
-                    epc: epc(serial).to_bytes(),
-                    group: GROUP,
-                    rule_id: RULE,
-                    ward: WARD.into(),
-                    active: true,
-                })
-                .await
-                .unwrap();
+            ledger.register_device(&ward_device(serial)).await.unwrap();
         }
 
         let server = pki.issue(Identity::storage(None, None)).await.unwrap();
@@ -259,8 +248,37 @@ impl World {
             .await
     }
 
+    /// Makes staff member `staff` responsible for `patient` as `role`.
+    pub(crate) async fn assign_staff(&self, staff: &str, patient: &str, role: &str) {
+        self.storage
+            .store
+            .assign_staff(
+                &SubjectId::new(staff).unwrap(),
+                &SubjectId::new(patient).unwrap(),
+                role,
+            )
+            .await
+            .unwrap();
+    }
+
     pub(crate) async fn reading_count(&self) -> i64 {
         self.storage.store.counts().await.unwrap().0
+    }
+}
+
+/// The URL of the SQLite database file `name` in `dir`.
+pub(crate) fn sqlite_url(dir: &Path, name: &str) -> String {
+    format!("sqlite://{}", dir.join(name).display())
+}
+
+/// Device `serial` of the ward, active, in the ward's group and rule.
+pub(crate) fn ward_device(serial: u64) -> Device {
+    Device {
+        epc: epc(serial).to_bytes(),
+        group: GROUP,
+        rule_id: RULE,
+        ward: WARD.into(),
+        active: true,
     }
 }
 
@@ -317,17 +335,6 @@ pub(crate) fn batch(
     }
 }
 
-/// An error and its sources, so a TLS alert under an HTTP error shows.
-fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 /// One HTTPS request over mutual TLS as `certificate`, the answer read as JSON (`Null`
 /// when it is not JSON); `Err` when the connection fails.
 pub(crate) async fn request_to(
@@ -359,48 +366,21 @@ pub(crate) async fn request_bytes_to(
     let config = ClientTlsSettings::new(ca_bundle, &certificate.certificate, &certificate.key)
         .client_config(&[b"http/1.1"])
         .unwrap();
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
-    let stream = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    let connection = tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let response = match sender.send_request(request).await {
-        Ok(response) => response,
-        Err(error) => {
-            // The cause (a TLS alert) is the connection task's error.
-            let cause = match connection.await {
-                Ok(Err(cause)) => with_sources(&cause),
-                _ => String::new(),
-            };
-            return Err(format!("{}; connection: {cause}", with_sources(&error)));
-        }
+    let endpoint = Endpoint {
+        host: address.ip().to_string(),
+        port: address.port(),
     };
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response
-        .into_body()
-        .collect()
+    // A fresh client per request: each request makes its own connection and handshake,
+    // as a refused certificate must show on the request that presents it.
+    let client = Client::new(&endpoint, config, ClientOptions::fresh_connections());
+    let method = hyper::Method::from_bytes(method.as_bytes()).unwrap();
+    let reply = client
+        .send(method, path, body.unwrap_or_default())
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, content_type, body))
+        .map_err(|error| error.to_string())?;
+    Ok((
+        StatusCode::from_u16(reply.status).unwrap(),
+        reply.content_type.unwrap_or_default(),
+        reply.body,
+    ))
 }

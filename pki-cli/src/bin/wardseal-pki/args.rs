@@ -237,6 +237,18 @@ pub(crate) struct KeyArgs {
     pub(crate) key_algorithm: KeyAlgorithm,
 }
 
+// How long a certificate issued or renewed lasts and where it goes (a plain comment: a
+// doc comment on a flattened struct could become the subcommand's about text).
+#[derive(Args)]
+pub(crate) struct CertificateOutputArgs {
+    /// Validity in days (default per profile).
+    #[arg(long)]
+    pub(crate) days: Option<u32>,
+    /// Write the certificate (PEM) here instead of standard output.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
 #[derive(Args)]
 pub(crate) struct IssueArgs {
     /// device, collector, storage, staff, patient or admin.
@@ -261,12 +273,8 @@ pub(crate) struct IssueArgs {
     /// Ward, recorded in the inventory.
     #[arg(long)]
     pub(crate) ward: Option<String>,
-    /// Validity in days (default per profile).
-    #[arg(long)]
-    pub(crate) days: Option<u32>,
-    /// Write the certificate (PEM) here instead of standard output.
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) output: CertificateOutputArgs,
 }
 
 #[derive(Args)]
@@ -360,12 +368,8 @@ pub(crate) struct RenewArgs {
     /// A new key: CSR or generated (default: keep the old certificate's key).
     #[command(flatten)]
     pub(crate) key: KeyArgs,
-    /// Validity in days (default per profile).
-    #[arg(long)]
-    pub(crate) days: Option<u32>,
-    /// Write the certificate (PEM) here instead of standard output.
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) output: CertificateOutputArgs,
 }
 
 #[derive(Subcommand)]

@@ -140,14 +140,14 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             request.emails.clone_from(&args.email);
             request.common_name.clone_from(&args.cn);
             request.ward.clone_from(&args.ward);
-            request.validity_days = args.days;
+            request.validity_days = args.output.days;
             request.check()?;
             let Some(key) = args.key.subject_key()? else {
                 bail!("give --csr FILE (the requester's key) or --key-out FILE (generate one)");
             };
             let signing = ca.unlock(&secrets)?;
             let issued = signing.issue(&request, &key, &actor).await?;
-            emit_certificate(cli, &issued, args.out.as_ref())?;
+            emit_certificate(cli, &issued, args.output.out.as_ref())?;
         }
         Command::Batch(args) => {
             let ca = Ca::open(&cli.ca_dir).await?;
@@ -288,9 +288,9 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             let key = args.key.subject_key()?;
             let signing = ca.unlock(&secrets)?;
             let issued = signing
-                .renew(&args.serial, key.as_ref(), args.days, &actor)
+                .renew(&args.serial, key.as_ref(), args.output.days, &actor)
                 .await?;
-            emit_certificate(cli, &issued, args.out.as_ref())?;
+            emit_certificate(cli, &issued, args.output.out.as_ref())?;
         }
         Command::Audit(AuditCommand::Verify) => {
             let ca = Ca::open(&cli.ca_dir).await?;
