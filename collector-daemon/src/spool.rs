@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     anchored INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS decisions_unanchored ON decisions (anchored, id);
+-- Alerts raised here and not yet acknowledged by storage (the alert sender's outbox):
+-- an alert is written before the device's 202 and deleted only on storage's answer.
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id BLOB PRIMARY KEY,
+    alert TEXT NOT NULL,
+    raised_us INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Where and how big the spool is.
@@ -505,6 +512,82 @@ impl Spool {
                 [],
                 |row| row.get(0),
             )?)
+        })
+        .await
+    }
+}
+
+/// An alert waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedAlert {
+    /// The alert's id.
+    pub id: Hash,
+    /// The alert's JSON, as sent to storage.
+    pub alert: String,
+}
+
+/// The alert outbox and the spool's size.
+impl Spool {
+    /// Stores `alerts` (id, JSON, raised at µs) in the outbox in one transaction; an id
+    /// already there is kept as it is (raising an alert twice is harmless).
+    pub async fn queue_alerts(&self, alerts: Vec<(Hash, String, i64)>) -> Result<(), SpoolError> {
+        self.run(move |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut insert = transaction.prepare_cached(
+                    "INSERT OR IGNORE INTO alert_outbox (id, alert, raised_us) VALUES (?1, ?2, ?3)",
+                )?;
+                for (id, alert, raised) in &alerts {
+                    insert.execute(params![id.as_bytes(), alert, raised])?;
+                }
+            }
+            transaction.commit().map_err(SpoolError::from_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Up to `limit` alerts of the outbox, oldest first.
+    pub async fn queued_alerts(&self, limit: usize) -> Result<Vec<QueuedAlert>, SpoolError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT id, alert FROM alert_outbox ORDER BY raised_us, id LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, alert) = row?;
+                let id = Hash::from_slice(&id).map_err(|_| SpoolError::Corrupt {
+                    row: 0,
+                    reason: "an alert id is not 32 bytes".into(),
+                })?;
+                out.push(QueuedAlert { id, alert });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Removes alert `id` from the outbox (storage has it).
+    pub async fn forget_alert(&self, id: Hash) -> Result<(), SpoolError> {
+        self.run(move |connection| {
+            connection.execute("DELETE FROM alert_outbox WHERE id = ?1", [id.as_bytes()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The database's size in bytes (pages in use), for the spool-filling alert.
+    pub async fn size_bytes(&self) -> Result<u64, SpoolError> {
+        self.run(|connection| {
+            let pages: i64 = connection.pragma_query_value(None, "page_count", |row| row.get(0))?;
+            let free: i64 =
+                connection.pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+            let size: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
+            Ok(u64::try_from((pages - free).max(0) * size).unwrap_or(0))
         })
         .await
     }

@@ -1,0 +1,362 @@
+//! Alerts raised by the collector (the model is `wardseal_core::alert`).
+//!
+//! - **Clinical** alerts are raised at ingest, before batching (seconds matter): when an
+//!   accepted reading crossed an alarm limit, [`Ingest`](crate::ingest::Ingest) puts the
+//!   alert in the spool's outbox right after the reading's commit and before the
+//!   device's 202, so no alert is lost across a crash.
+//! - **Technical** alerts come from [`watch`]: a device silent longer than its expected
+//!   period, a patient's readings waiting for an absent card, the spool filling. Any
+//!   other part of the collector raises one with [`Alerts::raise_technical`].
+//! - [`send`] pushes the outbox to storage (`POST /v1/alerts`) at once over the pooled
+//!   mutual-TLS client, retrying with backoff until storage acknowledges; only then is the
+//!   alert removed from the outbox. Storage is idempotent on the alert id.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Method;
+use tokio::sync::Notify;
+use wardseal_core::alert::{Alert, AlertCode, Priority};
+use wardseal_core::identity::SubjectId;
+use wardseal_core::reading::Timestamp;
+
+use crate::batcher::CardSlots;
+use crate::client::Connection as Client;
+use crate::config::AlertsSection;
+use crate::error::SpoolError;
+use crate::spool::Spool;
+
+/// How many outbox alerts are sent at once.
+const SEND_AT_ONCE: usize = 64;
+
+/// The handle every part of the collector raises alerts through; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    spool: Spool,
+    ward: SubjectId,
+    wake: Arc<Notify>,
+}
+
+impl Alerts {
+    /// Alerts of `ward`, queued in `spool`'s outbox.
+    pub fn new(spool: Spool, ward: SubjectId) -> Self {
+        Self {
+            spool,
+            ward,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The ward the alerts come from.
+    pub fn ward(&self) -> &SubjectId {
+        &self.ward
+    }
+
+    /// Makes `alerts` durable in the outbox and wakes the sender.
+    pub async fn raise_all(&self, alerts: Vec<Alert>) -> Result<(), SpoolError> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(alerts.len());
+        for alert in &alerts {
+            let json = serde_json::to_string(alert).map_err(|e| SpoolError::Corrupt {
+                row: 0,
+                reason: format!("an alert does not serialise: {e}"),
+            })?;
+            rows.push((alert.id.0, json, alert.raised_at_us));
+        }
+        self.spool.queue_alerts(rows).await?;
+        for alert in &alerts {
+            tracing::warn!(
+                id = %alert.id,
+                code = alert.code.name(),
+                priority = alert.priority.name(),
+                patient = alert.patient.as_ref().map(SubjectId::as_str),
+                message = alert.message,
+                "alert raised"
+            );
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Makes `alert` durable in the outbox and wakes the sender.
+    pub async fn raise(&self, alert: Alert) -> Result<(), SpoolError> {
+        self.raise_all(vec![alert]).await
+    }
+
+    /// Raises technical alert `code` about `subject` (a device EPC, a patient, `spool`,
+    /// a batch) for the condition that started at `since_us` (µs since the epoch; the same
+    /// condition raised again is the same alert). Failures are logged: a technical alert
+    /// must never stop the work that noticed the condition.
+    pub async fn raise_technical(
+        &self,
+        code: AlertCode,
+        subject: &str,
+        since_us: i64,
+        patient: Option<SubjectId>,
+        device: Option<String>,
+        priority: Priority,
+        message: String,
+    ) {
+        let alert = Alert::technical(
+            self.ward.clone(),
+            code,
+            subject,
+            since_us,
+            patient,
+            device,
+            priority,
+            message,
+        );
+        if let Err(error) = self.raise(alert).await {
+            tracing::error!(%error, code = code.name(), subject, "a technical alert could not be stored");
+        }
+    }
+}
+
+/// When each device last sent an accepted reading (collector clock), for the silence
+/// alert.
+#[derive(Debug, Default)]
+pub struct Activity {
+    devices: Mutex<HashMap<String, Seen>>,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    at_us: i64,
+    patient: Option<SubjectId>,
+    data_types: Vec<String>,
+    alerted: bool,
+}
+
+impl Activity {
+    /// `device` (pure-identity URI) sent accepted readings of `data_type` at `at_us`.
+    pub fn seen(&self, device: String, patient: Option<SubjectId>, data_type: &str, at_us: i64) {
+        if let Ok(mut devices) = self.devices.lock() {
+            let seen = devices.entry(device).or_insert_with(|| Seen {
+                at_us,
+                patient: None,
+                data_types: Vec::new(),
+                alerted: false,
+            });
+            seen.at_us = seen.at_us.max(at_us);
+            seen.alerted = false;
+            if patient.is_some() {
+                seen.patient = patient;
+            }
+            if !seen.data_types.iter().any(|t| t == data_type) {
+                seen.data_types.push(data_type.to_owned());
+            }
+        }
+    }
+
+    /// Devices silent past their bound at `now_us` and not yet alerted (marked alerted):
+    /// (device, patient, last seen µs, bound s).
+    fn newly_silent(
+        &self,
+        config: &AlertsSection,
+        now_us: i64,
+    ) -> Vec<(String, Option<SubjectId>, i64, u64)> {
+        let Ok(mut devices) = self.devices.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (device, seen) in devices.iter_mut() {
+            // A device sending several types is expected as often as its most frequent one.
+            let bound = seen
+                .data_types
+                .iter()
+                .filter_map(|t| config.silent_after_secs_by_type.get(t).copied())
+                .min()
+                .unwrap_or(config.silent_after_secs);
+            let bound_us = i64::try_from(bound.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+            if !seen.alerted && now_us.saturating_sub(seen.at_us) > bound_us {
+                seen.alerted = true;
+                out.push((device.clone(), seen.patient.clone(), seen.at_us, bound));
+            }
+        }
+        out
+    }
+}
+
+/// Checks the technical conditions every `config.check_interval_ms` until `stop`.
+pub async fn watch(
+    alerts: Alerts,
+    activity: Arc<Activity>,
+    cards: Arc<CardSlots>,
+    spool_max_bytes: Option<u64>,
+    config: AlertsSection,
+    stop: Arc<Notify>,
+) {
+    let every = Duration::from_millis(config.check_interval_ms.max(10));
+    // Patients whose readings wait for a card: since when (µs), and whether alerted.
+    let mut waiting: HashMap<SubjectId, (i64, bool)> = HashMap::new();
+    let mut filling_since: Option<i64> = None;
+    loop {
+        tokio::select! {
+            () = stop.notified() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = Timestamp::now().unix_micros();
+        for (device, patient, last, bound) in activity.newly_silent(&config, now) {
+            let message = format!(
+                "device {device} has sent nothing since {} (expected at least every {bound} s)",
+                Timestamp::from_unix_micros(last).map_or_else(|_| last.to_string(), |t| t.to_string())
+            );
+            alerts
+                .raise_technical(
+                    AlertCode::DeviceSilent,
+                    &device,
+                    last,
+                    patient,
+                    Some(device.clone()),
+                    Priority::Medium,
+                    message,
+                )
+                .await;
+        }
+        watch_cards(&alerts, &cards, &config, &mut waiting, now).await;
+        if let Some(max) = spool_max_bytes.filter(|&max| max > 0) {
+            let used = alerts.spool.size_bytes().await.unwrap_or(0);
+            #[expect(clippy::cast_precision_loss, reason = "a fraction of the spool")]
+            let fraction = used as f64 / max as f64;
+            if fraction > config.spool_filling_fraction {
+                if filling_since.is_none() {
+                    filling_since = Some(now);
+                    alerts
+                        .raise_technical(
+                            AlertCode::SpoolFilling,
+                            "spool",
+                            now,
+                            None,
+                            None,
+                            Priority::High,
+                            format!(
+                                "the spool holds {used} of its {max} bytes ({:.0} %): storage is not taking batches fast enough",
+                                fraction * 100.0
+                            ),
+                        )
+                        .await;
+                }
+            } else {
+                filling_since = None;
+            }
+        }
+    }
+}
+
+/// Raises `card_absent` for patients whose readings have waited longer than the bound
+/// for a card that is not present.
+async fn watch_cards(
+    alerts: &Alerts,
+    cards: &CardSlots,
+    config: &AlertsSection,
+    waiting: &mut HashMap<SubjectId, (i64, bool)>,
+    now: i64,
+) {
+    let Ok(pending) = alerts.spool.patients_pending().await else {
+        return;
+    };
+    let without: HashSet<SubjectId> = pending
+        .into_iter()
+        .filter(|patient| cards.card(patient).is_none())
+        .collect();
+    waiting.retain(|patient, _| without.contains(patient));
+    let bound = i64::try_from(config.card_absent_after_secs.saturating_mul(1_000_000))
+        .unwrap_or(i64::MAX);
+    for patient in without {
+        let (since, alerted) = waiting.entry(patient.clone()).or_insert((now, false));
+        if !*alerted && now.saturating_sub(*since) >= bound {
+            *alerted = true;
+            alerts
+                .raise_technical(
+                    AlertCode::CardAbsent,
+                    patient.as_str(),
+                    *since,
+                    Some(patient.clone()),
+                    None,
+                    Priority::Medium,
+                    format!("readings of patient {patient} wait: their card is not in its reader"),
+                )
+                .await;
+        }
+    }
+}
+
+/// Sends the outbox to storage until `stop`: at once when an alert is raised, and with
+/// backoff (100 ms doubling to 5 s) while storage does not acknowledge.
+pub async fn send(alerts: Alerts, client: Client, stop: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    loop {
+        let queued = match alerts.spool.queued_alerts(SEND_AT_ONCE).await {
+            Ok(queued) => queued,
+            Err(error) => {
+                tracing::error!(%error, "reading the alert outbox failed");
+                Vec::new()
+            }
+        };
+        if queued.is_empty() {
+            tokio::select! {
+                () = stop.notified() => return,
+                () = alerts.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        let mut sending = tokio::task::JoinSet::new();
+        for queued in queued {
+            let client = client.clone();
+            sending.spawn(async move {
+                let reply = client
+                    .send(Method::POST, "/v1/alerts", Bytes::from(queued.alert))
+                    .await;
+                (queued.id, reply)
+            });
+        }
+        let mut failure = None;
+        while let Some(joined) = sending.join_next().await {
+            let Ok((id, reply)) = joined else { continue };
+            match reply {
+                Ok(reply) if (200..300).contains(&reply.status) => {
+                    if let Err(error) = alerts.spool.forget_alert(id).await {
+                        tracing::error!(%error, "removing a delivered alert from the outbox failed");
+                    }
+                }
+                Ok(reply) => {
+                    failure.get_or_insert(format!(
+                        "storage answered {}: {}",
+                        reply.status,
+                        String::from_utf8_lossy(&reply.body)
+                    ));
+                }
+                Err(error) => {
+                    failure.get_or_insert(error.to_string());
+                }
+            }
+        }
+        match failure {
+            None => {
+                if failing {
+                    tracing::info!("alerts reach storage again");
+                }
+                failing = false;
+                backoff = Duration::from_millis(100);
+            }
+            Some(error) => {
+                if !failing {
+                    tracing::warn!(error, "sending alerts to storage failed; they stay in the outbox, retrying with backoff up to 5 s");
+                }
+                failing = true;
+                tokio::select! {
+                    () = stop.notified() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
