@@ -1039,6 +1039,7 @@ async fn start_storage(
         store,
         chain: Chain::new(ledger).await?,
         tls: Arc::clone(&tls),
+        alerts: wardseal_storage::alerts::AlertHub::default(),
     });
     let address = SocketAddr::from(([127, 0, 0, 1], files.storage_port));
     let listener = tokio::net::TcpListener::bind(address)

@@ -34,6 +34,8 @@ pub struct Storage {
     pub chain: Chain,
     /// The TLS configuration (also the CA bundle and CRLs for patient certificates).
     pub tls: Arc<ServerTls>,
+    /// The live alert stream and the escalation times.
+    pub alerts: crate::alerts::AlertHub,
 }
 
 /// The one mapping from errors to the wire.
@@ -203,7 +205,11 @@ impl Storage {
                     chain: &self.chain,
                     tls: &self.tls,
                 };
-                let receipt = ingest.submit(peer, &body).await?;
+                let (receipt, raised) = ingest.submit_with_alerts(peer, &body).await?;
+                for alert in raised {
+                    self.alerts
+                        .publish(wardseal_core::alert::AlertState::Raised, alert);
+                }
                 let status = if receipt.newly_stored {
                     StatusCode::CREATED
                 } else {

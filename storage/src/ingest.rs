@@ -13,11 +13,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use wardseal_contracts::CheckInput;
+use wardseal_contracts::{Alarm, CheckInput, PatientKey};
+use wardseal_core::alert::Alert;
 use wardseal_core::batch::{BatchError, BatchHeader};
 use wardseal_core::exchange::{BatchReceipt, BatchSubmission};
 use wardseal_core::hash::Hash;
-use wardseal_core::identity::{PATIENT_DATA_SIGNING_OID, Role};
+use wardseal_core::identity::{PATIENT_DATA_SIGNING_OID, Role, SubjectId};
 use wardseal_core::merkle;
 use wardseal_core::reading::Reading;
 use wardseal_core::signature::VerifyingKey;
@@ -59,6 +60,19 @@ impl Ingest<'_> {
         collector: &PeerIdentity,
         body: &[u8],
     ) -> Result<BatchReceipt, Error> {
+        self.submit_with_alerts(collector, body)
+            .await
+            .map(|(receipt, _)| receipt)
+    }
+
+    /// [`Ingest::submit`], and the alerts the batch's alarmed readings raised that were
+    /// not stored yet (each reading's interpretation and alert are recorded with
+    /// [`crate::alerts::record_batch`]).
+    pub async fn submit_with_alerts(
+        &self,
+        collector: &PeerIdentity,
+        body: &[u8],
+    ) -> Result<(BatchReceipt, Vec<Alert>), Error> {
         let ward = collector
             .identity
             .subject_id()
@@ -84,14 +98,17 @@ impl Ingest<'_> {
         let header = &submission.header;
         let header_hash = header.hash();
         if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
-            return Ok(BatchReceipt {
-                header_hash,
-                sequence,
-                count,
-                newly_stored: false,
-            });
+            return Ok((
+                BatchReceipt {
+                    header_hash,
+                    sequence,
+                    count,
+                    newly_stored: false,
+                },
+                Vec::new(),
+            ));
         }
-        let rows = match self.verify(&ward, &submission).await {
+        let (rows, alerts) = match self.verify(&ward, &submission).await {
             Ok(rows) => rows,
             Err(Error::Refused(refusal)) => {
                 return Err(self.reject(&ward, header, &header_hash, refusal).await);
@@ -115,12 +132,15 @@ impl Ingest<'_> {
             // Stored meanwhile by a concurrent delivery: either this very batch (acknowledge)
             // or another batch took the place (a replay of it).
             if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
-                return Ok(BatchReceipt {
-                    header_hash,
-                    sequence,
-                    count,
-                    newly_stored: false,
-                });
+                return Ok((
+                    BatchReceipt {
+                        header_hash,
+                        sequence,
+                        count,
+                        newly_stored: false,
+                    },
+                    Vec::new(),
+                ));
             }
             let refusal = Refusal::Replay {
                 sequence: header.sequence(),
@@ -128,12 +148,23 @@ impl Ingest<'_> {
             };
             return Err(self.reject(&ward, header, &header_hash, refusal).await);
         }
-        Ok(BatchReceipt {
-            header_hash,
-            sequence: header.sequence(),
-            count: header.count(),
-            newly_stored: true,
-        })
+        // The batch is stored: a failure here must not refuse it (the collector's own
+        // push of each alert is the other path to the record).
+        let raised = crate::alerts::record_batch(self.store, &alerts)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "recording a batch's alarmed readings failed");
+                Vec::new()
+            });
+        Ok((
+            BatchReceipt {
+                header_hash,
+                sequence: header.sequence(),
+                count: header.count(),
+                newly_stored: true,
+            },
+            raised,
+        ))
     }
 
     /// Records a refused batch (not its readings) and turns the refusal into the error the
@@ -166,7 +197,7 @@ impl Ingest<'_> {
         &self,
         ward: &str,
         submission: &BatchSubmission,
-    ) -> Result<Vec<ReadingRow>, Error> {
+    ) -> Result<(Vec<ReadingRow>, Vec<Alert>), Error> {
         let header = &submission.header;
         let patient = header.patient().as_str();
         if header.collector().as_str() != ward {
@@ -227,8 +258,27 @@ impl Ingest<'_> {
                 other => Refusal::Malformed(other.to_string()),
             })?;
         let registry = self.check_devices(patient, &readings).await?;
-        self.check_rules(&readings, &registry).await?;
-        Ok(readings
+        let alarms = self.check_rules(patient, &readings, &registry).await?;
+        let now = crate::store::now_micros();
+        let alerts = match SubjectId::new(ward) {
+            Ok(ward) => readings
+                .iter()
+                .zip(&leaves)
+                .zip(alarms)
+                .filter_map(|((reading, leaf), alarm)| {
+                    Some(Alert::clinical(
+                        ward.clone(),
+                        Some(header.patient().clone()),
+                        reading,
+                        *leaf,
+                        alarm?.facts(),
+                        now,
+                    ))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let rows = readings
             .iter()
             .zip(leaves)
             .zip(&submission.readings)
@@ -239,7 +289,8 @@ impl Ingest<'_> {
                 measured_at: reading.measurement().time().unix_micros(),
                 canonical: bytes.clone(),
             })
-            .collect())
+            .collect();
+        Ok((rows, alerts))
     }
 
     async fn check_devices(&self, patient: &str, readings: &[Reading]) -> Result<Registry, Error> {
@@ -271,7 +322,16 @@ impl Ingest<'_> {
         Ok(registry)
     }
 
-    async fn check_rules(&self, readings: &[Reading], groups: &Registry) -> Result<(), Error> {
+    /// Re-checks each reading's rule (with `patient`'s own alarm limits); returns each
+    /// reading's alarm, if it crossed an alarm limit.
+    async fn check_rules(
+        &self,
+        patient: &str,
+        readings: &[Reading],
+        groups: &Registry,
+    ) -> Result<Vec<Option<Alarm>>, Error> {
+        let patient_key = PatientKey::for_subject(patient);
+        let mut alarms = Vec::with_capacity(readings.len());
         let group_of = |reading: &Reading| {
             groups
                 .get(&reading.device().to_bytes())
@@ -347,7 +407,7 @@ impl Ingest<'_> {
                 let end = all.partition_point(|&t| t <= time);
                 end.saturating_sub(start)
             });
-            let input = CheckInput::for_measurement(
+            let mut input = CheckInput::for_measurement(
                 group_of(reading),
                 measurement,
                 u32::try_from(window).unwrap_or(u32::MAX),
@@ -356,6 +416,7 @@ impl Ingest<'_> {
                 index,
                 verdict: error.to_string(),
             })?;
+            input.patient = Some(patient_key);
             let decision = rules.check(&input);
             if !decision.is_allowed() {
                 return Err(Refusal::RuleViolation {
@@ -364,8 +425,9 @@ impl Ingest<'_> {
                 }
                 .into());
             }
+            alarms.push(decision.alarm().copied());
         }
-        Ok(())
+        Ok(alarms)
     }
 }
 

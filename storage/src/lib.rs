@@ -16,6 +16,9 @@
 //!   roots of the access log ([`access`]) and of the batch log ([`batch_log`]).
 //! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
 //!   offline proofs of single readings.
+//! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
+//!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
+//!   alert stream (server-sent events) through [`api::Storage::respond`].
 //! - [`api::to_wire`] is the one error-to-wire mapping.
 //!
 //! # Example
@@ -30,6 +33,7 @@
 //! ```
 
 pub mod access;
+pub mod alerts;
 pub mod api;
 pub mod batch_log;
 pub mod chain;

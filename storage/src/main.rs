@@ -231,7 +231,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 store,
                 chain,
                 tls: Arc::clone(&tls),
+                alerts: wardseal_storage::alerts::AlertHub::default(),
             });
+            tokio::spawn(wardseal_storage::alerts::run_escalation(
+                Arc::clone(&storage),
+                std::time::Duration::from_secs(1),
+            ));
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listen on {listen}"))?;
@@ -266,7 +271,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             });
             let handler = move |request, peer| {
                 let storage = Arc::clone(&storage);
-                async move { storage.handle(request, peer).await }
+                async move { storage.respond(request, peer).await }
             };
             serve(listener, tls, ServeOptions::default(), handler, async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -139,6 +139,11 @@ impl AccessEntry {
 }
 
 impl Store {
+    /// The connection pool (the alert tables' queries live in `alerts`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Opens (creating if needed) the database at `url`: `sqlite://PATH` or
     /// `postgres://…`, and runs the migrations.
     pub async fn open(url: &str) -> Result<Self, Error> {

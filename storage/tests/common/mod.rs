@@ -177,6 +177,7 @@ impl World {
             store,
             chain: Chain::new(ledger.clone()).await.unwrap(),
             tls: Arc::clone(&tls),
+            alerts: wardseal_storage::alerts::AlertHub::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
