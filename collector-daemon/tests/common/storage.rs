@@ -15,6 +15,7 @@ use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_core::reading::Timestamp;
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
+use wardseal_storage::alerts::{AlertHub, EscalationPolicy};
 use wardseal_storage::api::Storage;
 use wardseal_storage::chain::Chain;
 use wardseal_storage::store::Store;
@@ -59,6 +60,7 @@ pub(crate) struct StorageServer {
     pub(crate) address: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    escalation: tokio::task::JoinHandle<()>,
 }
 
 /// What a storage server is started from (kept to restart it the same way).
@@ -71,6 +73,8 @@ pub(crate) struct StorageSetup {
     /// `postgres://…` when storage runs on PostgreSQL; SQLite at `database` otherwise.
     pub(crate) postgres: Option<String>,
     pub(crate) port: u16,
+    /// How long alerts may wait for acknowledgement before they escalate.
+    pub(crate) escalation: EscalationPolicy,
 }
 
 impl StorageSetup {
@@ -83,6 +87,7 @@ impl StorageSetup {
             database: dir.join("storage.db"),
             postgres: None,
             port,
+            escalation: EscalationPolicy::default(),
         }
     }
 
@@ -133,7 +138,12 @@ impl StorageSetup {
             store,
             chain: Chain::new(ledger).await.unwrap(),
             tls: Arc::clone(&tls),
+            alerts: AlertHub::new(self.escalation),
         });
+        let escalation = tokio::spawn(wardseal_storage::alerts::run_escalation(
+            Arc::clone(&storage),
+            Duration::from_millis(100),
+        ));
         // The port was just released (first start) or by the stopped server (restart).
         let address = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -161,7 +171,7 @@ impl StorageSetup {
             options,
             move |request, peer| {
                 let storage = Arc::clone(&served);
-                async move { storage.handle(request, peer).await }
+                async move { storage.respond(request, peer).await }
             },
             async move {
                 let _ = stopped.await;
@@ -172,6 +182,7 @@ impl StorageSetup {
             address,
             stop: Some(stop),
             server,
+            escalation,
         }
     }
 }
@@ -195,6 +206,7 @@ impl StorageServer {
     /// Stops serving (open connections are closed after a short drain) and closes the
     /// database: storage is down.
     pub(crate) async fn stop(mut self) {
+        self.escalation.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
