@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::Method;
 use tokio::sync::Notify;
-use wardseal_core::alert::{Alert, AlertCode, Priority};
+use wardseal_core::alert::{Alert, AlertCode, Priority, TechnicalAlert};
 use wardseal_core::identity::SubjectId;
 use wardseal_core::reading::Timestamp;
 
@@ -87,31 +87,13 @@ impl Alerts {
         self.raise_all(vec![alert]).await
     }
 
-    /// Raises technical alert `code` about `subject` (a device EPC, a patient, `spool`,
-    /// a batch) for the condition that started at `since_us` (µs since the epoch; the same
-    /// condition raised again is the same alert). Failures are logged: a technical alert
-    /// must never stop the work that noticed the condition.
-    pub async fn raise_technical(
-        &self,
-        code: AlertCode,
-        subject: &str,
-        since_us: i64,
-        patient: Option<SubjectId>,
-        device: Option<String>,
-        priority: Priority,
-        message: String,
-    ) {
-        let alert = Alert::technical(
-            self.ward.clone(),
-            code,
-            subject,
-            since_us,
-            patient,
-            device,
-            priority,
-            message,
-        );
-        if let Err(error) = self.raise(alert).await {
+    /// Raises the technical alert `facts` describe (any part of the collector may: a
+    /// quarantined batch, readings waiting for an assignment, …). Failures are logged: a
+    /// technical alert must never stop the work that noticed the condition.
+    pub async fn raise_technical(&self, facts: TechnicalAlert) {
+        let code = facts.code;
+        let subject = facts.subject.clone();
+        if let Err(error) = self.raise(Alert::technical(self.ward.clone(), facts)).await {
             tracing::error!(%error, code = code.name(), subject, "a technical alert could not be stored");
         }
     }
@@ -204,18 +186,19 @@ pub async fn watch(
         for (device, patient, last, bound) in activity.newly_silent(&config, now) {
             let message = format!(
                 "device {device} has sent nothing since {} (expected at least every {bound} s)",
-                Timestamp::from_unix_micros(last).map_or_else(|_| last.to_string(), |t| t.to_string())
+                Timestamp::from_unix_micros(last)
+                    .map_or_else(|_| last.to_string(), |t| t.to_string())
             );
             alerts
-                .raise_technical(
-                    AlertCode::DeviceSilent,
-                    &device,
-                    last,
+                .raise_technical(TechnicalAlert {
+                    code: AlertCode::DeviceSilent,
+                    subject: device.clone(),
+                    since_us: last,
                     patient,
-                    Some(device.clone()),
-                    Priority::Medium,
+                    device: Some(device),
+                    priority: Priority::Medium,
                     message,
-                )
+                })
                 .await;
         }
         watch_cards(&alerts, &cards, &config, &mut waiting, now).await;
@@ -227,18 +210,18 @@ pub async fn watch(
                 if filling_since.is_none() {
                     filling_since = Some(now);
                     alerts
-                        .raise_technical(
-                            AlertCode::SpoolFilling,
-                            "spool",
-                            now,
-                            None,
-                            None,
-                            Priority::High,
-                            format!(
+                        .raise_technical(TechnicalAlert {
+                            code: AlertCode::SpoolFilling,
+                            subject: "spool".into(),
+                            since_us: now,
+                            patient: None,
+                            device: None,
+                            priority: Priority::High,
+                            message: format!(
                                 "the spool holds {used} of its {max} bytes ({:.0} %): storage is not taking batches fast enough",
                                 fraction * 100.0
                             ),
-                        )
+                        })
                         .await;
                 }
             } else {
@@ -265,22 +248,24 @@ async fn watch_cards(
         .filter(|patient| cards.card(patient).is_none())
         .collect();
     waiting.retain(|patient, _| without.contains(patient));
-    let bound = i64::try_from(config.card_absent_after_secs.saturating_mul(1_000_000))
-        .unwrap_or(i64::MAX);
+    let bound =
+        i64::try_from(config.card_absent_after_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     for patient in without {
         let (since, alerted) = waiting.entry(patient.clone()).or_insert((now, false));
         if !*alerted && now.saturating_sub(*since) >= bound {
             *alerted = true;
             alerts
-                .raise_technical(
-                    AlertCode::CardAbsent,
-                    patient.as_str(),
-                    *since,
-                    Some(patient.clone()),
-                    None,
-                    Priority::Medium,
-                    format!("readings of patient {patient} wait: their card is not in its reader"),
-                )
+                .raise_technical(TechnicalAlert {
+                    code: AlertCode::CardAbsent,
+                    subject: patient.as_str().to_owned(),
+                    since_us: *since,
+                    patient: Some(patient.clone()),
+                    device: None,
+                    priority: Priority::Medium,
+                    message: format!(
+                        "readings of patient {patient} wait: their card is not in its reader"
+                    ),
+                })
                 .await;
         }
     }
@@ -348,7 +333,10 @@ pub async fn send(alerts: Alerts, client: Client, stop: Arc<Notify>) {
             }
             Some(error) => {
                 if !failing {
-                    tracing::warn!(error, "sending alerts to storage failed; they stay in the outbox, retrying with backoff up to 5 s");
+                    tracing::warn!(
+                        error,
+                        "sending alerts to storage failed; they stay in the outbox, retrying with backoff up to 5 s"
+                    );
                 }
                 failing = true;
                 tokio::select! {

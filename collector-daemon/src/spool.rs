@@ -964,6 +964,33 @@ mod tests {
         assert_eq!(pending.unwrap(), vec!["P-1".parse::<SubjectId>().unwrap()]);
     }
 
+    /// An alert in the outbox survives a restart (a crash before storage acknowledged it)
+    /// and leaves only when forgotten; raising it twice keeps one.
+    #[tokio::test]
+    async fn the_alert_outbox_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(options(dir.path())).unwrap();
+        let id = Hash::sha256(b"alert");
+        let row = (id, r#"{"alert":1}"#.to_owned(), 7);
+        spool
+            .queue_alerts(vec![row.clone(), row.clone()])
+            .await
+            .unwrap();
+        drop(spool);
+        let spool = Spool::open(options(dir.path())).unwrap();
+        let queued = spool.queued_alerts(10).await.unwrap();
+        assert_eq!(
+            queued,
+            vec![QueuedAlert {
+                id,
+                alert: row.1.clone()
+            }]
+        );
+        spool.forget_alert(id).await.unwrap();
+        assert!(spool.queued_alerts(10).await.unwrap().is_empty());
+        assert!(spool.size_bytes().await.unwrap() > 0);
+    }
+
     #[tokio::test]
     async fn a_full_spool_refuses_with_507_and_keeps_what_it_has() {
         let dir = tempfile::tempdir().unwrap();

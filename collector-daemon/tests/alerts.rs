@@ -10,6 +10,8 @@
 
 #![expect(
     clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
     reason = "a test fails by panicking, with the message"
 )]
 
@@ -90,7 +92,10 @@ impl EventStream {
         let deadline = tokio::time::Instant::now() + LIMIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let event = self.next(left).await.expect("the awaited alert event never came");
+            let event = self
+                .next(left)
+                .await
+                .expect("the awaited alert event never came");
             if wanted(&event) {
                 return event;
             }
@@ -209,14 +214,19 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
             .is_some()
     })
     .await;
-    assert!(interpreted, "the reading was never stored with its interpretation");
+    assert!(
+        interpreted,
+        "the reading was never stored with its interpretation"
+    );
     assert_eq!(
         wardseal_storage::alerts::interpretation(store, &leaf)
             .await
             .unwrap(),
         Some(Interpretation::LL)
     );
-    let all = wardseal_storage::alerts::list(store, None, None).await.unwrap();
+    let all = wardseal_storage::alerts::list(store, None, None)
+        .await
+        .unwrap();
     assert_eq!(
         all.iter().filter(|a| a.reading == Some(leaf)).count(),
         1,
@@ -235,7 +245,12 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
         .send(hyper::Method::POST, &path, Vec::new())
         .await
         .unwrap();
-    assert_eq!(reply.status, 403, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let reply = as_nurse_2
         .send(hyper::Method::GET, "/v1/alerts", Vec::new())
         .await
@@ -255,7 +270,12 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
         .send(hyper::Method::POST, &path, Vec::new())
         .await
         .unwrap();
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let acknowledged: Alert = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(acknowledged.state, AlertState::Acknowledged);
     assert_eq!(acknowledged.acknowledged_by.as_deref(), Some(NURSE));

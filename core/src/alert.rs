@@ -234,6 +234,26 @@ pub struct CrossedLimit {
     pub bound: String,
 }
 
+/// What a technical alert says (see [`Alert::technical`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TechnicalAlert {
+    /// What it is about.
+    pub code: AlertCode,
+    /// The device EPC, patient, `spool` or batch concerned: with `code` and `since_us`
+    /// it makes the id, so the same condition raised again is the same alert.
+    pub subject: String,
+    /// When the condition started, µs since the epoch.
+    pub since_us: i64,
+    /// The patient, when one is concerned.
+    pub patient: Option<SubjectId>,
+    /// The device (EPC pure-identity URI), when one is concerned.
+    pub device: Option<String>,
+    /// Its priority.
+    pub priority: Priority,
+    /// A sentence for the person who reads it.
+    pub message: String,
+}
+
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
@@ -330,34 +350,23 @@ impl Alert {
         }
     }
 
-    /// A technical alert `code` about `subject` (see [`AlertId::technical`]), for the
-    /// condition that started at `since_us`.
-    #[expect(clippy::too_many_arguments, reason = "each is one fact of the alert")]
-    pub fn technical(
-        ward: SubjectId,
-        code: AlertCode,
-        subject: &str,
-        since_us: i64,
-        patient: Option<SubjectId>,
-        device: Option<String>,
-        priority: Priority,
-        message: String,
-    ) -> Self {
+    /// The technical alert `facts` describe, raised in `ward`.
+    pub fn technical(ward: SubjectId, facts: TechnicalAlert) -> Self {
         Self {
-            id: AlertId::technical(&ward, code, subject, since_us),
-            kind: code.kind(),
-            code,
+            id: AlertId::technical(&ward, facts.code, &facts.subject, facts.since_us),
+            kind: facts.code.kind(),
+            code: facts.code,
             ward,
-            patient,
-            device,
+            patient: facts.patient,
+            device: facts.device,
             reading: None,
             data_type: None,
             value: None,
             limit: None,
-            priority,
+            priority: facts.priority,
             interpretation: None,
-            raised_at_us: since_us,
-            message,
+            raised_at_us: facts.since_us,
+            message: facts.message,
             state: AlertState::Raised,
             acknowledged_by: None,
             acknowledged_at_us: None,
@@ -417,9 +426,18 @@ mod tests {
     fn technical_ids_name_the_condition() {
         let ward: SubjectId = "ward-7".parse().unwrap();
         let a = AlertId::technical(&ward, AlertCode::DeviceSilent, "epc", 1);
-        assert_eq!(a, AlertId::technical(&ward, AlertCode::DeviceSilent, "epc", 1));
-        assert_ne!(a, AlertId::technical(&ward, AlertCode::DeviceSilent, "epc", 2));
-        assert_ne!(a, AlertId::technical(&ward, AlertCode::CardAbsent, "epc", 1));
+        assert_eq!(
+            a,
+            AlertId::technical(&ward, AlertCode::DeviceSilent, "epc", 1)
+        );
+        assert_ne!(
+            a,
+            AlertId::technical(&ward, AlertCode::DeviceSilent, "epc", 2)
+        );
+        assert_ne!(
+            a,
+            AlertId::technical(&ward, AlertCode::CardAbsent, "epc", 1)
+        );
     }
 
     #[test]
@@ -433,7 +451,10 @@ mod tests {
             assert_eq!(AlertState::from_name(state.name()), Some(state));
         }
         for code in ["L", "H", "LL", "HH"] {
-            assert_eq!(Interpretation::from_code(code).map(|i| i.code()), Some(code));
+            assert_eq!(
+                Interpretation::from_code(code).map(|i| i.code()),
+                Some(code)
+            );
         }
     }
 }

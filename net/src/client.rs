@@ -444,13 +444,15 @@ impl Client {
         };
         match self.options.request_timeout {
             None => head.await,
-            Some(timeout) => tokio::time::timeout(timeout, head).await.map_err(|_| {
-                RequestError::Timeout {
-                    method: Method::GET,
-                    url: url.clone(),
-                    timeout,
-                }
-            })?,
+            Some(timeout) => {
+                tokio::time::timeout(timeout, head)
+                    .await
+                    .map_err(|_| RequestError::Timeout {
+                        method: Method::GET,
+                        url: url.clone(),
+                        timeout,
+                    })?
+            }
         }
     }
 }

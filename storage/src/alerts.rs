@@ -265,7 +265,13 @@ impl Storage {
             ));
         };
         // Checks responsibility and writes the access-log entry (allowed or refused).
-        access::authorize(self, peer, patient.as_str(), &format!("acknowledge alert {id}")).await?;
+        access::authorize(
+            self,
+            peer,
+            patient.as_str(),
+            &format!("acknowledge alert {id}"),
+        )
+        .await?;
         let staff = subject(peer)?;
         let now = now_micros();
         let changed = sqlx::query(
@@ -486,8 +492,7 @@ pub async fn interpretation(
     Ok(code.as_deref().and_then(Interpretation::from_code))
 }
 
-const COLUMNS: &str =
-    "body, patient, state, acknowledged_by, acknowledged_at, escalated_at";
+const COLUMNS: &str = "body, patient, state, acknowledged_by, acknowledged_at, escalated_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
     let body: String = row
@@ -553,7 +558,7 @@ pub async fn list(
     let rows = query
         .fetch_all(store.pool())
         .await
-    .map_err(|error| Error::database("list the alerts", error))?;
+        .map_err(|error| Error::database("list the alerts", error))?;
     rows.iter().map(from_row).collect()
 }
 
@@ -561,8 +566,8 @@ pub async fn list(
 pub async fn escalate_due(storage: &Storage, now_us: i64) -> Result<Vec<Alert>, Error> {
     let mut escalated = Vec::new();
     for priority in [Priority::High, Priority::Medium, Priority::Low] {
-        let after = i64::try_from(storage.alerts.policy.after(priority).as_micros())
-            .unwrap_or(i64::MAX);
+        let after =
+            i64::try_from(storage.alerts.policy.after(priority).as_micros()).unwrap_or(i64::MAX);
         let due: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT id FROM alerts WHERE state = 'raised' AND priority = $1 AND raised_at <= $2",
         )
@@ -593,9 +598,7 @@ pub async fn escalate_due(storage: &Storage, now_us: i64) -> Result<Vec<Alert>, 
                     patient = alert.patient.as_ref().map(|p| p.as_str()),
                     "alert not acknowledged in time: escalated"
                 );
-                storage
-                    .alerts
-                    .publish(AlertState::Escalated, alert.clone());
+                storage.alerts.publish(AlertState::Escalated, alert.clone());
                 escalated.push(alert);
             }
         }
