@@ -10,8 +10,6 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     reason = "a test fails by panicking, with the message"
 )]
 
@@ -19,13 +17,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::alerts::EventStream;
 use common::storage::{NURSE, PATIENT, StorageSetup, card_section, enroll_card, nurse};
-use common::{GROUP, RULE, Ward, epc, heart_rate, post};
-use http_body_util::BodyExt as _;
+use common::{GROUP, Ward, epc, heart_rate, post};
 use wardseal_collector::client::Connection;
 use wardseal_collector::daemon::{Daemon, open_cards};
-use wardseal_contracts::{AlarmLimit, Range, TypeRule, WideDecimal};
-use wardseal_core::alert::{Alert, AlertCode, AlertEvent, AlertState, Interpretation, Priority};
+use wardseal_core::alert::{Alert, AlertCode, AlertState, Interpretation, Priority};
 use wardseal_core::hash::Hash;
 use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_core::reading::Timestamp;
@@ -41,66 +38,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// One client's server-sent event stream, read frame by frame.
-struct EventStream {
-    body: hyper::body::Incoming,
-    buffer: String,
-}
-
-impl EventStream {
-    async fn open(connection: &Connection) -> Self {
-        let response = connection.open_stream("/v1/alerts/stream").await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(
-            response.headers()[hyper::header::CONTENT_TYPE],
-            "text/event-stream"
-        );
-        Self {
-            body: response.into_body(),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (comments and heartbeats skipped), or `None` if none came within
-    /// `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<AlertEvent> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                if let Some(data) = block.lines().find_map(|line| line.strip_prefix("data: ")) {
-                    return Some(serde_json::from_str(data).unwrap());
-                }
-            }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await;
-            match frame {
-                Err(_) => return None,
-                Ok(None) => panic!("the alert stream ended"),
-                Ok(Some(frame)) => {
-                    if let Ok(data) = frame.unwrap().into_data() {
-                        self.buffer.push_str(std::str::from_utf8(&data).unwrap());
-                    }
-                }
-            }
-        }
-    }
-
-    /// The next event matching `wanted`, skipping others, within [`LIMIT`].
-    async fn until(&mut self, wanted: impl Fn(&AlertEvent) -> bool) -> AlertEvent {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let event = self
-                .next(left)
-                .await
-                .expect("the awaited alert event never came");
-            if wanted(&event) {
-                return event;
-            }
-        }
-    }
 }
 
 #[test]
@@ -120,23 +57,7 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
         storage_port,
     )
     .await;
-    // Heart rate: plausible 0–350 /min; at or below 40 is a high-priority alarm (LL).
-    let rule = TypeRule::new(
-        1,
-        "/min",
-        vec![
-            Range::new(
-                WideDecimal::parse("0").unwrap(),
-                WideDecimal::parse("350").unwrap(),
-            )
-            .unwrap(),
-        ],
-        0,
-    )
-    .unwrap()
-    .with_alarms(vec![AlarmLimit::parse("0:<=40:high").unwrap()])
-    .unwrap();
-    ward.ledger.set_type_rule(RULE, &rule).await.unwrap();
+    common::alerts::set_alarm_rule(&ward.ledger).await;
 
     let uri = enroll_card(&ward.pki, hsm, PATIENT).await;
     std::fs::write(
@@ -194,7 +115,7 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
 
     // The responsible nurse's stream carries the alert.
     let raised = stream_1
-        .until(|event| event.alert.reading == Some(leaf))
+        .until(LIMIT, |event| event.alert.reading == Some(leaf))
         .await;
     assert_eq!(raised.event, AlertState::Raised);
     let alert: Alert = raised.alert;
@@ -235,7 +156,9 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
 
     // Nobody acknowledges within 3 s: it escalates, and the stream says so.
     let escalated = stream_1
-        .until(|event| event.alert.id == alert.id && event.event == AlertState::Escalated)
+        .until(LIMIT, |event| {
+            event.alert.id == alert.id && event.event == AlertState::Escalated
+        })
         .await;
     assert!(escalated.alert.escalated_at_us.is_some());
 
@@ -281,7 +204,9 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
     assert_eq!(acknowledged.acknowledged_by.as_deref(), Some(NURSE));
     assert!(acknowledged.acknowledged_at_us.is_some());
     let event = stream_1
-        .until(|event| event.alert.id == alert.id && event.event == AlertState::Acknowledged)
+        .until(LIMIT, |event| {
+            event.alert.id == alert.id && event.event == AlertState::Acknowledged
+        })
         .await;
     assert_eq!(event.alert.acknowledged_by.as_deref(), Some(NURSE));
     let log = store.access_log(Some(PATIENT), 0).await.unwrap();
@@ -305,7 +230,7 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
     assert_eq!(status, 202, "{json}");
     let silent_device = epc(2).pure_identity_uri();
     let silent = stream_1
-        .until(|event| {
+        .until(LIMIT, |event| {
             event.alert.code == AlertCode::DeviceSilent
                 && event.alert.device.as_deref() == Some(silent_device.as_str())
         })
