@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use wardseal_core::alert::{Alert, AlertCode, Priority, TechnicalAlert};
 use wardseal_core::identity::SubjectId;
 use wardseal_core::reading::Timestamp;
@@ -26,27 +26,34 @@ use crate::batcher::CardSlots;
 use crate::client::Connection as Client;
 use crate::config::AlertsSection;
 use crate::error::SpoolError;
-use crate::spool::Spool;
+use crate::spool::{QueuedAlert, Spool};
 
 /// How many outbox alerts are sent at once.
 const SEND_AT_ONCE: usize = 64;
+
+/// Alerts handed to the sender as they are raised (beyond this many waiting, the sender
+/// finds them in the outbox instead).
+const HANDOFF: usize = 1024;
 
 /// The handle every part of the collector raises alerts through; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Alerts {
     spool: Spool,
     ward: SubjectId,
-    wake: Arc<Notify>,
+    fresh: mpsc::Sender<QueuedAlert>,
 }
 
+/// The sender's end of [`Alerts`]: the alerts raised since, handed over in memory so the
+/// push to storage does not wait for a read of the outbox.
+#[derive(Debug)]
+pub struct Raised(mpsc::Receiver<QueuedAlert>);
+
 impl Alerts {
-    /// Alerts of `ward`, queued in `spool`'s outbox.
-    pub fn new(spool: Spool, ward: SubjectId) -> Self {
-        Self {
-            spool,
-            ward,
-            wake: Arc::new(Notify::new()),
-        }
+    /// Alerts of `ward`, queued in `spool`'s outbox; the other half goes to [`send`].
+    pub fn new(spool: Spool, ward: SubjectId) -> (Self, Raised) {
+        let (fresh, raised) = mpsc::channel(HANDOFF);
+        let alerts = Self { spool, ward, fresh };
+        (alerts, Raised(raised))
     }
 
     /// The ward the alerts come from.
@@ -54,7 +61,7 @@ impl Alerts {
         &self.ward
     }
 
-    /// Makes `alerts` durable in the outbox and wakes the sender.
+    /// Makes `alerts` durable in the outbox and hands them to the sender.
     pub async fn raise_all(&self, alerts: Vec<Alert>) -> Result<(), SpoolError> {
         if alerts.is_empty() {
             return Ok(());
@@ -67,7 +74,18 @@ impl Alerts {
             })?;
             rows.push((alert.id.0, json, alert.raised_at_us));
         }
+        let handed: Vec<QueuedAlert> = rows
+            .iter()
+            .map(|(id, alert, _)| QueuedAlert {
+                id: *id,
+                alert: alert.clone(),
+            })
+            .collect();
         self.spool.queue_alerts(rows).await?;
+        for queued in handed {
+            // A full hand-off leaves the alert to the outbox scan.
+            let _ = self.fresh.try_send(queued);
+        }
         for alert in &alerts {
             tracing::warn!(
                 id = %alert.id,
@@ -78,11 +96,10 @@ impl Alerts {
                 "alert raised"
             );
         }
-        self.wake.notify_one();
         Ok(())
     }
 
-    /// Makes `alert` durable in the outbox and wakes the sender.
+    /// Makes `alert` durable in the outbox and hands them to the sender.
     pub async fn raise(&self, alert: Alert) -> Result<(), SpoolError> {
         self.raise_all(vec![alert]).await
     }
@@ -271,65 +288,62 @@ async fn watch_cards(
     }
 }
 
-/// Sends the outbox to storage until `stop`: at once when an alert is raised, and with
-/// backoff (100 ms doubling to 5 s) while storage does not acknowledge.
-pub async fn send(alerts: Alerts, client: Client, stop: Arc<Notify>) {
+/// Sends alerts to storage until `stop`: each one at once as it is raised (handed over
+/// in `raised`), and whatever the outbox holds (left by a crash, a full hand-off or a
+/// failed push) every second, or with backoff (100 ms doubling to 5 s) while storage
+/// does not acknowledge. An alert leaves the outbox only on storage's 2xx.
+pub async fn send(alerts: Alerts, client: Client, mut raised: Raised, stop: Arc<Notify>) {
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
+    // The outbox is read at start (alerts of a previous run), then after a failure or
+    // every second.
+    let mut scan = true;
     loop {
-        let queued = match alerts.spool.queued_alerts(SEND_AT_ONCE).await {
-            Ok(queued) => queued,
-            Err(error) => {
-                tracing::error!(%error, "reading the alert outbox failed");
-                Vec::new()
+        let batch = if scan {
+            scan = false;
+            match alerts.spool.queued_alerts(SEND_AT_ONCE).await {
+                Ok(queued) => queued,
+                Err(error) => {
+                    tracing::error!(%error, "reading the alert outbox failed");
+                    Vec::new()
+                }
+            }
+        } else {
+            let first = tokio::select! {
+                () = stop.notified() => return,
+                fresh = raised.0.recv() => fresh,
+                () = tokio::time::sleep(Duration::from_secs(1)) => None,
+            };
+            match first {
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < SEND_AT_ONCE {
+                        match raised.0.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    batch
+                }
+                None => {
+                    scan = true;
+                    continue;
+                }
             }
         };
-        if queued.is_empty() {
-            tokio::select! {
-                () = stop.notified() => return,
-                () = alerts.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+        if batch.is_empty() {
             continue;
         }
-        let mut sending = tokio::task::JoinSet::new();
-        for queued in queued {
-            let client = client.clone();
-            sending.spawn(async move {
-                let reply = client
-                    .send(Method::POST, "/v1/alerts", Bytes::from(queued.alert))
-                    .await;
-                (queued.id, reply)
-            });
-        }
-        let mut failure = None;
-        while let Some(joined) = sending.join_next().await {
-            let Ok((id, reply)) = joined else { continue };
-            match reply {
-                Ok(reply) if (200..300).contains(&reply.status) => {
-                    if let Err(error) = alerts.spool.forget_alert(id).await {
-                        tracing::error!(%error, "removing a delivered alert from the outbox failed");
-                    }
-                }
-                Ok(reply) => {
-                    failure.get_or_insert(format!(
-                        "storage answered {}: {}",
-                        reply.status,
-                        String::from_utf8_lossy(&reply.body)
-                    ));
-                }
-                Err(error) => {
-                    failure.get_or_insert(error.to_string());
-                }
-            }
-        }
-        match failure {
+        let full = batch.len() == SEND_AT_ONCE;
+        match push(&alerts, &client, batch).await {
             None => {
                 if failing {
                     tracing::info!("alerts reach storage again");
                 }
                 failing = false;
                 backoff = Duration::from_millis(100);
+                // A full page may have more behind it.
+                scan = full;
             }
             Some(error) => {
                 if !failing {
@@ -339,6 +353,7 @@ pub async fn send(alerts: Alerts, client: Client, stop: Arc<Notify>) {
                     );
                 }
                 failing = true;
+                scan = true;
                 tokio::select! {
                     () = stop.notified() => return,
                     () = tokio::time::sleep(backoff) => {}
@@ -347,4 +362,41 @@ pub async fn send(alerts: Alerts, client: Client, stop: Arc<Notify>) {
             }
         }
     }
+}
+
+/// Pushes `batch` to storage at once; removes each acknowledged alert from the outbox.
+/// Returns the first failure.
+async fn push(alerts: &Alerts, client: &Client, batch: Vec<QueuedAlert>) -> Option<String> {
+    let mut sending = tokio::task::JoinSet::new();
+    for queued in batch {
+        let client = client.clone();
+        sending.spawn(async move {
+            let reply = client
+                .send(Method::POST, "/v1/alerts", Bytes::from(queued.alert))
+                .await;
+            (queued.id, reply)
+        });
+    }
+    let mut failure = None;
+    while let Some(joined) = sending.join_next().await {
+        let Ok((id, reply)) = joined else { continue };
+        match reply {
+            Ok(reply) if (200..300).contains(&reply.status) => {
+                if let Err(error) = alerts.spool.forget_alert(id).await {
+                    tracing::error!(%error, "removing a delivered alert from the outbox failed");
+                }
+            }
+            Ok(reply) => {
+                failure.get_or_insert(format!(
+                    "storage answered {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                ));
+            }
+            Err(error) => {
+                failure.get_or_insert(error.to_string());
+            }
+        }
+    }
+    failure
 }

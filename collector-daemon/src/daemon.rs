@@ -312,11 +312,12 @@ impl Daemon {
             Arc::clone(&stop_tasks),
         ));
         // Alerts: the outbox sender and the technical conditions.
-        let alerts = Alerts::new(spool.clone(), config.ward().clone());
+        let (alerts, raised) = Alerts::new(spool.clone(), config.ward().clone());
         let activity = Arc::new(Activity::default());
         tasks.spawn(crate::alerts::send(
             alerts.clone(),
             alert_client(config)?,
+            raised,
             Arc::clone(&stop_tasks),
         ));
         tasks.spawn(crate::alerts::watch(
