@@ -42,6 +42,58 @@ pub struct Config {
     /// Patient cards held by configuration (bedside tokens).
     #[serde(default)]
     pub cards: Vec<CardSection>,
+    /// Technical alerts.
+    #[serde(default)]
+    pub alerts: AlertsSection,
+}
+
+/// `[alerts]`: when the collector raises technical alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    /// A device that sent nothing for this many seconds is silent.
+    #[serde(default = "default_silent_after")]
+    pub silent_after_secs: u64,
+    /// Per data type (its name, e.g. `heart_rate`), a different silence bound.
+    #[serde(default)]
+    pub silent_after_secs_by_type: std::collections::BTreeMap<String, u64>,
+    /// A patient's readings waiting this many seconds for an absent card raise an alert.
+    #[serde(default = "default_card_absent_after")]
+    pub card_absent_after_secs: u64,
+    /// The spool is filling when it holds more than this fraction of `spool.max_bytes`.
+    #[serde(default = "default_spool_filling")]
+    pub spool_filling_fraction: f64,
+    /// How often the conditions are checked, milliseconds.
+    #[serde(default = "default_alert_check_ms")]
+    pub check_interval_ms: u64,
+}
+
+fn default_silent_after() -> u64 {
+    300
+}
+
+fn default_card_absent_after() -> u64 {
+    60
+}
+
+fn default_spool_filling() -> f64 {
+    0.8
+}
+
+fn default_alert_check_ms() -> u64 {
+    1_000
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        Self {
+            silent_after_secs: default_silent_after(),
+            silent_after_secs_by_type: std::collections::BTreeMap::new(),
+            card_absent_after_secs: default_card_absent_after(),
+            spool_filling_fraction: default_spool_filling(),
+            check_interval_ms: default_alert_check_ms(),
+        }
+    }
 }
 
 /// `[collector]`.

@@ -24,6 +24,7 @@ use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
 use wardseal_net::wire::{WireError, bytes_response, json_response, read_body};
 
+use crate::alerts::{Activity, Alerts};
 use crate::background;
 use crate::batcher::{BatchLimits, Batcher, Card, CardSlots};
 use crate::config::Config;
@@ -47,6 +48,7 @@ pub struct Daemon {
     server: tokio::task::JoinHandle<()>,
     stop_tasks: Arc<Notify>,
     tasks: JoinSet<()>,
+    alerts: Alerts,
 }
 
 struct Shared {
@@ -96,15 +98,35 @@ pub async fn first_crl_fetch(config: &Config, tls: &ServerTls) -> Result<CrlFetc
 
 /// The client TLS configuration the collector uses towards storage.
 pub fn storage_client(config: &Config) -> Result<StorageClient, Error> {
+    Ok(StorageClient::new(
+        config.storage_endpoint()?,
+        storage_tls(config)?,
+    ))
+}
+
+/// The TLS client configuration towards storage (the collector's certificate).
+fn storage_tls(config: &Config) -> Result<Arc<rustls::ClientConfig>, Error> {
     let settings = wardseal_net::client::ClientTlsSettings::new(
         &config.tls.ca_bundle,
         &config.tls.certificate,
         &config.tls.key,
     );
-    let client_config = settings.client_config(&[b"h2", b"http/1.1"])?;
-    Ok(StorageClient::new(
-        config.storage_endpoint()?,
-        client_config,
+    Ok(settings.client_config(&[b"h2", b"http/1.1"])?)
+}
+
+/// How long one alert delivery may take before it is retried.
+const ALERT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pooled mutual-TLS client the alert sender pushes alerts to storage with.
+pub fn alert_client(config: &Config) -> Result<crate::client::Connection, Error> {
+    let options = crate::client::ClientOptions {
+        request_timeout: Some(ALERT_REQUEST_TIMEOUT),
+        ..crate::client::ClientOptions::default()
+    };
+    Ok(crate::client::Connection::new(
+        &config.storage_endpoint()?,
+        storage_tls(config)?,
+        options,
     ))
 }
 
@@ -265,6 +287,8 @@ impl Daemon {
             .linger()
             .clamp(Duration::from_millis(5), Duration::from_millis(50));
         tasks.spawn(Arc::clone(&batcher).run(tick, Arc::clone(&stop_tasks)));
+        // Alerts: the outbox sender and the technical conditions.
+        let (alerts, raised) = Alerts::new(spool.clone(), config.ward().clone());
         tasks.spawn(forwarder::run(
             forwarder::Delivery {
                 spool: spool.clone(),
@@ -272,8 +296,24 @@ impl Daemon {
                 metrics: Arc::clone(&metrics),
                 cards: Arc::clone(&slots),
                 collector: config.ward().clone(),
+                alerts: alerts.clone(),
             },
             sealed,
+            Arc::clone(&stop_tasks),
+        ));
+        let activity = Arc::new(Activity::default());
+        tasks.spawn(crate::alerts::send(
+            alerts.clone(),
+            alert_client(config)?,
+            raised,
+            Arc::clone(&stop_tasks),
+        ));
+        tasks.spawn(crate::alerts::watch(
+            alerts.clone(),
+            Arc::clone(&activity),
+            Arc::clone(&slots),
+            (config.spool.max_bytes > 0).then_some(config.spool.max_bytes),
+            config.alerts.clone(),
             Arc::clone(&stop_tasks),
         ));
 
@@ -287,7 +327,8 @@ impl Daemon {
                     past_secs: config.ingest.skew_past_secs,
                     future_secs: config.ingest.skew_future_secs,
                 },
-            ),
+            )
+            .with_alerts(alerts.clone(), activity),
             spool: spool.clone(),
             metrics: Arc::clone(&metrics),
             max_body: config.ingest.max_body_bytes,
@@ -304,6 +345,7 @@ impl Daemon {
             server,
             stop_tasks,
             tasks,
+            alerts,
         })
     }
 
@@ -330,6 +372,11 @@ impl Daemon {
     /// The cards present (insert and remove them as the card watcher reports).
     pub fn cards(&self) -> &Arc<CardSlots> {
         &self.cards
+    }
+
+    /// The alert handle: raise technical alerts from anywhere in the collector.
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
     }
 
     /// The registry, rules and assignments replica.

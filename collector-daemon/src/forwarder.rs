@@ -170,6 +170,8 @@ pub struct Delivery {
     pub cards: Arc<CardSlots>,
     /// The collector's subject id (the ward), named in gap records.
     pub collector: SubjectId,
+    /// Where the quarantine's technical alert is raised.
+    pub alerts: crate::alerts::Alerts,
 }
 
 /// How many patients' chains are delivered at once. Each patient's batches still go one
@@ -393,6 +395,24 @@ async fn quarantine(
         message = %refusal.message,
         "storage refused a batch for good; it is quarantined in the spool and the patient's later batches continue (`wardseal-collector quarantine list`)"
     );
+    delivery
+        .alerts
+        .raise_technical(wardseal_core::alert::TechnicalAlert {
+            code: wardseal_core::alert::AlertCode::BatchQuarantined,
+            subject: header.hash().to_string(),
+            since_us: Timestamp::now().unix_micros(),
+            patient: Some(patient.clone()),
+            device: None,
+            priority: wardseal_core::alert::Priority::Medium,
+            message: format!(
+                "batch {} of {patient} ({} readings) was refused by storage for good ({}: {}); it is quarantined in the spool, later readings keep flowing",
+                header.sequence(),
+                header.count(),
+                refusal.code,
+                refusal.message
+            ),
+        })
+        .await;
     Ok(())
 }
 

@@ -29,6 +29,7 @@ use wardseal_core::hash::Hash;
 use wardseal_core::identity::{Identity, Role, SubjectId};
 use wardseal_core::reading::{Measurement, Reading, Timestamp, json};
 
+use crate::alerts::{Activity, Alerts};
 use crate::decision_log::DecisionRecord;
 use crate::error::Rejection;
 use crate::metrics::Metrics;
@@ -217,6 +218,7 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     skew: SkewWindow,
     rate: Mutex<HashMap<RateKey, RateWindow>>,
+    alerts: Option<(Alerts, Arc<Activity>)>,
 }
 
 impl Ingest {
@@ -233,7 +235,17 @@ impl Ingest {
             metrics,
             skew,
             rate: Mutex::default(),
+            alerts: None,
         }
+    }
+
+    /// Raises a clinical alert through `alerts` for every accepted reading past an alarm
+    /// limit (durable before the device's 202), and records each device's activity in
+    /// `activity` for the silence alert.
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: Alerts, activity: Arc<Activity>) -> Self {
+        self.alerts = Some((alerts, activity));
+        self
     }
 
     /// The replica the checks read.
@@ -320,11 +332,12 @@ impl Ingest {
                 .and_then(|m| self.check(group.0, &epc, patient_key, m, now));
             match checked {
                 Ok((measurement, alarm)) => {
-                    alarms.push(alarm);
                     // Bound to the assignment valid when it was measured, or none yet.
                     let bound = self.replica.patient_at(device, measurement.time());
+                    let reading = Reading::new(device.clone(), measurement);
+                    alarms.push(alarm.map(|alarm| (alarm, reading.clone(), bound.clone())));
                     entries.push(Entry {
-                        reading: Reading::new(device.clone(), measurement),
+                        reading,
                         patient: bound,
                         subject,
                     });
@@ -337,6 +350,13 @@ impl Ingest {
                 }
             }
         }
+        let mut raised = Vec::new();
+        let mut data_types: Vec<&'static str> = entries
+            .iter()
+            .map(|entry| entry.reading.measurement().data_type().name())
+            .collect();
+        data_types.sort_unstable();
+        data_types.dedup();
         if !entries.is_empty() {
             match self.spool.append(entries).await {
                 Ok(outcomes) => {
@@ -344,7 +364,21 @@ impl Ingest {
                         let result = match outcome {
                             Outcome::Accepted(leaf) => {
                                 self.metrics.accepted(1);
-                                (ReadingResult::Accepted { leaf, alarm }, None)
+                                let flag =
+                                    alarm.as_ref().map(|(alarm, _, _)| AlarmFlag::from(alarm));
+                                if let (Some((alarm, reading, bound)), Some((alerts, _))) =
+                                    (alarm, &self.alerts)
+                                {
+                                    raised.push(wardseal_core::alert::Alert::clinical(
+                                        alerts.ward().clone(),
+                                        bound,
+                                        &reading,
+                                        leaf,
+                                        alarm.facts(),
+                                        now.unix_micros(),
+                                    ));
+                                }
+                                (ReadingResult::Accepted { leaf, alarm: flag }, None)
                             }
                             Outcome::Replay {
                                 sequence,
@@ -374,6 +408,25 @@ impl Ingest {
             }
         }
         let results: Vec<_> = results.into_iter().flatten().collect();
+        if let Some((alerts, activity)) = &self.alerts {
+            if results
+                .iter()
+                .any(|(result, _)| matches!(result, ReadingResult::Accepted { .. }))
+            {
+                for data_type in data_types {
+                    activity.seen(
+                        device.pure_identity_uri(),
+                        patient.clone(),
+                        data_type,
+                        now.unix_micros(),
+                    );
+                }
+            }
+            // Before the 202: an accepted alarm reading's alert survives a crash.
+            if let Err(error) = alerts.raise_all(raised).await {
+                tracing::error!(%error, "clinical alerts could not be stored in the outbox");
+            }
+        }
         if let [(_, Some(rejection))] = results.as_slice() {
             return Response::whole(rejection);
         }
@@ -389,7 +442,7 @@ impl Ingest {
         patient: Option<PatientKey>,
         measurement: Measurement,
         now: Timestamp,
-    ) -> Result<(Measurement, Option<AlarmFlag>), Rejection> {
+    ) -> Result<(Measurement, Option<Alarm>), Rejection> {
         let data_type = measurement.data_type();
         let key = (*epc, data_type.code());
         let now_us = now.unix_micros();
@@ -468,7 +521,7 @@ impl Ingest {
         if let Ok(mut windows) = self.rate.lock() {
             windows.entry(key).or_default().record(now_us);
         }
-        Ok((measurement, decision.alarm().map(AlarmFlag::from)))
+        Ok((measurement, decision.alarm().copied()))
     }
 
     fn log_refusal(

@@ -26,6 +26,10 @@
 //! - **Background loops** (assignments, ledger follower, anchoring, CRL refresh, bedside
 //!   readers) are named functions that [`daemon::Daemon::start`] spawns; logs go through
 //!   `tracing` and the binary installs the subscriber (`wardseal_net::logging`).
+//! - **Alerts** ([`alerts`]): a reading past an alarm limit raises a clinical alert at
+//!   ingest, durable in the spool's outbox before the 202, pushed to storage at once
+//!   (`POST /v1/alerts`); technical alerts for silent devices, absent cards and a filling
+//!   spool.
 //! - **Metrics** ([`metrics`]): `prometheus-client`, written in the Prometheus text format.
 //!
 //! # Example
@@ -45,6 +49,7 @@
 //! # }
 //! ```
 
+pub mod alerts;
 mod background;
 pub mod batcher;
 pub mod client;

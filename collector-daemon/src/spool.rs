@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     anchored INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS decisions_unanchored ON decisions (anchored, id);
+-- Alerts raised here and not yet acknowledged by storage (the alert sender's outbox):
+-- an alert is written before the device's 202 and deleted only on storage's answer.
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id BLOB PRIMARY KEY,
+    alert TEXT NOT NULL,
+    raised_us INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Where and how big the spool is.
@@ -527,6 +534,82 @@ impl Spool {
     }
 }
 
+/// An alert waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedAlert {
+    /// The alert's id.
+    pub id: Hash,
+    /// The alert's JSON, as sent to storage.
+    pub alert: String,
+}
+
+/// The alert outbox and the spool's size.
+impl Spool {
+    /// Stores `alerts` (id, JSON, raised at µs) in the outbox in one transaction; an id
+    /// already there is kept as it is (raising an alert twice is harmless).
+    pub async fn queue_alerts(&self, alerts: Vec<(Hash, String, i64)>) -> Result<(), SpoolError> {
+        self.run(move |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut insert = transaction.prepare_cached(
+                    "INSERT OR IGNORE INTO alert_outbox (id, alert, raised_us) VALUES (?1, ?2, ?3)",
+                )?;
+                for (id, alert, raised) in &alerts {
+                    insert.execute(params![id.as_bytes(), alert, raised])?;
+                }
+            }
+            transaction.commit().map_err(SpoolError::from_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Up to `limit` alerts of the outbox, oldest first.
+    pub async fn queued_alerts(&self, limit: usize) -> Result<Vec<QueuedAlert>, SpoolError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT id, alert FROM alert_outbox ORDER BY raised_us, id LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, alert) = row?;
+                let id = Hash::from_slice(&id).map_err(|_| SpoolError::Corrupt {
+                    row: 0,
+                    reason: "an alert id is not 32 bytes".into(),
+                })?;
+                out.push(QueuedAlert { id, alert });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Removes alert `id` from the outbox (storage has it).
+    pub async fn forget_alert(&self, id: Hash) -> Result<(), SpoolError> {
+        self.run(move |connection| {
+            connection.execute("DELETE FROM alert_outbox WHERE id = ?1", [id.as_bytes()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The database's size in bytes (pages in use), for the spool-filling alert.
+    pub async fn size_bytes(&self) -> Result<u64, SpoolError> {
+        self.run(|connection| {
+            let pages: i64 = connection.pragma_query_value(None, "page_count", |row| row.get(0))?;
+            let free: i64 =
+                connection.pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+            let size: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
+            Ok(u64::try_from((pages - free).max(0) * size).unwrap_or(0))
+        })
+        .await
+    }
+}
+
 /// SQLite integers are signed; sequence numbers are stored bit for bit.
 pub(crate) fn to_sql_u64(value: u64) -> i64 {
     i64::from_ne_bytes(value.to_ne_bytes())
@@ -908,6 +991,33 @@ mod tests {
         assert_eq!(bound, 1);
         let pending = spool.run(|connection| patients_pending(connection)).await;
         assert_eq!(pending.unwrap(), vec!["P-1".parse::<SubjectId>().unwrap()]);
+    }
+
+    /// An alert in the outbox survives a restart (a crash before storage acknowledged it)
+    /// and leaves only when forgotten; raising it twice keeps one.
+    #[tokio::test]
+    async fn the_alert_outbox_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(options(dir.path())).unwrap();
+        let id = Hash::sha256(b"alert");
+        let row = (id, r#"{"alert":1}"#.to_owned(), 7);
+        spool
+            .queue_alerts(vec![row.clone(), row.clone()])
+            .await
+            .unwrap();
+        drop(spool);
+        let spool = Spool::open(options(dir.path())).unwrap();
+        let queued = spool.queued_alerts(10).await.unwrap();
+        assert_eq!(
+            queued,
+            vec![QueuedAlert {
+                id,
+                alert: row.1.clone()
+            }]
+        );
+        spool.forget_alert(id).await.unwrap();
+        assert!(spool.queued_alerts(10).await.unwrap().is_empty());
+        assert!(spool.size_bytes().await.unwrap() > 0);
     }
 
     #[tokio::test]

@@ -791,6 +791,37 @@ impl Alarm {
     pub fn interpretation(&self) -> Interpretation {
         self.limit.interpretation()
     }
+
+    /// The alarm as `wardseal-core`'s alert model records it (the collector and storage
+    /// build the same alert, and the same alert id, from it).
+    pub fn facts(&self) -> wardseal_core::alert::AlarmFacts {
+        use wardseal_core::alert::{self, CrossedLimit};
+        let trigger = match self.limit.trigger {
+            Trigger::Below => "<",
+            Trigger::AtOrBelow => "<=",
+            Trigger::Above => ">",
+            Trigger::AtOrAbove => ">=",
+        };
+        alert::AlarmFacts {
+            limit: CrossedLimit {
+                canonical: self.limit.to_string(),
+                component: self.limit.component,
+                trigger: trigger.to_owned(),
+                bound: self.limit.bound.to_string(),
+            },
+            priority: match self.priority() {
+                Priority::Low => alert::Priority::Low,
+                Priority::Medium => alert::Priority::Medium,
+                Priority::High => alert::Priority::High,
+            },
+            interpretation: match self.interpretation() {
+                Interpretation::Low => alert::Interpretation::L,
+                Interpretation::High => alert::Interpretation::H,
+                Interpretation::CriticalLow => alert::Interpretation::LL,
+                Interpretation::CriticalHigh => alert::Interpretation::HH,
+            },
+        }
+    }
 }
 
 /// A rule decision: refused (false data, a wrong shape, the rate) or accepted, possibly

@@ -63,6 +63,7 @@
 //! `core/examples/ward_tour.rs` continues this with the card's signature and the checks
 //! storage makes (run `./scripts/demo`).
 
+pub mod alert;
 pub mod batch;
 mod codec;
 pub mod decimal;

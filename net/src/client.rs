@@ -421,6 +421,53 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends a GET for `path` and returns the answer as it arrives: its status and headers
+    /// now, its body frame by frame (a server-sent event stream, say). The request timeout
+    /// applies to the answer's head only.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, RequestError> {
+        let url = format!("{}{path}", self.base);
+        let exchange_error = |reason: String| RequestError::Exchange {
+            method: Method::GET,
+            url: url.clone(),
+            reason,
+        };
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(url.as_str())
+            .header(hyper::header::ACCEPT, "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .map_err(|error| exchange_error(error.to_string()))?;
+        let head = async {
+            self.http.request(request).await.map_err(|error| {
+                if error.is_connect() {
+                    RequestError::Connect {
+                        url: self.base.clone(),
+                        reason: causes(&error),
+                    }
+                } else {
+                    exchange_error(causes(&error))
+                }
+            })
+        };
+        match self.options.request_timeout {
+            None => head.await,
+            Some(timeout) => {
+                tokio::time::timeout(timeout, head)
+                    .await
+                    .map_err(|_| RequestError::Timeout {
+                        method: Method::GET,
+                        url: url.clone(),
+                        timeout,
+                    })?
+            }
+        }
+    }
+}
+
 /// An error and its causes, outermost first ("client error (Connect): tls handshake
 /// eof" instead of hyper-util's bare "client error (Connect)").
 pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {

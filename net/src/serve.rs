@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -53,12 +53,16 @@ impl Default for ServeOptions {
 
 /// Serves mutual-TLS HTTP on `listener` until `shutdown` completes, then drains.
 ///
+/// Responses are whole (`Full<Bytes>`) or any body that a whole one converts into (a
+/// server-sent event stream, say: a response that never ends holds only its own
+/// connection's task).
+///
 /// `handler` gets each request with the verified peer's identity. Requests from a peer
 /// whose certificate has no wardseal identity are answered 403 `unidentified_peer`; from a
 /// peer revoked since its connection opened, 403 `certificate_revoked`; while a CRL is
 /// past its `nextUpdate` under [`crate::server::ExpiredCrl::Refuse`], 503 `crl_expired`;
 /// none of them reaches the handler.
-pub async fn serve<H, F>(
+pub async fn serve<H, F, B>(
     listener: TcpListener,
     tls: Arc<ServerTls>,
     options: ServeOptions,
@@ -66,7 +70,9 @@ pub async fn serve<H, F>(
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, Arc<PeerIdentity>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + From<Full<Bytes>> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (stop, stopped) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -114,7 +120,7 @@ pub async fn serve<H, F>(
     }
 }
 
-async fn connection<H, F>(
+async fn connection<H, F, B>(
     stream: TcpStream,
     tls: Arc<ServerTls>,
     options: ServeOptions,
@@ -123,7 +129,9 @@ async fn connection<H, F>(
     _permit: OwnedSemaphorePermit,
 ) where
     H: Fn(Request<Incoming>, Arc<PeerIdentity>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + From<Full<Bytes>> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let _ = stream.set_nodelay(true);
     let acceptor = TlsAcceptor::from(tls.server_config());
@@ -148,20 +156,23 @@ async fn connection<H, F>(
                     "unidentified_peer",
                     error.to_string(),
                 )
-                .into_response(),
+                .into_response()
+                .map(B::from),
                 Ok(peer) => match tls.check_not_revoked(&peer) {
                     Err(error @ AccessError::CrlExpired { .. }) => WireError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "crl_expired",
                         error.to_string(),
                     )
-                    .into_response(),
+                    .into_response()
+                    .map(B::from),
                     Err(error) => WireError::new(
                         StatusCode::FORBIDDEN,
                         "certificate_revoked",
                         error.to_string(),
                     )
-                    .into_response(),
+                    .into_response()
+                    .map(B::from),
                     Ok(()) => handler(request, peer).await,
                 },
             };

@@ -37,6 +37,8 @@ pub struct Storage {
     pub tls: Arc<ServerTls>,
     /// The metrics `GET /metrics` shows.
     pub metrics: Arc<Metrics>,
+    /// The live alert stream and the escalation times.
+    pub alerts: crate::alerts::AlertHub,
 }
 
 /// The one mapping from errors to the wire.
@@ -217,9 +219,9 @@ impl Storage {
                     tls: &self.tls,
                 };
                 let started = std::time::Instant::now();
-                let submitted = ingest.submit(peer, &body).await;
+                let submitted = ingest.submit_with_alerts(peer, &body).await;
                 match &submitted {
-                    Ok(receipt) => self.metrics.batch_accepted(
+                    Ok((receipt, _)) => self.metrics.batch_accepted(
                         receipt.newly_stored,
                         receipt.count,
                         started.elapsed(),
@@ -230,7 +232,11 @@ impl Storage {
                     }
                     Err(_) => {}
                 }
-                let receipt = submitted?;
+                let (receipt, raised) = submitted?;
+                for alert in raised {
+                    self.alerts
+                        .publish(wardseal_core::alert::AlertState::Raised, alert);
+                }
                 let status = if receipt.newly_stored {
                     StatusCode::CREATED
                 } else {

@@ -13,12 +13,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use wardseal_contracts::CheckInput;
 use wardseal_contracts::replica::{RATE_WINDOW_MICROS, readings_in_window};
+use wardseal_contracts::{Alarm, CheckInput, PatientKey};
+use wardseal_core::alert::Alert;
 use wardseal_core::batch::{BatchError, BatchHeader};
 use wardseal_core::exchange::{BatchReceipt, BatchSubmission};
 use wardseal_core::hash::Hash;
-use wardseal_core::identity::{PATIENT_DATA_SIGNING_OID, Role};
+use wardseal_core::identity::{PATIENT_DATA_SIGNING_OID, Role, SubjectId};
 use wardseal_core::merkle;
 use wardseal_core::reading::Reading;
 use wardseal_core::signature::VerifyingKey;
@@ -57,6 +58,19 @@ impl Ingest<'_> {
         collector: &PeerIdentity,
         body: &[u8],
     ) -> Result<BatchReceipt, Error> {
+        self.submit_with_alerts(collector, body)
+            .await
+            .map(|(receipt, _)| receipt)
+    }
+
+    /// [`Ingest::submit`], and the alerts the batch's alarmed readings raised that were
+    /// not stored yet (each reading's interpretation and alert are recorded with
+    /// [`crate::alerts::record_batch`]).
+    pub async fn submit_with_alerts(
+        &self,
+        collector: &PeerIdentity,
+        body: &[u8],
+    ) -> Result<(BatchReceipt, Vec<Alert>), Error> {
         let ward = collector
             .identity
             .subject_id()
@@ -82,17 +96,20 @@ impl Ingest<'_> {
         let header = &submission.header;
         let header_hash = header.hash();
         if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
-            return Ok(BatchReceipt {
-                header_hash,
-                sequence,
-                count,
-                newly_stored: false,
-            });
+            return Ok((
+                BatchReceipt {
+                    header_hash,
+                    sequence,
+                    count,
+                    newly_stored: false,
+                },
+                Vec::new(),
+            ));
         }
         // A batch a collector withheld and declared as a gap, now sent after a fix: it
         // is checked like any other but for chain continuity (the gap holds its place).
         let filling = crate::gap::is_open(self.store, &header_hash).await?;
-        let rows = match self.verify(&ward, &submission, filling).await {
+        let (rows, alerts) = match self.verify(&ward, &submission, filling).await {
             Ok(rows) => rows,
             Err(Error::Refused(refusal)) => {
                 return Err(self.reject(&ward, header, &header_hash, refusal).await);
@@ -113,12 +130,15 @@ impl Ingest<'_> {
             // Stored meanwhile by a concurrent delivery: either this very batch (acknowledge)
             // or another batch took the place (a replay of it).
             if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
-                return Ok(BatchReceipt {
-                    header_hash,
-                    sequence,
-                    count,
-                    newly_stored: false,
-                });
+                return Ok((
+                    BatchReceipt {
+                        header_hash,
+                        sequence,
+                        count,
+                        newly_stored: false,
+                    },
+                    Vec::new(),
+                ));
             }
             let refusal = Refusal::Replay {
                 sequence: header.sequence(),
@@ -129,12 +149,23 @@ impl Ingest<'_> {
         if filling {
             crate::gap::mark_filled(self.store, &header_hash).await?;
         }
-        Ok(BatchReceipt {
-            header_hash,
-            sequence: header.sequence(),
-            count: header.count(),
-            newly_stored: true,
-        })
+        // The batch is stored: a failure here must not refuse it (the collector's own
+        // push of each alert is the other path to the record).
+        let raised = crate::alerts::record_batch(self.store, &alerts)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "recording a batch's alarmed readings failed");
+                Vec::new()
+            });
+        Ok((
+            BatchReceipt {
+                header_hash,
+                sequence: header.sequence(),
+                count: header.count(),
+                newly_stored: true,
+            },
+            raised,
+        ))
     }
 
     /// Records a refused batch (not its readings) and turns the refusal into the error the
@@ -168,7 +199,7 @@ impl Ingest<'_> {
         ward: &str,
         submission: &BatchSubmission,
         filling_gap: bool,
-    ) -> Result<Vec<ReadingRow>, Error> {
+    ) -> Result<(Vec<ReadingRow>, Vec<Alert>), Error> {
         let header = &submission.header;
         let patient = header.patient().as_str();
         if header.collector().as_str() != ward {
@@ -231,8 +262,27 @@ impl Ingest<'_> {
                 })?;
         }
         let registry = self.check_devices(patient, &readings).await?;
-        self.check_rules(&readings, &registry).await?;
-        Ok(readings
+        let alarms = self.check_rules(patient, &readings, &registry).await?;
+        let now = crate::store::now_micros();
+        let alerts = match SubjectId::new(ward) {
+            Ok(ward) => readings
+                .iter()
+                .zip(&leaves)
+                .zip(alarms)
+                .filter_map(|((reading, leaf), alarm)| {
+                    Some(Alert::clinical(
+                        ward.clone(),
+                        Some(header.patient().clone()),
+                        reading,
+                        *leaf,
+                        alarm?.facts(),
+                        now,
+                    ))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let rows = readings
             .iter()
             .zip(leaves)
             .zip(&submission.readings)
@@ -243,7 +293,8 @@ impl Ingest<'_> {
                 measured_at: reading.measurement().time().unix_micros(),
                 canonical: bytes.clone(),
             })
-            .collect())
+            .collect();
+        Ok((rows, alerts))
     }
 
     async fn check_devices(&self, patient: &str, readings: &[Reading]) -> Result<Registry, Error> {
@@ -275,7 +326,16 @@ impl Ingest<'_> {
         Ok(registry)
     }
 
-    async fn check_rules(&self, readings: &[Reading], groups: &Registry) -> Result<(), Error> {
+    /// Re-checks each reading's rule (with `patient`'s own alarm limits); returns each
+    /// reading's alarm, if it crossed an alarm limit.
+    async fn check_rules(
+        &self,
+        patient: &str,
+        readings: &[Reading],
+        groups: &Registry,
+    ) -> Result<Vec<Option<Alarm>>, Error> {
+        let patient_key = PatientKey::for_subject(patient);
+        let mut alarms = Vec::with_capacity(readings.len());
         let group_of = |reading: &Reading| {
             groups
                 .get(&reading.device().to_bytes())
@@ -349,7 +409,7 @@ impl Ingest<'_> {
             let window = times
                 .get(&key)
                 .map_or(1, |(_, all)| readings_in_window(all, time));
-            let input = CheckInput::for_measurement(
+            let mut input = CheckInput::for_measurement(
                 group_of(reading),
                 measurement,
                 u32::try_from(window).unwrap_or(u32::MAX),
@@ -358,6 +418,7 @@ impl Ingest<'_> {
                 index,
                 verdict: error.to_string(),
             })?;
+            input.patient = Some(patient_key);
             let decision = rules.check(&input);
             if !decision.is_allowed() {
                 return Err(Refusal::RuleViolation {
@@ -366,8 +427,9 @@ impl Ingest<'_> {
                 }
                 .into());
             }
+            alarms.push(decision.alarm().copied());
         }
-        Ok(())
+        Ok(alarms)
     }
 }
 

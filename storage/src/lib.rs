@@ -19,6 +19,9 @@
 //!   batch, and accepts that batch later to fill the gap (`docs/delivery.md`).
 //! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
 //!   offline proofs of single readings.
+//! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
+//!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
+//!   alert stream (server-sent events) through [`api::Storage::respond`].
 //! - [`api::to_wire`] is the one error-to-wire mapping; [`metrics`] backs `GET /metrics`.
 //! - [`Server::start`] is the one start-up path (the binary, the test suites and the
 //!   simulator): a [`ServerConfig`] and the ledger in, a running server out, with the
@@ -39,6 +42,7 @@
 //! ```
 
 pub mod access;
+pub mod alerts;
 pub mod api;
 pub mod assignments;
 pub mod batch_log;

@@ -17,6 +17,7 @@ use wardseal_contracts::{AnyBackend, Ledger};
 use wardseal_net::serve::{ServeOptions, serve};
 use wardseal_net::server::{ServerTls, ServerTlsSettings};
 
+use crate::alerts::{AlertHub, EscalationPolicy, run_escalation};
 use crate::api::Storage;
 use crate::chain::Chain;
 use crate::error::Error;
@@ -38,6 +39,10 @@ pub struct ServerConfig {
     pub anchor_interval: Option<Duration>,
     /// How long [`Server::shutdown`] lets in-flight requests finish.
     pub drain_timeout: Duration,
+    /// How long an alert may wait for acknowledgement, per priority, before it escalates.
+    pub escalation: EscalationPolicy,
+    /// How often the escalation task looks for overdue alerts.
+    pub escalation_check: Duration,
 }
 
 impl ServerConfig {
@@ -49,6 +54,8 @@ impl ServerConfig {
             tls,
             anchor_interval: Some(Duration::from_secs(60)),
             drain_timeout: ServeOptions::default().drain_timeout,
+            escalation: EscalationPolicy::default(),
+            escalation_check: Duration::from_secs(1),
         }
     }
 }
@@ -68,6 +75,8 @@ pub struct Server {
     storage: Arc<Storage>,
     local_addr: SocketAddr,
     stop_server: Option<oneshot::Sender<()>>,
+    /// The task that escalates alerts not acknowledged in time.
+    escalation: JoinHandle<()>,
     server: JoinHandle<()>,
     stop_timer: Arc<Notify>,
     timer: Option<JoinHandle<()>>,
@@ -85,6 +94,7 @@ impl Server {
             chain,
             tls: Arc::clone(&tls),
             metrics: Arc::new(Metrics::new()),
+            alerts: AlertHub::new(config.escalation),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -108,7 +118,7 @@ impl Server {
             options,
             move |request, peer| {
                 let storage = Arc::clone(&served);
-                async move { storage.handle(request, peer).await }
+                async move { storage.respond(request, peer).await }
             },
             async move {
                 let _ = stopped.await;
@@ -122,9 +132,14 @@ impl Server {
                 Arc::clone(&stop_timer),
             ))
         });
+        let escalation = tokio::spawn(run_escalation(
+            Arc::clone(&storage),
+            config.escalation_check,
+        ));
         Ok(Self {
             storage,
             local_addr,
+            escalation,
             stop_server: Some(stop_server),
             server,
             stop_timer,
@@ -166,6 +181,7 @@ impl Server {
         if let Some(timer) = self.timer.take() {
             let _ = timer.await;
         }
+        self.escalation.abort();
         self.storage.store.close().await;
     }
 }
@@ -179,6 +195,7 @@ impl Drop for Server {
         if let Some(timer) = &self.timer {
             timer.abort();
         }
+        self.escalation.abort();
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "a test helper fails the test by panicking"
 )]
 
@@ -23,6 +24,7 @@ use wardseal_core::reading::Timestamp;
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_testkit::{CertificateFiles, TestPki};
 
+pub(crate) mod alerts;
 pub(crate) mod storage;
 
 pub(crate) const WARD: &str = "ward-7";

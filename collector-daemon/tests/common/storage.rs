@@ -14,6 +14,7 @@ use wardseal_contracts::{AnyBackend, Ledger};
 use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_core::reading::Timestamp;
 use wardseal_net::server::ServerTlsSettings;
+use wardseal_storage::alerts::EscalationPolicy;
 use wardseal_storage::api::Storage;
 use wardseal_storage::{Server, ServerConfig};
 use wardseal_testkit::softhsm::{SoftHsm, TokenSpec};
@@ -68,6 +69,8 @@ pub(crate) struct StorageSetup {
     /// `postgres://…` when storage runs on PostgreSQL; SQLite at `database` otherwise.
     pub(crate) postgres: Option<String>,
     pub(crate) port: u16,
+    /// How long alerts may wait for acknowledgement before they escalate.
+    pub(crate) escalation: EscalationPolicy,
 }
 
 impl StorageSetup {
@@ -80,6 +83,7 @@ impl StorageSetup {
             database: dir.join("storage.db"),
             postgres: None,
             port,
+            escalation: EscalationPolicy::default(),
         }
     }
 
@@ -130,6 +134,8 @@ impl StorageSetup {
         let mut config = ServerConfig::new(self.url(), address, settings);
         config.anchor_interval = None;
         config.drain_timeout = Duration::from_secs(2);
+        config.escalation = self.escalation;
+        config.escalation_check = Duration::from_millis(100);
         let deadline = Instant::now() + Duration::from_secs(30);
         let server = loop {
             match Server::start(&config, ledger.clone()).await {

@@ -1,0 +1,402 @@
+//! Alerts raised by the collector (the model is `wardseal_core::alert`).
+//!
+//! - **Clinical** alerts are raised at ingest, before batching (seconds matter): when an
+//!   accepted reading crossed an alarm limit, [`Ingest`](crate::ingest::Ingest) puts the
+//!   alert in the spool's outbox right after the reading's commit and before the
+//!   device's 202, so no alert is lost across a crash.
+//! - **Technical** alerts come from [`watch`]: a device silent longer than its expected
+//!   period, a patient's readings waiting for an absent card, the spool filling. Any
+//!   other part of the collector raises one with [`Alerts::raise_technical`].
+//! - [`send`] pushes the outbox to storage (`POST /v1/alerts`) at once over the pooled
+//!   mutual-TLS client, retrying with backoff until storage acknowledges; only then is the
+//!   alert removed from the outbox. Storage is idempotent on the alert id.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Method;
+use tokio::sync::{Notify, mpsc};
+use wardseal_core::alert::{Alert, AlertCode, Priority, TechnicalAlert};
+use wardseal_core::identity::SubjectId;
+use wardseal_core::reading::Timestamp;
+
+use crate::batcher::CardSlots;
+use crate::client::Connection as Client;
+use crate::config::AlertsSection;
+use crate::error::SpoolError;
+use crate::spool::{QueuedAlert, Spool};
+
+/// How many outbox alerts are sent at once.
+const SEND_AT_ONCE: usize = 64;
+
+/// Alerts handed to the sender as they are raised (beyond this many waiting, the sender
+/// finds them in the outbox instead).
+const HANDOFF: usize = 1024;
+
+/// The handle every part of the collector raises alerts through; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    spool: Spool,
+    ward: SubjectId,
+    fresh: mpsc::Sender<QueuedAlert>,
+}
+
+/// The sender's end of [`Alerts`]: the alerts raised since, handed over in memory so the
+/// push to storage does not wait for a read of the outbox.
+#[derive(Debug)]
+pub struct Raised(mpsc::Receiver<QueuedAlert>);
+
+impl Alerts {
+    /// Alerts of `ward`, queued in `spool`'s outbox; the other half goes to [`send`].
+    pub fn new(spool: Spool, ward: SubjectId) -> (Self, Raised) {
+        let (fresh, raised) = mpsc::channel(HANDOFF);
+        let alerts = Self { spool, ward, fresh };
+        (alerts, Raised(raised))
+    }
+
+    /// The ward the alerts come from.
+    pub fn ward(&self) -> &SubjectId {
+        &self.ward
+    }
+
+    /// Makes `alerts` durable in the outbox and hands them to the sender.
+    pub async fn raise_all(&self, alerts: Vec<Alert>) -> Result<(), SpoolError> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(alerts.len());
+        for alert in &alerts {
+            let json = serde_json::to_string(alert).map_err(|e| SpoolError::Corrupt {
+                row: 0,
+                reason: format!("an alert does not serialise: {e}"),
+            })?;
+            rows.push((alert.id.0, json, alert.raised_at_us));
+        }
+        let handed: Vec<QueuedAlert> = rows
+            .iter()
+            .map(|(id, alert, _)| QueuedAlert {
+                id: *id,
+                alert: alert.clone(),
+            })
+            .collect();
+        self.spool.queue_alerts(rows).await?;
+        for queued in handed {
+            // A full hand-off leaves the alert to the outbox scan.
+            let _ = self.fresh.try_send(queued);
+        }
+        for alert in &alerts {
+            tracing::warn!(
+                id = %alert.id,
+                code = alert.code.name(),
+                priority = alert.priority.name(),
+                patient = alert.patient.as_ref().map(SubjectId::as_str),
+                message = alert.message,
+                "alert raised"
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes `alert` durable in the outbox and hands them to the sender.
+    pub async fn raise(&self, alert: Alert) -> Result<(), SpoolError> {
+        self.raise_all(vec![alert]).await
+    }
+
+    /// Raises the technical alert `facts` describe (any part of the collector may: a
+    /// quarantined batch, readings waiting for an assignment, …). Failures are logged: a
+    /// technical alert must never stop the work that noticed the condition.
+    pub async fn raise_technical(&self, facts: TechnicalAlert) {
+        let code = facts.code;
+        let subject = facts.subject.clone();
+        if let Err(error) = self.raise(Alert::technical(self.ward.clone(), facts)).await {
+            tracing::error!(%error, code = code.name(), subject, "a technical alert could not be stored");
+        }
+    }
+}
+
+/// When each device last sent an accepted reading (collector clock), for the silence
+/// alert.
+#[derive(Debug, Default)]
+pub struct Activity {
+    devices: Mutex<HashMap<String, Seen>>,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    at_us: i64,
+    patient: Option<SubjectId>,
+    data_types: Vec<String>,
+    alerted: bool,
+}
+
+impl Activity {
+    /// `device` (pure-identity URI) sent accepted readings of `data_type` at `at_us`.
+    pub fn seen(&self, device: String, patient: Option<SubjectId>, data_type: &str, at_us: i64) {
+        if let Ok(mut devices) = self.devices.lock() {
+            let seen = devices.entry(device).or_insert_with(|| Seen {
+                at_us,
+                patient: None,
+                data_types: Vec::new(),
+                alerted: false,
+            });
+            seen.at_us = seen.at_us.max(at_us);
+            seen.alerted = false;
+            if patient.is_some() {
+                seen.patient = patient;
+            }
+            if !seen.data_types.iter().any(|t| t == data_type) {
+                seen.data_types.push(data_type.to_owned());
+            }
+        }
+    }
+
+    /// Devices silent past their bound at `now_us` and not yet alerted (marked alerted):
+    /// (device, patient, last seen µs, bound s).
+    fn newly_silent(
+        &self,
+        config: &AlertsSection,
+        now_us: i64,
+    ) -> Vec<(String, Option<SubjectId>, i64, u64)> {
+        let Ok(mut devices) = self.devices.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (device, seen) in devices.iter_mut() {
+            // A device sending several types is expected as often as its most frequent one.
+            let bound = seen
+                .data_types
+                .iter()
+                .filter_map(|t| config.silent_after_secs_by_type.get(t).copied())
+                .min()
+                .unwrap_or(config.silent_after_secs);
+            let bound_us = i64::try_from(bound.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+            if !seen.alerted && now_us.saturating_sub(seen.at_us) > bound_us {
+                seen.alerted = true;
+                out.push((device.clone(), seen.patient.clone(), seen.at_us, bound));
+            }
+        }
+        out
+    }
+}
+
+/// Checks the technical conditions every `config.check_interval_ms` until `stop`.
+pub async fn watch(
+    alerts: Alerts,
+    activity: Arc<Activity>,
+    cards: Arc<CardSlots>,
+    spool_max_bytes: Option<u64>,
+    config: AlertsSection,
+    stop: Arc<Notify>,
+) {
+    let every = Duration::from_millis(config.check_interval_ms.max(10));
+    // Patients whose readings wait for a card: since when (µs), and whether alerted.
+    let mut waiting: HashMap<SubjectId, (i64, bool)> = HashMap::new();
+    let mut filling_since: Option<i64> = None;
+    loop {
+        tokio::select! {
+            () = stop.notified() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = Timestamp::now().unix_micros();
+        for (device, patient, last, bound) in activity.newly_silent(&config, now) {
+            let message = format!(
+                "device {device} has sent nothing since {} (expected at least every {bound} s)",
+                Timestamp::from_unix_micros(last)
+                    .map_or_else(|_| last.to_string(), |t| t.to_string())
+            );
+            alerts
+                .raise_technical(TechnicalAlert {
+                    code: AlertCode::DeviceSilent,
+                    subject: device.clone(),
+                    since_us: last,
+                    patient,
+                    device: Some(device),
+                    priority: Priority::Medium,
+                    message,
+                })
+                .await;
+        }
+        watch_cards(&alerts, &cards, &config, &mut waiting, now).await;
+        if let Some(max) = spool_max_bytes.filter(|&max| max > 0) {
+            let used = alerts.spool.size_bytes().await.unwrap_or(0);
+            #[expect(clippy::cast_precision_loss, reason = "a fraction of the spool")]
+            let fraction = used as f64 / max as f64;
+            if fraction > config.spool_filling_fraction {
+                if filling_since.is_none() {
+                    filling_since = Some(now);
+                    alerts
+                        .raise_technical(TechnicalAlert {
+                            code: AlertCode::SpoolFilling,
+                            subject: "spool".into(),
+                            since_us: now,
+                            patient: None,
+                            device: None,
+                            priority: Priority::High,
+                            message: format!(
+                                "the spool holds {used} of its {max} bytes ({:.0} %): storage is not taking batches fast enough",
+                                fraction * 100.0
+                            ),
+                        })
+                        .await;
+                }
+            } else {
+                filling_since = None;
+            }
+        }
+    }
+}
+
+/// Raises `card_absent` for patients whose readings have waited longer than the bound
+/// for a card that is not present.
+async fn watch_cards(
+    alerts: &Alerts,
+    cards: &CardSlots,
+    config: &AlertsSection,
+    waiting: &mut HashMap<SubjectId, (i64, bool)>,
+    now: i64,
+) {
+    let Ok(pending) = alerts.spool.patients_pending().await else {
+        return;
+    };
+    let without: HashSet<SubjectId> = pending
+        .into_iter()
+        .filter(|patient| cards.card(patient).is_none())
+        .collect();
+    waiting.retain(|patient, _| without.contains(patient));
+    let bound =
+        i64::try_from(config.card_absent_after_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    for patient in without {
+        let (since, alerted) = waiting.entry(patient.clone()).or_insert((now, false));
+        if !*alerted && now.saturating_sub(*since) >= bound {
+            *alerted = true;
+            alerts
+                .raise_technical(TechnicalAlert {
+                    code: AlertCode::CardAbsent,
+                    subject: patient.as_str().to_owned(),
+                    since_us: *since,
+                    patient: Some(patient.clone()),
+                    device: None,
+                    priority: Priority::Medium,
+                    message: format!(
+                        "readings of patient {patient} wait: their card is not in its reader"
+                    ),
+                })
+                .await;
+        }
+    }
+}
+
+/// Sends alerts to storage until `stop`: each one at once as it is raised (handed over
+/// in `raised`), and whatever the outbox holds (left by a crash, a full hand-off or a
+/// failed push) every second, or with backoff (100 ms doubling to 5 s) while storage
+/// does not acknowledge. An alert leaves the outbox only on storage's 2xx.
+pub async fn send(alerts: Alerts, client: Client, mut raised: Raised, stop: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    // The outbox is read at start (alerts of a previous run), then after a failure or
+    // every second.
+    let mut scan = true;
+    loop {
+        let batch = if scan {
+            scan = false;
+            match alerts.spool.queued_alerts(SEND_AT_ONCE).await {
+                Ok(queued) => queued,
+                Err(error) => {
+                    tracing::error!(%error, "reading the alert outbox failed");
+                    Vec::new()
+                }
+            }
+        } else {
+            let first = tokio::select! {
+                () = stop.notified() => return,
+                fresh = raised.0.recv() => fresh,
+                () = tokio::time::sleep(Duration::from_secs(1)) => None,
+            };
+            match first {
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < SEND_AT_ONCE {
+                        match raised.0.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    batch
+                }
+                None => {
+                    scan = true;
+                    continue;
+                }
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let full = batch.len() == SEND_AT_ONCE;
+        match push(&alerts, &client, batch).await {
+            None => {
+                if failing {
+                    tracing::info!("alerts reach storage again");
+                }
+                failing = false;
+                backoff = Duration::from_millis(100);
+                // A full page may have more behind it.
+                scan = full;
+            }
+            Some(error) => {
+                if !failing {
+                    tracing::warn!(
+                        error,
+                        "sending alerts to storage failed; they stay in the outbox, retrying with backoff up to 5 s"
+                    );
+                }
+                failing = true;
+                scan = true;
+                tokio::select! {
+                    () = stop.notified() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Pushes `batch` to storage at once; removes each acknowledged alert from the outbox.
+/// Returns the first failure.
+async fn push(alerts: &Alerts, client: &Client, batch: Vec<QueuedAlert>) -> Option<String> {
+    let mut sending = tokio::task::JoinSet::new();
+    for queued in batch {
+        let client = client.clone();
+        sending.spawn(async move {
+            let reply = client
+                .send(Method::POST, "/v1/alerts", Bytes::from(queued.alert))
+                .await;
+            (queued.id, reply)
+        });
+    }
+    let mut failure = None;
+    while let Some(joined) = sending.join_next().await {
+        let Ok((id, reply)) = joined else { continue };
+        match reply {
+            Ok(reply) if (200..300).contains(&reply.status) => {
+                if let Err(error) = alerts.spool.forget_alert(id).await {
+                    tracing::error!(%error, "removing a delivered alert from the outbox failed");
+                }
+            }
+            Ok(reply) => {
+                failure.get_or_insert(format!(
+                    "storage answered {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                ));
+            }
+            Err(error) => {
+                failure.get_or_insert(error.to_string());
+            }
+        }
+    }
+    failure
+}

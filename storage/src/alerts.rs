@@ -1,0 +1,624 @@
+//! Alerts: storage keeps the durable record and serves the live stream.
+//!
+//! - `POST /v1/alerts` (collector): an alert the collector raised at ingest; idempotent by
+//!   id. When the batch holding the reading arrives, [`ingest`](crate::ingest) re-checks
+//!   the rules, stores each alarmed reading's FHIR interpretation and upserts the same
+//!   alert (its id is derived from the reading and the limit), so the record exists even
+//!   if the collector's push was lost.
+//! - `GET /v1/alerts?state=…` (staff: the alerts of the patients they are responsible
+//!   for; admin: all).
+//! - `POST /v1/alerts/{id}/acknowledge` (staff responsible for the alert's patient,
+//!   checked and logged in the anchored access log by [`access::authorize`]).
+//! - `GET /v1/alerts/stream` (staff, admin): server-sent events of alerts raised,
+//!   acknowledged and escalated, of the patients the caller is responsible for and nothing
+//!   of others. Each client has its own bounded buffer; a client that does not keep up is
+//!   dropped (publishing never waits for a client); a comment line every heartbeat keeps
+//!   idle connections open.
+//! - [`run_escalation`]: an alert still raised after its priority's time
+//!   ([`EscalationPolicy`]) becomes escalated (an event on the stream, a log warning).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use sqlx::Row;
+use tokio::sync::{broadcast, mpsc};
+use wardseal_core::alert::{Alert, AlertEvent, AlertId, AlertState, Interpretation, Priority};
+use wardseal_core::identity::Role;
+use wardseal_net::peer::PeerIdentity;
+use wardseal_net::wire::{json_response, read_body};
+
+use crate::access;
+use crate::api::{Storage, to_wire};
+use crate::error::{AccessRefusal, Error};
+use crate::store::{Store, now_micros};
+
+/// How long an alert of each priority may stay unacknowledged before it escalates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscalationPolicy {
+    /// Low priority.
+    pub low: Duration,
+    /// Medium priority.
+    pub medium: Duration,
+    /// High priority.
+    pub high: Duration,
+}
+
+impl EscalationPolicy {
+    fn after(&self, priority: Priority) -> Duration {
+        match priority {
+            Priority::Low => self.low,
+            Priority::Medium => self.medium,
+            Priority::High => self.high,
+        }
+    }
+}
+
+impl Default for EscalationPolicy {
+    /// High: 2 minutes; medium: 10 minutes; low: 30 minutes.
+    fn default() -> Self {
+        Self {
+            low: Duration::from_secs(30 * 60),
+            medium: Duration::from_secs(10 * 60),
+            high: Duration::from_secs(2 * 60),
+        }
+    }
+}
+
+/// Events published to the live stream; how it is configured.
+#[derive(Debug)]
+pub struct AlertHub {
+    events: broadcast::Sender<AlertEvent>,
+    /// Escalation times.
+    pub policy: EscalationPolicy,
+    /// How often an idle stream gets a comment line.
+    pub heartbeat: Duration,
+    /// Events buffered per client before it counts as too slow and is dropped.
+    pub client_buffer: usize,
+}
+
+impl AlertHub {
+    /// A hub with `policy`, 15 s heartbeats and 256 events of buffer per client.
+    pub fn new(policy: EscalationPolicy) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            events,
+            policy,
+            heartbeat: Duration::from_secs(15),
+            client_buffer: 256,
+        }
+    }
+
+    /// Publishes `event` to the connected clients (never waits for one).
+    pub fn publish(&self, event: AlertState, alert: Alert) {
+        // No receiver is not an error: nobody is connected.
+        let _ = self.events.send(AlertEvent { event, alert });
+    }
+}
+
+impl Default for AlertHub {
+    fn default() -> Self {
+        Self::new(EscalationPolicy::default())
+    }
+}
+
+/// A response body: whole, or a stream of server-sent events.
+#[derive(Debug)]
+pub enum Body {
+    /// A whole response.
+    Whole(Full<Bytes>),
+    /// Server-sent event frames as they come; the stream ends when the sender goes.
+    Events(mpsc::Receiver<Bytes>),
+}
+
+impl From<Full<Bytes>> for Body {
+    fn from(full: Full<Bytes>) -> Self {
+        Body::Whole(full)
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Whole(full) => Pin::new(full).poll_frame(cx),
+            Body::Events(events) => events
+                .poll_recv(cx)
+                .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Whole(full) => full.is_end_stream(),
+            Body::Events(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Whole(full) => full.size_hint(),
+            Body::Events(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+/// The largest alert body accepted.
+const ALERT_BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a staff member's responsibility for a patient is remembered by their stream
+/// (assignments change rarely; the database is not asked once per event).
+const RESPONSIBILITY_CACHE: Duration = Duration::from_secs(2);
+
+impl Storage {
+    /// Answers one request: the alert routes here, every other through
+    /// [`Storage::handle`]. Servers that offer the alert stream serve this.
+    pub async fn respond(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: Arc<PeerIdentity>,
+    ) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let answer = match (request.method().clone(), segments.as_slice()) {
+            (Method::POST, ["v1", "alerts"]) => self.receive_alert(request, &peer).await,
+            (Method::GET, ["v1", "alerts"]) => self.list_alerts(&request, &peer).await,
+            (Method::GET, ["v1", "alerts", "stream"]) => return self.stream(&peer),
+            (Method::POST, ["v1", "alerts", id, "acknowledge"]) => {
+                self.acknowledge(id, &peer).await
+            }
+            _ => return self.handle(request, peer).await.map(Body::from),
+        };
+        answer.unwrap_or_else(|error| to_wire(&error).into_response().map(Body::from))
+    }
+
+    async fn receive_alert(
+        &self,
+        request: Request<Incoming>,
+        peer: &PeerIdentity,
+    ) -> Result<Response<Body>, Error> {
+        require(peer, &[Role::Collector])?;
+        let body = read_body(request.into_body(), ALERT_BODY_LIMIT).await?;
+        let mut alert: Alert = serde_json::from_slice(&body)
+            .map_err(|error| Error::BadRequest(format!("not an alert: {error}")))?;
+        let ward = subject(peer)?;
+        if alert.ward.as_str() != ward {
+            return Err(Error::Access(AccessRefusal::NotResponsible {
+                staff: ward,
+                patient: format!("alerts of ward {}", alert.ward),
+            }));
+        }
+        if !alert.id_is_derived() {
+            return Err(Error::BadRequest(
+                "a clinical alert's id must be derived from its reading and limit".into(),
+            ));
+        }
+        // The life cycle is storage's: a collector only raises.
+        alert.state = AlertState::Raised;
+        alert.acknowledged_by = None;
+        alert.acknowledged_at_us = None;
+        alert.escalated_at_us = None;
+        let new = upsert(&self.store, &alert).await?;
+        if new {
+            self.alerts.publish(AlertState::Raised, alert.clone());
+        }
+        let status = if new {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(json_response(
+            status,
+            &serde_json::json!({"id": alert.id, "newly_stored": new}),
+        )
+        .map(Body::from))
+    }
+
+    async fn list_alerts(
+        &self,
+        request: &Request<Incoming>,
+        peer: &PeerIdentity,
+    ) -> Result<Response<Body>, Error> {
+        require(peer, &[Role::Staff, Role::Admin])?;
+        let state = match request.uri().query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == "state")
+                .map(|(_, value)| value.into_owned())
+        }) {
+            None => None,
+            Some(name) => Some(AlertState::from_name(&name).ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "unknown state {name:?}: raised, escalated, acknowledged or resolved"
+                ))
+            })?),
+        };
+        let staff = match peer.role() {
+            Role::Admin => None,
+            _ => Some(subject(peer)?),
+        };
+        let alerts = list(&self.store, staff.as_deref(), state).await?;
+        Ok(json_response(StatusCode::OK, &alerts).map(Body::from))
+    }
+
+    async fn acknowledge(&self, id: &str, peer: &PeerIdentity) -> Result<Response<Body>, Error> {
+        require(peer, &[Role::Staff])?;
+        let id = AlertId::from_hex(id)
+            .ok_or_else(|| Error::BadRequest("an alert id is 64 hex digits".into()))?;
+        let alert = load(&self.store, &id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("alert {id}")))?;
+        let Some(patient) = alert.patient.clone() else {
+            return Err(Error::BadRequest(
+                "this alert concerns no patient: an administrator resolves it".into(),
+            ));
+        };
+        // Checks responsibility and writes the access-log entry (allowed or refused).
+        access::authorize(
+            self,
+            peer,
+            patient.as_str(),
+            &format!("acknowledge alert {id}"),
+        )
+        .await?;
+        let staff = subject(peer)?;
+        let now = now_micros();
+        let changed = sqlx::query(
+            "UPDATE alerts SET state = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2 \
+             WHERE id = $3 AND state IN ('raised', 'escalated')",
+        )
+        .bind(staff.clone())
+        .bind(now)
+        .bind(id.0.as_bytes().to_vec())
+        .execute(self.store.pool())
+        .await
+        .map_err(|error| Error::database("acknowledge the alert", error))?
+        .rows_affected();
+        let alert = load(&self.store, &id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("alert {id}")))?;
+        if changed > 0 {
+            tracing::info!(%id, staff, "alert acknowledged");
+            self.alerts.publish(AlertState::Acknowledged, alert.clone());
+        }
+        Ok(json_response(StatusCode::OK, &alert).map(Body::from))
+    }
+
+    fn stream(self: Arc<Self>, peer: &PeerIdentity) -> Response<Body> {
+        if let Err(error) = require(peer, &[Role::Staff, Role::Admin]) {
+            return to_wire(&error).into_response().map(Body::from);
+        }
+        let staff = match peer.role() {
+            Role::Admin => None,
+            _ => match subject(peer) {
+                Ok(staff) => Some(staff),
+                Err(error) => return to_wire(&error).into_response().map(Body::from),
+            },
+        };
+        let events = self.alerts.events.subscribe();
+        let (frames, body) = mpsc::channel(self.alerts.client_buffer.max(1));
+        // The first frame opens the stream at once (a client sees it is connected).
+        let _ = frames.try_send(Bytes::from_static(b": connected\n\n"));
+        tokio::spawn(feed(self, staff, events, frames));
+        let mut response = Response::new(Body::Events(body));
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            hyper::header::CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("no-store"),
+        );
+        response
+    }
+}
+
+/// Moves the hub's events that `staff` may see (all for an administrator, `None`) into
+/// one client's buffer, with heartbeats, until the client goes or falls behind.
+async fn feed(
+    storage: Arc<Storage>,
+    staff: Option<String>,
+    mut events: broadcast::Receiver<AlertEvent>,
+    frames: mpsc::Sender<Bytes>,
+) {
+    let mut heartbeat = tokio::time::interval(storage.alerts.heartbeat);
+    heartbeat.tick().await;
+    let mut responsible: HashMap<String, (bool, Instant)> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            () = frames.closed() => return,
+            _ = heartbeat.tick() => {
+                if frames.try_send(Bytes::from_static(b": heartbeat\n\n")).is_err() {
+                    return;
+                }
+                continue;
+            }
+            event = events.recv() => match event {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(?staff, missed, "an alert stream client fell behind; dropped");
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let visible = match (&staff, &event.alert.patient) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(staff), Some(patient)) => {
+                let cached = responsible
+                    .get(patient.as_str())
+                    .filter(|(_, at)| at.elapsed() < RESPONSIBILITY_CACHE)
+                    .map(|(yes, _)| *yes);
+                match cached {
+                    Some(yes) => yes,
+                    None => {
+                        let yes = storage
+                            .store
+                            .staff_assigned(staff, patient.as_str())
+                            .await
+                            .unwrap_or(false);
+                        responsible.insert(patient.as_str().to_owned(), (yes, Instant::now()));
+                        yes
+                    }
+                }
+            }
+        };
+        if !visible {
+            continue;
+        }
+        let Ok(json) = serde_json::to_string(&event) else {
+            continue;
+        };
+        let frame = format!(
+            "event: {}\nid: {}\ndata: {json}\n\n",
+            event.event.name(),
+            event.alert.id
+        );
+        if frames.try_send(Bytes::from(frame)).is_err() {
+            tracing::warn!(?staff, "an alert stream client's buffer is full; dropped");
+            return;
+        }
+    }
+}
+
+fn require(peer: &PeerIdentity, roles: &[Role]) -> Result<(), Error> {
+    peer.require_any_role(roles)
+        .map(drop)
+        .map_err(|error| Error::Access(AccessRefusal::Role(error)))
+}
+
+fn subject(peer: &PeerIdentity) -> Result<String, Error> {
+    peer.identity
+        .subject_id()
+        .map(|subject| subject.as_str().to_owned())
+        .ok_or(Error::Access(AccessRefusal::NoSubject))
+}
+
+/// Stores `alert` unless its id is there; returns whether it is new. A stored alert
+/// that names no patient (raised before the device's assignment was known) gets this
+/// one's.
+pub async fn upsert(store: &Store, alert: &Alert) -> Result<bool, Error> {
+    let body = serde_json::to_string(alert)
+        .map_err(|error| Error::BadRequest(format!("the alert does not serialise: {error}")))?;
+    let inserted = sqlx::query(
+        "INSERT INTO alerts (id, kind, code, ward, patient, priority, state, raised_at, body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(alert.id.0.as_bytes().to_vec())
+    .bind(kind_name(alert))
+    .bind(alert.code.name())
+    .bind(alert.ward.as_str().to_owned())
+    .bind(alert.patient.as_ref().map(|p| p.as_str().to_owned()))
+    .bind(alert.priority.name())
+    .bind(AlertState::Raised.name())
+    .bind(alert.raised_at_us)
+    .bind(body)
+    .execute(store.pool())
+    .await
+    .map_err(|error| Error::database("store the alert", error))?
+    .rows_affected();
+    if inserted == 0
+        && let Some(patient) = &alert.patient
+    {
+        sqlx::query("UPDATE alerts SET patient = $1 WHERE id = $2 AND patient IS NULL")
+            .bind(patient.as_str().to_owned())
+            .bind(alert.id.0.as_bytes().to_vec())
+            .execute(store.pool())
+            .await
+            .map_err(|error| Error::database("complete the alert", error))?;
+    }
+    Ok(inserted > 0)
+}
+
+fn kind_name(alert: &Alert) -> &'static str {
+    match alert.kind {
+        wardseal_core::alert::AlertKind::Clinical => "clinical",
+        wardseal_core::alert::AlertKind::Technical => "technical",
+    }
+}
+
+/// Records a stored batch's alarmed readings: each one's interpretation, and its alert
+/// (upserted); returns the alerts that were new.
+pub async fn record_batch(store: &Store, alerts: &[Alert]) -> Result<Vec<Alert>, Error> {
+    let mut new = Vec::new();
+    for alert in alerts {
+        let (Some(leaf), Some(interpretation)) = (alert.reading, alert.interpretation) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO reading_interpretations (leaf_hash, interpretation, priority, alert_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (leaf_hash) DO NOTHING",
+        )
+        .bind(leaf.as_bytes().to_vec())
+        .bind(interpretation.code())
+        .bind(alert.priority.name())
+        .bind(alert.id.0.as_bytes().to_vec())
+        .execute(store.pool())
+        .await
+        .map_err(|error| Error::database("store the reading's interpretation", error))?;
+        if upsert(store, alert).await? {
+            new.push(alert.clone());
+        }
+    }
+    Ok(new)
+}
+
+/// The FHIR interpretation stored for the reading with leaf hash `leaf`, if it crossed
+/// an alarm limit.
+pub async fn interpretation(
+    store: &Store,
+    leaf: &wardseal_core::hash::Hash,
+) -> Result<Option<Interpretation>, Error> {
+    let code: Option<String> = sqlx::query_scalar(
+        "SELECT interpretation FROM reading_interpretations WHERE leaf_hash = $1",
+    )
+    .bind(leaf.as_bytes().to_vec())
+    .fetch_optional(store.pool())
+    .await
+    .map_err(|error| Error::database("read the reading's interpretation", error))?;
+    Ok(code.as_deref().and_then(Interpretation::from_code))
+}
+
+const COLUMNS: &str = "body, patient, state, acknowledged_by, acknowledged_at, escalated_at";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
+    let body: String = row
+        .try_get(0)
+        .map_err(|error| Error::database("read an alert", error))?;
+    let mut alert: Alert = serde_json::from_str(&body)
+        .map_err(|error| Error::BadRequest(format!("a stored alert does not parse: {error}")))?;
+    let read = |error| Error::database("read an alert", error);
+    let patient: Option<String> = row.try_get(1).map_err(read)?;
+    let state: String = row.try_get(2).map_err(read)?;
+    alert.patient = patient.and_then(|p| p.parse().ok());
+    alert.state = AlertState::from_name(&state).unwrap_or(AlertState::Raised);
+    alert.acknowledged_by = row.try_get(3).map_err(read)?;
+    alert.acknowledged_at_us = row.try_get(4).map_err(read)?;
+    alert.escalated_at_us = row.try_get(5).map_err(read)?;
+    Ok(alert)
+}
+
+/// The alert with id `id`.
+pub async fn load(store: &Store, id: &AlertId) -> Result<Option<Alert>, Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM alerts WHERE id = $1"))
+        .bind(id.0.as_bytes().to_vec())
+        .fetch_optional(store.pool())
+        .await
+        .map_err(|error| Error::database("read the alert", error))?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Alerts in `state` (any when `None`), newest first: of the patients `staff` is assigned
+/// to now, or all when `staff` is `None`.
+pub async fn list(
+    store: &Store,
+    staff: Option<&str>,
+    state: Option<AlertState>,
+) -> Result<Vec<Alert>, Error> {
+    let state_clause = if state.is_some() {
+        if staff.is_some() {
+            " AND state = $2"
+        } else {
+            " AND state = $1"
+        }
+    } else {
+        ""
+    };
+    let sql = match staff {
+        Some(_) => format!(
+            "SELECT {COLUMNS} FROM alerts WHERE patient IN \
+             (SELECT s.patient FROM staff_assignments s JOIN admissions a ON a.patient = s.patient \
+              WHERE s.staff = $1 AND s.until IS NULL AND a.discharged_at IS NULL)\
+             {state_clause} ORDER BY raised_at DESC LIMIT 1000"
+        ),
+        None => format!(
+            "SELECT {COLUMNS} FROM alerts WHERE 1 = 1{state_clause} ORDER BY raised_at DESC LIMIT 1000"
+        ),
+    };
+    let mut query = sqlx::query(&sql);
+    if let Some(staff) = staff {
+        query = query.bind(staff.to_owned());
+    }
+    if let Some(state) = state {
+        query = query.bind(state.name());
+    }
+    let rows = query
+        .fetch_all(store.pool())
+        .await
+        .map_err(|error| Error::database("list the alerts", error))?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Escalates every alert still raised past its priority's time at `now_us`; returns them.
+pub async fn escalate_due(storage: &Storage, now_us: i64) -> Result<Vec<Alert>, Error> {
+    let mut escalated = Vec::new();
+    for priority in [Priority::High, Priority::Medium, Priority::Low] {
+        let after =
+            i64::try_from(storage.alerts.policy.after(priority).as_micros()).unwrap_or(i64::MAX);
+        let due: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE state = 'raised' AND priority = $1 AND raised_at <= $2",
+        )
+        .bind(priority.name())
+        .bind(now_us.saturating_sub(after))
+        .fetch_all(storage.store.pool())
+        .await
+        .map_err(|error| Error::database("find alerts to escalate", error))?;
+        for id in due {
+            let changed = sqlx::query(
+                "UPDATE alerts SET state = 'escalated', escalated_at = $1 WHERE id = $2 AND state = 'raised'",
+            )
+            .bind(now_us)
+            .bind(id.clone())
+            .execute(storage.store.pool())
+            .await
+            .map_err(|error| Error::database("escalate the alert", error))?
+            .rows_affected();
+            let Ok(id) = wardseal_core::hash::Hash::from_slice(&id).map(AlertId) else {
+                continue;
+            };
+            if changed > 0
+                && let Some(alert) = load(&storage.store, &id).await?
+            {
+                tracing::warn!(
+                    %id,
+                    priority = priority.name(),
+                    patient = alert.patient.as_ref().map(|p| p.as_str()),
+                    "alert not acknowledged in time: escalated"
+                );
+                storage.alerts.publish(AlertState::Escalated, alert.clone());
+                escalated.push(alert);
+            }
+        }
+    }
+    Ok(escalated)
+}
+
+/// Escalates due alerts every `every`, for as long as the task runs (abort it to stop).
+pub async fn run_escalation(storage: Arc<Storage>, every: Duration) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(every).await;
+        match escalate_due(&storage, now_micros()).await {
+            Ok(_) => failing = false,
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "escalating alerts failed; retrying");
+                }
+                failing = true;
+            }
+        }
+    }
+}
