@@ -17,11 +17,8 @@
 use sqlx::Row as _;
 use wardseal_core::batch::BatchError;
 use wardseal_core::exchange::{GapReceipt, GapSubmission};
-use wardseal_core::gap::GapRecord;
 use wardseal_core::hash::Hash;
-use wardseal_core::identity::Role;
 use wardseal_core::signature::VerifyingKey;
-use wardseal_net::CertificateError;
 use wardseal_net::peer::PeerIdentity;
 use wardseal_net::server::ServerTls;
 
@@ -76,7 +73,7 @@ pub async fn declare(
         }
         .into());
     }
-    verify_certificate(tls, gap, &submission.patient_certificate)?;
+    crate::ingest::verify_patient_certificate(tls, gap.patient(), &submission.patient_certificate)?;
     let key = VerifyingKey::from_certificate_der(&submission.patient_certificate)
         .map_err(|error| Refusal::PatientCertificateInvalid(error.to_string()))?;
     gap.verify_signature(&key, &submission.signature)
@@ -206,26 +203,4 @@ pub async fn gaps(store: &Store, patient: &str) -> Result<Vec<RecordedGap>, Erro
             })
         })
         .collect()
-}
-
-/// The patient certificate must chain to the CA, be valid and unrevoked now, carry the
-/// patient-data-signing usage and name the gap's patient.
-fn verify_certificate(tls: &ServerTls, gap: &GapRecord, der: &[u8]) -> Result<(), Refusal> {
-    let identity = tls
-        .verify_certificate(der, crate::ingest_usage(), std::time::SystemTime::now())
-        .map_err(|error| match error {
-            CertificateError::Revoked => Refusal::PatientCertificateRevoked,
-            other => Refusal::PatientCertificateInvalid(other.to_string()),
-        })?;
-    let subject = identity
-        .identity
-        .subject_id()
-        .map(|subject| subject.as_str().to_owned());
-    if identity.role() != Role::Patient || subject.as_deref() != Some(gap.patient().as_str()) {
-        return Err(Refusal::PatientMismatch {
-            certificate: format!("{} {}", identity.role(), subject.unwrap_or_default()),
-            patient: gap.patient().as_str().to_owned(),
-        });
-    }
-    Ok(())
 }

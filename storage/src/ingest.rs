@@ -209,7 +209,7 @@ impl Ingest<'_> {
             }
             .into());
         }
-        verify_patient_certificate(self.tls, header, &submission.patient_certificate)?;
+        verify_patient_certificate(self.tls, header.patient(), &submission.patient_certificate)?;
         let key = VerifyingKey::from_certificate_der(&submission.patient_certificate)
             .map_err(|error| Refusal::PatientCertificateInvalid(error.to_string()))?;
         header
@@ -433,9 +433,11 @@ impl Ingest<'_> {
     }
 }
 
-fn verify_patient_certificate(
+/// The patient certificate must chain to the CA, be valid and unrevoked now, carry the
+/// patient-data-signing usage and name `patient` (a batch header's or a gap record's).
+pub(crate) fn verify_patient_certificate(
     tls: &ServerTls,
-    header: &BatchHeader,
+    patient: &SubjectId,
     der: &[u8],
 ) -> Result<(), Refusal> {
     let identity = tls
@@ -448,10 +450,10 @@ fn verify_patient_certificate(
         .identity
         .subject_id()
         .map(|subject| subject.as_str().to_owned());
-    if identity.role() != Role::Patient || subject.as_deref() != Some(header.patient().as_str()) {
+    if identity.role() != Role::Patient || subject.as_deref() != Some(patient.as_str()) {
         return Err(Refusal::PatientMismatch {
             certificate: format!("{} {}", identity.role(), subject.unwrap_or_default()),
-            patient: header.patient().as_str().to_owned(),
+            patient: patient.as_str().to_owned(),
         });
     }
     Ok(())
