@@ -328,10 +328,8 @@ impl BatchHeader {
             return Err(BatchError::UnknownVersion(version));
         }
         let subject = |input: &mut Reader<'_>, field| -> Result<SubjectId, BatchError> {
-            let bytes = input.short_bytes()?;
-            std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|text| text.parse().ok())
+            input
+                .short_subject()?
                 .ok_or(BatchError::InvalidSubjectId { field })
         };
         let patient = subject(&mut input, "patient")?;

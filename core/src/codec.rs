@@ -3,6 +3,7 @@
 //! one encoding, and a decoder accepts only that encoding.
 
 use crate::decimal::Decimal;
+use crate::identity::SubjectId;
 
 /// Appends canonical fields to a byte vector.
 #[derive(Debug, Default)]
@@ -121,6 +122,15 @@ impl<'a> Reader<'a> {
     pub(crate) fn short_bytes(&mut self) -> Result<&'a [u8], CodecError> {
         let len = self.u8()?;
         self.take(usize::from(len))
+    }
+
+    /// A short string that must be a subject id (batch headers, gap records): `None` when
+    /// its bytes are not one, for the caller to name the field in its own error.
+    pub(crate) fn short_subject(&mut self) -> Result<Option<SubjectId>, CodecError> {
+        let bytes = self.short_bytes()?;
+        Ok(std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.parse().ok()))
     }
 
     /// The raw (mantissa, scale) of a decimal; the caller checks normal form.

@@ -253,10 +253,8 @@ impl GapRecord {
             return Err(GapError::UnknownVersion(version));
         }
         let subject = |input: &mut Reader<'_>, field| -> Result<SubjectId, GapError> {
-            let bytes = input.short_bytes()?;
-            std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|text| text.parse().ok())
+            input
+                .short_subject()?
                 .ok_or(GapError::InvalidSubjectId { field })
         };
         let patient = subject(&mut input, "patient")?;
