@@ -1,7 +1,7 @@
 //! Declared gaps in a patient's chain (`POST /v1/batches/gaps`, collector role).
 //!
 //! When storage refuses a batch for good, the collector quarantines it and declares the
-//! hole with a [`GapRecord`] signed by the patient's current card (see
+//! hole with a [`GapRecord`](wardseal_core::gap::GapRecord) signed by the patient's current card (see
 //! [`wardseal_core::gap`] and `docs/delivery.md`). Storage checks the record like a
 //! header — the delivering collector is the one it names, the patient certificate is
 //! valid now and is this patient's, the card's signature verifies, and the record takes
