@@ -38,6 +38,7 @@ use wardseal_net::wire::{json_response, read_body};
 use crate::access;
 use crate::api::{Storage, to_wire};
 use crate::error::{AccessRefusal, Error};
+use crate::events::{EventHub, StoredEvent};
 use crate::store::{Store, now_micros};
 
 /// How long an alert of each priority may stay unacknowledged before it escalates.
@@ -76,6 +77,8 @@ impl Default for EscalationPolicy {
 #[derive(Debug)]
 pub struct AlertHub {
     events: broadcast::Sender<AlertEvent>,
+    /// Every alert event also goes to the server's event hub.
+    hub: EventHub,
     /// Escalation times.
     pub policy: EscalationPolicy,
     /// How often an idle stream gets a comment line.
@@ -85,11 +88,13 @@ pub struct AlertHub {
 }
 
 impl AlertHub {
-    /// A hub with `policy`, 15 s heartbeats and 256 events of buffer per client.
-    pub fn new(policy: EscalationPolicy) -> Self {
+    /// A hub with `policy`, 15 s heartbeats and 256 events of buffer per client, which
+    /// also tells `hub` each event.
+    pub fn new(policy: EscalationPolicy, hub: EventHub) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
             events,
+            hub,
             policy,
             heartbeat: Duration::from_secs(15),
             client_buffer: 256,
@@ -98,14 +103,17 @@ impl AlertHub {
 
     /// Publishes `event` to the connected clients (never waits for one).
     pub fn publish(&self, event: AlertState, alert: Alert) {
+        let event = AlertEvent { event, alert };
+        self.hub
+            .publish(StoredEvent::Alert(Arc::new(event.clone())));
         // No receiver is not an error: nobody is connected.
-        let _ = self.events.send(AlertEvent { event, alert });
+        let _ = self.events.send(event);
     }
 }
 
 impl Default for AlertHub {
     fn default() -> Self {
-        Self::new(EscalationPolicy::default())
+        Self::new(EscalationPolicy::default(), EventHub::new())
     }
 }
 

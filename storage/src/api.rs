@@ -39,6 +39,8 @@ pub struct Storage {
     pub metrics: Arc<Metrics>,
     /// The live alert stream and the escalation times.
     pub alerts: crate::alerts::AlertHub,
+    /// What storage has just done (readings stored, alerts), for in-process listeners.
+    pub events: crate::events::EventHub,
 }
 
 /// The one mapping from errors to the wire.
@@ -221,9 +223,9 @@ impl Storage {
                 let started = std::time::Instant::now();
                 let submitted = ingest.submit_with_alerts(peer, &body).await;
                 match &submitted {
-                    Ok((receipt, _)) => self.metrics.batch_accepted(
-                        receipt.newly_stored,
-                        receipt.count,
+                    Ok(accepted) => self.metrics.batch_accepted(
+                        accepted.receipt.newly_stored,
+                        accepted.receipt.count,
                         started.elapsed(),
                     ),
                     Err(Error::Refused(refusal)) => {
@@ -232,8 +234,13 @@ impl Storage {
                     }
                     Err(_) => {}
                 }
-                let (receipt, raised) = submitted?;
-                for alert in raised {
+                let accepted = submitted?;
+                let receipt = accepted.receipt;
+                if let Some(stored) = accepted.stored {
+                    self.events
+                        .publish(crate::events::StoredEvent::Readings(stored));
+                }
+                for alert in accepted.raised {
                     self.alerts
                         .publish(wardseal_core::alert::AlertState::Raised, alert);
                 }

@@ -11,7 +11,7 @@
 //! A batch whose header hash is already stored is acknowledged again, not stored twice.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use wardseal_contracts::replica::{RATE_WINDOW_MICROS, readings_in_window};
 use wardseal_contracts::{Alarm, CheckInput, PatientKey};
@@ -29,6 +29,7 @@ use wardseal_net::server::ServerTls;
 
 use crate::chain::Chain;
 use crate::error::{Error, Refusal};
+use crate::events::StoredReadings;
 use crate::store::{ReadingRow, Store, VerifiedBatch};
 
 /// The registry entries of a batch's devices.
@@ -50,6 +51,28 @@ fn patient_signing_usage() -> &'static [u8] {
     USAGE.get_or_init(|| PATIENT_DATA_SIGNING_OID.as_bytes().to_vec())
 }
 
+/// A batch storage holds: newly or already.
+#[derive(Debug)]
+pub struct Accepted {
+    /// What the collector is told.
+    pub receipt: BatchReceipt,
+    /// The alerts the batch's alarmed readings raised that were not stored yet.
+    pub raised: Vec<Alert>,
+    /// The readings, when this submission stored them (`None` for a batch already held).
+    pub stored: Option<Arc<StoredReadings>>,
+}
+
+impl Accepted {
+    /// A batch that was already stored: nothing new raised or stored.
+    fn again(receipt: BatchReceipt) -> Self {
+        Self {
+            receipt,
+            raised: Vec::new(),
+            stored: None,
+        }
+    }
+}
+
 impl Ingest<'_> {
     /// Verifies and stores a submission delivered by `collector` (already checked to be a
     /// collector). Refusals are recorded, without the readings.
@@ -60,7 +83,7 @@ impl Ingest<'_> {
     ) -> Result<BatchReceipt, Error> {
         self.submit_with_alerts(collector, body)
             .await
-            .map(|(receipt, _)| receipt)
+            .map(|accepted| accepted.receipt)
     }
 
     /// [`Ingest::submit`], and the alerts the batch's alarmed readings raised that were
@@ -70,7 +93,7 @@ impl Ingest<'_> {
         &self,
         collector: &PeerIdentity,
         body: &[u8],
-    ) -> Result<(BatchReceipt, Vec<Alert>), Error> {
+    ) -> Result<Accepted, Error> {
         let ward = collector
             .identity
             .subject_id()
@@ -96,15 +119,12 @@ impl Ingest<'_> {
         let header = &submission.header;
         let header_hash = header.hash();
         if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
-            return Ok((
-                BatchReceipt {
-                    header_hash,
-                    sequence,
-                    count,
-                    newly_stored: false,
-                },
-                Vec::new(),
-            ));
+            return Ok(Accepted::again(BatchReceipt {
+                header_hash,
+                sequence,
+                count,
+                newly_stored: false,
+            }));
         }
         // A batch a collector withheld and declared as a gap, now sent after a fix: it
         // is checked like any other but for chain continuity (the gap holds its place).
@@ -116,29 +136,24 @@ impl Ingest<'_> {
             }
             Err(other) => return Err(other),
         };
-        let stored = self
-            .store
-            .insert_batch(&VerifiedBatch {
-                header,
-                header_hash,
-                signature: &submission.signature,
-                patient_certificate: &submission.patient_certificate,
-                readings: rows,
-            })
-            .await?;
+        let verified = VerifiedBatch {
+            header,
+            header_hash,
+            signature: &submission.signature,
+            patient_certificate: &submission.patient_certificate,
+            readings: rows,
+        };
+        let stored = self.store.insert_batch(&verified).await?;
         if !stored {
             // Stored meanwhile by a concurrent delivery: either this very batch (acknowledge)
             // or another batch took the place (a replay of it).
             if let Some((sequence, count)) = self.store.batch_stored(&header_hash).await? {
-                return Ok((
-                    BatchReceipt {
-                        header_hash,
-                        sequence,
-                        count,
-                        newly_stored: false,
-                    },
-                    Vec::new(),
-                ));
+                return Ok(Accepted::again(BatchReceipt {
+                    header_hash,
+                    sequence,
+                    count,
+                    newly_stored: false,
+                }));
             }
             let refusal = Refusal::Replay {
                 sequence: header.sequence(),
@@ -157,15 +172,22 @@ impl Ingest<'_> {
                 tracing::error!(%error, "recording a batch's alarmed readings failed");
                 Vec::new()
             });
-        Ok((
-            BatchReceipt {
+        Ok(Accepted {
+            receipt: BatchReceipt {
                 header_hash,
                 sequence: header.sequence(),
                 count: header.count(),
                 newly_stored: true,
             },
             raised,
-        ))
+            stored: Some(Arc::new(StoredReadings {
+                patient: header.patient().as_str().to_owned(),
+                header_hash,
+                sequence: header.sequence(),
+                stored_at_us: crate::store::now_micros(),
+                readings: verified.readings,
+            })),
+        })
     }
 
     /// Records a refused batch (not its readings) and turns the refusal into the error the

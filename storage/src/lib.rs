@@ -48,6 +48,7 @@ pub mod assignments;
 pub mod batch_log;
 pub mod chain;
 mod error;
+pub mod events;
 pub mod fhir;
 pub mod gap;
 pub mod ingest;

@@ -21,6 +21,7 @@ use crate::alerts::{AlertHub, EscalationPolicy, run_escalation};
 use crate::api::Storage;
 use crate::chain::Chain;
 use crate::error::Error;
+use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::store::{BatchAnchor, Store};
 
@@ -89,12 +90,14 @@ impl Server {
         let tls = Arc::new(ServerTls::load(config.tls.clone())?);
         let store = Store::open(&config.database).await?;
         let chain = Chain::new(ledger).await?;
+        let events = EventHub::new();
         let storage = Arc::new(Storage {
             store,
             chain,
             tls: Arc::clone(&tls),
             metrics: Arc::new(Metrics::new()),
-            alerts: AlertHub::new(config.escalation),
+            alerts: AlertHub::new(config.escalation, events.clone()),
+            events,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
