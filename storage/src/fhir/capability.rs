@@ -14,6 +14,9 @@ pub const RESOURCES: &[&ResourceDefinition] = &[
     &super::observation::DEFINITION,
     &super::device::DEFINITION,
     &super::flag::DEFINITION,
+    &super::consent::DEFINITION,
+    &super::audit_event::DEFINITION,
+    &super::provenance::DEFINITION,
 ];
 
 fn resource(definition: &ResourceDefinition) -> serde_json::Value {

@@ -22,8 +22,10 @@
 //! - Unknown search parameters are refused (400) unless the client sends
 //!   `Prefer: handling=lenient`, per FHIR's search `handling` preference.
 
+pub mod audit_event;
 pub mod bundle;
 pub mod capability;
+pub mod consent;
 pub mod cursor;
 pub mod device;
 pub mod encounter;
@@ -31,6 +33,7 @@ pub mod flag;
 pub mod observation;
 pub mod outcome;
 pub mod patient;
+pub mod provenance;
 pub mod search;
 
 use bytes::Bytes;
@@ -182,12 +185,12 @@ async fn dispatch(
         (Method::GET, ["Flag"]) => flag::search(&context).await,
         (Method::GET, ["Flag", id]) => flag::read(&context, id).await,
         (Method::POST, ["Flag", id, "$acknowledge"]) => flag::acknowledge(&context, id).await,
-        //        (Method::GET, ["Consent"]) => consent::search(&context).await,
-        //        (Method::GET, ["Consent", id]) => consent::read(&context, id).await,
-        //        (Method::GET, ["AuditEvent"]) => audit_event::search(&context).await,
-        //        (Method::GET, ["AuditEvent", id]) => audit_event::read(&context, id).await,
-        //        (Method::GET, ["Provenance"]) => provenance::search(&context).await,
-        //        (Method::GET, ["Provenance", id]) => provenance::read(&context, id).await,
+        (Method::GET, ["Consent"]) => consent::search(&context).await,
+        (Method::GET, ["Consent", id]) => consent::read(&context, id).await,
+        (Method::GET, ["AuditEvent"]) => audit_event::search(&context).await,
+        (Method::GET, ["AuditEvent", id]) => audit_event::read(&context, id).await,
+        (Method::GET, ["Provenance"]) => provenance::search(&context).await,
+        (Method::GET, ["Provenance", id]) => provenance::read(&context, id).await,
         (method, _) => Err(FhirError::NotSupported(format!("{method} {path}")).into()),
     }
 }
