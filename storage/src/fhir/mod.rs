@@ -59,6 +59,10 @@ pub const FHIR_VERSION: &str = "4.0.1";
 /// The path every FHIR route starts with.
 pub const BASE_PATH: &str = "/fhir";
 
+/// The roles that may read patient data through FHIR (each read is then checked against
+/// the patient by [`crate::access::authorize`]).
+pub const READERS: &[Role] = &[Role::Staff, Role::Patient];
+
 /// What every FHIR handler gets: the server, the caller, the query and how to answer.
 #[derive(Debug)]
 pub struct Context<'a> {
