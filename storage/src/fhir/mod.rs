@@ -224,8 +224,8 @@ pub fn base_url<B>(request: &Request<B>) -> String {
         )
 }
 
-/// Refuses a request for anything but JSON: `_format` naming another format is a 415,
-/// an `Accept` header that admits no JSON a 406-like refusal with the same outcome.
+/// Refuses a request for anything but JSON (415): `_format` naming another format, or an
+/// `Accept` header that admits no JSON.
 fn check_format(request: &Request<Incoming>, query: &[(String, String)]) -> Result<(), Error> {
     for (_, format) in query.iter().filter(|(name, _)| name == "_format") {
         if !is_json(format) {
