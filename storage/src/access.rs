@@ -2,7 +2,8 @@
 //!
 //! A staff member may read a patient's data when assigned to the patient (and the patient
 //! is admitted), or when the patient has granted consent on chain to the account recorded
-//! for the staff member (`POST /v1/admin/staff-accounts`). Every decision, allowed or not,
+//! for the staff member (`POST /v1/admin/staff-accounts`). A patient's own card
+//! certificate (role patient) reads that patient's records and no one else's. Every decision, allowed or not,
 //! is written to the access log; [`anchor`] anchors the Merkle root of the entries not yet
 //! anchored through the `Ledger` (the server does so periodically).
 
@@ -13,7 +14,8 @@ use crate::api::Storage;
 use crate::error::{AccessRefusal, Error};
 use crate::metrics::AnchoredLog;
 
-/// Allows or refuses `peer` (a staff certificate) reading `patient`'s data, and logs it.
+/// Allows or refuses `peer` (a staff certificate, or a patient's card certificate for
+/// their own records) reading `patient`'s data, and logs it.
 pub async fn authorize(
     storage: &Storage,
     peer: &PeerIdentity,
@@ -25,6 +27,9 @@ pub async fn authorize(
         .subject_id()
         .map(|subject| subject.as_str().to_owned())
         .ok_or(Error::Access(AccessRefusal::NoSubject))?;
+    if peer.role() == wardseal_core::identity::Role::Patient {
+        return own_record(storage, &staff, patient, what).await;
+    }
     let reason = if storage.store.staff_assigned(&staff, patient).await? {
         Some("assigned")
     } else if consented(storage, &staff, patient).await? {
@@ -54,6 +59,31 @@ pub async fn authorize(
             storage.metrics.data_read(false);
             Err(refusal.into())
         }
+    }
+}
+
+/// A patient's card certificate reads the records of that patient and no other.
+async fn own_record(
+    storage: &Storage,
+    reader: &str,
+    patient: &str,
+    what: &str,
+) -> Result<(), Error> {
+    let own = reader == patient;
+    let reason = if own { "own_record" } else { "not_own_record" };
+    storage
+        .store
+        .log_access(reader, "patient", patient, what, own, reason)
+        .await?;
+    storage.metrics.data_read(own);
+    if own {
+        Ok(())
+    } else {
+        Err(AccessRefusal::NotOwnRecord {
+            reader: reader.to_owned(),
+            patient: patient.to_owned(),
+        }
+        .into())
     }
 }
 
