@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use alloy::primitives::{Address, B256};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 use wardseal_contracts::{
-    AnchorRecord, AnyBackend, Device, EventFollower, Ledger, Replica, RuleBook, TxOutcome,
+    AnchorRecord, AnyBackend, AuthorityDecision, Device, EventFollower, Ledger, Organisation,
+    Replica, RuleBook, TxOutcome,
 };
 
 use crate::error::Error;
@@ -95,6 +96,36 @@ impl Chain {
             .iter()
             .map(|epc| (*epc, replica.device(epc).cloned()))
             .collect())
+    }
+
+    /// What the authority registry and the patient's consent say about a read by the
+    /// authority certificate with subject id `subject` of the records of the patient with
+    /// account `patient`, synced with the chain's head first.
+    pub async fn authority_decision(
+        &self,
+        subject: &str,
+        patient: [u8; 20],
+    ) -> Result<AuthorityDecision, Error> {
+        self.sync().await?;
+        Ok(self
+            .replica
+            .read()
+            .await
+            .authorities()
+            .decide(subject, Address::from(patient)))
+    }
+
+    /// The organisation `subject` acts for in the authority registry, if bound, synced
+    /// with the chain's head first.
+    pub async fn authority_of(&self, subject: &str) -> Result<Option<Organisation>, Error> {
+        self.sync().await?;
+        Ok(self
+            .replica
+            .read()
+            .await
+            .authorities()
+            .organisation_of(subject)
+            .cloned())
     }
 
     /// Whether `patient` has granted `authority` access on chain.

@@ -268,6 +268,10 @@ pub enum AccessRefusal {
     /// A certificate lacks the subject id the route needs.
     #[error("the certificate carries no subject id")]
     NoSubject,
+    /// An authority (laboratory, insurer, pharmacy, other hospital) may not read the
+    /// patient's records: see [`crate::access::AuthorityRefusal`] for each reason.
+    #[error(transparent)]
+    Authority(#[from] crate::access::AuthorityRefusal),
 }
 
 /// Why a proof file does not verify.

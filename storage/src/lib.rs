@@ -19,6 +19,9 @@
 //!   batch, and accepts that batch later to fill the gap (`docs/delivery.md`).
 //! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
 //!   offline proofs of single readings.
+//! - [`access`] also admits authorities (laboratories, insurers, pharmacies, other
+//!   hospitals) registered on chain with the patient's on-chain grant; [`visits`] records
+//!   the visits they make (`POST /v1/visits`).
 //! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
 //!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
 //!   alert stream (server-sent events) through [`api::Storage::respond`].
@@ -56,6 +59,7 @@ pub mod metrics;
 pub mod proof;
 pub mod server;
 pub mod store;
+pub mod visits;
 
 pub use error::{AccessRefusal, Error, ProofError, Refusal};
 pub use server::{AnchorRound, Server, ServerConfig};

@@ -15,6 +15,7 @@ mod admissions;
 mod batch_log;
 mod batches;
 mod rejections;
+mod visits;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use access_log::AccessEntry;
 pub use batch_log::{BatchAnchor, BatchLogEntry};
 pub use batches::{ReadingRow, StoredBatch, StoredReading, VerifiedBatch};
 pub use rejections::Rejection;
+pub use visits::{NewVisit, VisitRecord};
 
 use crate::error::Error;
 
