@@ -199,6 +199,15 @@ impl AuthorityBook {
     pub fn granted(&self, patient: Address, id: &str) -> bool {
         self.granted.contains(&(patient, id.to_owned()))
     }
+
+    /// The organisations the patient with account `patient` has granted access (and not
+    /// revoked), by id, whether active or not: what a FHIR `Consent` mirror shows.
+    pub fn grants_of(&self, patient: Address) -> Vec<&Organisation> {
+        self.organisations
+            .values()
+            .filter(|organisation| self.granted.contains(&(patient, organisation.id.clone())))
+            .collect()
+    }
 }
 
 impl<B: Backend> Ledger<B> {
@@ -443,6 +452,13 @@ mod tests {
         });
         assert_eq!(book.decide("lab-a-2", patient).code(), "consent");
         assert_eq!(book.subjects_of("lab-a"), ["lab-a-1", "lab-a-2"]);
+        let ids: Vec<&str> = book
+            .grants_of(patient)
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(ids, ["lab-a"]);
+        assert!(book.grants_of(Address::repeat_byte(8)).is_empty());
         book.apply(&LedgerEvent::OrganisationActiveSet {
             organisation: "lab-a".into(),
             active: false,
@@ -459,6 +475,7 @@ mod tests {
         book.apply(&revoked);
         book.apply(&revoked);
         assert_eq!(book.decide("lab-a-1", patient).code(), "no_consent");
+        assert!(book.grants_of(patient).is_empty());
         book.apply(&LedgerEvent::SubjectUnbound {
             subject: "lab-a-1".into(),
             organisation: "lab-a".into(),

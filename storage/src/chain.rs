@@ -1,6 +1,7 @@
-//! What storage asks the chain: the device registry and the rules (kept as a native
-//! replica that follows the ledger's events), consent, and the anchors of the access log
-//! and the batch log.
+//! What storage asks the chain: the device registry, the rules and the authority
+//! registry with the patients' grants to authorities (kept as a native replica that
+//! follows the ledger's events), consent, and the anchors of the access log and the batch
+//! log.
 //!
 //! The replica is built from the ledger's state at start, then brought up to the chain's
 //! head by an [`EventFollower`] before every use ([`Chain::sync`]): a rule change or a
@@ -126,6 +127,21 @@ impl Chain {
             .authorities()
             .organisation_of(subject)
             .cloned())
+    }
+
+    /// The authorities the patient with account `patient` has granted access on chain
+    /// (and not revoked), by id, synced with the chain's head first.
+    pub async fn authority_grants(&self, patient: [u8; 20]) -> Result<Vec<Organisation>, Error> {
+        self.sync().await?;
+        Ok(self
+            .replica
+            .read()
+            .await
+            .authorities()
+            .grants_of(Address::from(patient))
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     /// Whether `patient` has granted `authority` access on chain.

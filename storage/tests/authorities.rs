@@ -73,6 +73,19 @@ async fn visit(
         .unwrap()
 }
 
+/// The organisations patient-1's account has granted access, as storage's replica sees them.
+async fn grants(world: &World) -> Vec<String> {
+    world
+        .storage
+        .chain
+        .authority_grants(world.patient_account.0.0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|organisation| organisation.id)
+        .collect()
+}
+
 fn visit_body(patient: &str) -> serde_json::Value {
     serde_json::json!({
         "patient": patient,
@@ -142,6 +155,7 @@ async fn scenario(world: &World) {
         .grant_authority_access("lab-7")
         .await
         .unwrap();
+    assert_eq!(grants(world).await, ["lab-7"]);
     let (status, bundle) = world
         .request(&lab, "GET", OBSERVATIONS, None)
         .await
@@ -240,6 +254,7 @@ async fn scenario(world: &World) {
         (status, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("no_consent"))
     );
+    assert!(grants(world).await.is_empty());
     assert_eq!(
         world.storage.store.visits("patient-1").await.unwrap().len(),
         1
