@@ -78,6 +78,9 @@ pub fn to_wire(error: &Error) -> WireError {
         Error::Access(AccessRefusal::NoSubject) => {
             WireError::new(StatusCode::FORBIDDEN, "no_subject", message)
         }
+        Error::Access(AccessRefusal::Authority(refusal)) => {
+            WireError::new(StatusCode::FORBIDDEN, refusal.code(), message)
+        }
         Error::Body(error) => error.to_wire(),
         Error::BadRequest(_) => WireError::new(StatusCode::BAD_REQUEST, "bad_request", message),
         Error::NotFound(_) => WireError::new(StatusCode::NOT_FOUND, "not_found", message),
@@ -308,6 +311,15 @@ impl Storage {
                     &self.store.rejections().await?,
                 ))
             }
+            (Method::POST, ["v1", "visits"]) => {
+                let body = read_body(request.into_body(), BODY_LIMIT).await?;
+                let visit = crate::visits::record(self, peer, &body).await?;
+                Ok(json_response(StatusCode::CREATED, &visit))
+            }
+            (Method::GET, ["v1", "patients", patient, "visits"]) => Ok(json_response(
+                StatusCode::OK,
+                &crate::visits::list(self, peer, patient).await?,
+            )),
             (Method::GET, ["v1", "patients", patient, "observations"]) => {
                 // A thin alias of `GET /fhir/Observation` (errors in /v1's shape).
                 let data_type = match query(&request, "type") {

@@ -21,6 +21,9 @@
 //!   Patient, Device, Encounter, Flag with `$acknowledge`, the CapabilityStatement),
 //!   behind the same access rules; [`proof`] builds and checks
 //!   offline proofs of single readings.
+//! - [`access`] also admits authorities (laboratories, insurers, pharmacies, other
+//!   hospitals) registered on chain with the patient's on-chain grant; [`visits`] records
+//!   the visits they make (`POST /v1/visits`).
 //! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
 //!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
 //!   alert stream (server-sent events) through [`api::Storage::respond`].
@@ -58,6 +61,7 @@ pub mod metrics;
 pub mod proof;
 pub mod server;
 pub mod store;
+pub mod visits;
 
 pub use error::{AccessRefusal, Error, FhirError, ProofError, Refusal};
 pub use server::{AnchorRound, Server, ServerConfig};
