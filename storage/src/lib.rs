@@ -22,6 +22,8 @@
 //! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
 //!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
 //!   alert stream (server-sent events) through [`api::Storage::respond`].
+//! - [`ui`] serves the ward screen (`/ui/`), a page built on the FHIR API and the live
+//!   stream, and checks proofs step by step for it.
 //! - [`api::to_wire`] is the one error-to-wire mapping; [`metrics`] backs `GET /metrics`.
 //! - [`Server::start`] is the one start-up path (the binary, the test suites and the
 //!   simulator): a [`ServerConfig`] and the ledger in, a running server out, with the
@@ -56,6 +58,7 @@ pub mod metrics;
 pub mod proof;
 pub mod server;
 pub mod store;
+pub mod ui;
 
 pub use error::{AccessRefusal, Error, ProofError, Refusal};
 pub use server::{AnchorRound, Server, ServerConfig};
