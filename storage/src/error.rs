@@ -279,6 +279,10 @@ pub enum AccessRefusal {
         /// The patient asked about.
         patient: String,
     },
+    /// An authority (laboratory, insurer, pharmacy, other hospital) may not read the
+    /// patient's records: see [`crate::access::AuthorityRefusal`] for each reason.
+    #[error(transparent)]
+    Authority(#[from] crate::access::AuthorityRefusal),
 }
 
 /// Why a FHIR request (`/fhir`) cannot be answered as asked. Each becomes an

@@ -16,6 +16,7 @@ mod batch_log;
 mod batches;
 mod fhir;
 mod rejections;
+mod visits;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -32,6 +33,7 @@ pub use fhir::{
     AdmissionRecord, BatchRecord, PageRequest, ReadingKey, ReadingRecord, ReadingSearch,
 };
 pub use rejections::Rejection;
+pub use visits::{NewVisit, VisitRecord};
 
 use crate::error::Error;
 
