@@ -60,8 +60,9 @@ pub const FHIR_VERSION: &str = "4.0.1";
 pub const BASE_PATH: &str = "/fhir";
 
 /// The roles that may read patient data through FHIR (each read is then checked against
-/// the patient by [`crate::access::authorize`]).
-pub const READERS: &[Role] = &[Role::Staff, Role::Patient];
+/// the patient by [`crate::access::authorize`]: staff by assignment or consent, a
+/// patient's card for its own records, an authority by the on-chain registry and consent).
+pub const READERS: &[Role] = &[Role::Staff, Role::Patient, Role::Authority];
 
 /// What every FHIR handler gets: the server, the caller, the query and how to answer.
 #[derive(Debug)]
