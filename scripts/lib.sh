@@ -47,6 +47,7 @@ TEST_PACKAGES=(
     pcscd pcsc-tools libpcsclite-dev vsmartcard-vpcd    # PC/SC with a virtual reader
     postgresql-15                                       # storage's production database (throwaway clusters)
     prometheus                                          # promtool lints the /metrics scrape
+    curl nginx                                          # EST enrollment as RFC 7030 shows it; nginx checks the CRL set
 )
 
 # What building the demo needs (openssl-sys, pcsc-sys link these); SoftHSM is optional.

@@ -836,7 +836,7 @@ fn damaged(serial: &SerialNumber, reason: String) -> Error {
 }
 
 /// Rebuilds the request a stored certificate was issued for.
-fn request_from_certificate(
+pub(crate) fn request_from_certificate(
     record: &CertificateRecord,
     validity_days: Option<u32>,
 ) -> Result<Request, Error> {

@@ -72,6 +72,7 @@ pub mod crl;
 pub mod csr;
 pub mod describe;
 mod error;
+pub mod est;
 pub mod inventory;
 pub mod key;
 pub mod profile;
@@ -83,6 +84,6 @@ pub mod token;
 pub mod verify;
 
 pub use error::{
-    AuditError, BatchError, CaError, Cause, CsrError, Error, InventoryError, KeyError,
-    ProfileError, RowError, TokenError, VerifyError,
+    AuditError, BatchError, CaError, Cause, CsrError, Error, EstError, InventoryError, KeyError,
+    ProfileError, RootError, RowError, TokenError, VerifyError,
 };

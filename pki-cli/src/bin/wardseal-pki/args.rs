@@ -74,6 +74,64 @@ pub(crate) enum Command {
     Audit(AuditCommand),
     /// Patients' smart cards and tokens: list, enroll, sign, verify.
     Card(CardArgs),
+    /// EST (RFC 7030) enrollment: register devices, serve enrollments over HTTPS.
+    #[command(subcommand)]
+    Est(EstCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EstCommand {
+    /// Pre-register a device (EPC, group, rule, ward) with its bootstrap credential: a one-time secret (printed once) or a manufacturer certificate's serialNumber.
+    Register(EstRegisterArgs),
+    /// Serve /.well-known/est/{cacerts,csrattrs,simpleenroll,simplereenroll} over HTTPS until interrupted.
+    Serve(EstServeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct EstRegisterArgs {
+    /// The device's EPC (tag URI, pure identity URI or 24 hex digits).
+    #[arg(long)]
+    pub(crate) epc: String,
+    /// Its group.
+    #[arg(long)]
+    pub(crate) group: u32,
+    /// Its rule.
+    #[arg(long)]
+    pub(crate) rule: u32,
+    /// Its ward.
+    #[arg(long)]
+    pub(crate) ward: Option<String>,
+    /// Generate a one-time enrollment secret (HTTP Basic password; user = the EPC in hex).
+    #[arg(long)]
+    pub(crate) secret: bool,
+    /// Write the secret to this new file (0600) instead of printing it.
+    #[arg(long, requires = "secret")]
+    pub(crate) secret_out: Option<PathBuf>,
+    /// The subject serialNumber of the device's manufacturer (IDevID) certificate.
+    #[arg(long)]
+    pub(crate) manufacturer_serial: Option<String>,
+    /// Replace an existing registration (a new secret for a reset device).
+    #[arg(long)]
+    pub(crate) replace: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct EstServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub(crate) listen: String,
+    /// The server's certificate (PEM; e.g. `issue --profile storage --dns est.example`).
+    #[arg(long)]
+    pub(crate) tls_cert: PathBuf,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    pub(crate) tls_key: PathBuf,
+    /// A manufacturer CA (PEM) whose IDevID certificates may bootstrap enrollment; repeatable.
+    #[arg(long)]
+    pub(crate) manufacturer_ca: Vec<PathBuf>,
+    /// Validity in days of the certificates issued (default: the profile's).
+    #[arg(long)]
+    pub(crate) days: Option<u32>,
 }
 
 #[derive(Args)]
