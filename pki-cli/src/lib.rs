@@ -77,6 +77,7 @@ pub mod inventory;
 pub mod key;
 pub mod profile;
 pub mod public_key;
+pub mod root;
 pub mod serial;
 pub mod serve;
 pub mod signer;

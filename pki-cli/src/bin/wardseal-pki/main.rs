@@ -4,6 +4,7 @@
 
 mod args;
 mod est;
+mod root;
 
 use std::fmt::Display;
 use std::io::Write;
@@ -315,6 +316,7 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Card(args) => return run_card(cli, args, &secrets, &actor).await,
         Command::Est(command) => est::run(cli, command, &secrets, &actor).await?,
+        Command::Root(args) => root::run(cli, args, &secrets, &actor).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
