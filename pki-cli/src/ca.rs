@@ -153,7 +153,7 @@ pub struct InitOptions {
     pub root_validity: (OffsetDateTime, OffsetDateTime),
     /// Validity of the issuing CA: start and end (an offline root shortens it to its own).
     pub issuing_validity: (OffsetDateTime, OffsetDateTime),
-    /// The issuing CA's common name (default "<organisation> wardseal issuing CA"); give
+    /// The issuing CA's common name (default "`<organisation> wardseal issuing CA`"); give
     /// each issuing CA under one root its own.
     pub issuing_name: Option<String>,
 }
