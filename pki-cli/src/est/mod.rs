@@ -95,6 +95,8 @@ pub struct EstOptions {
     pub handshake_timeout: Duration,
     /// Time a connection may stay open in all.
     pub connection_timeout: Duration,
+    /// Time open connections get to finish after shutdown is asked for.
+    pub drain_timeout: Duration,
 }
 
 impl Default for EstOptions {
@@ -104,6 +106,7 @@ impl Default for EstOptions {
             max_connections: 256,
             handshake_timeout: Duration::from_secs(10),
             connection_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -162,8 +165,8 @@ impl Operation {
     }
 }
 
-/// Serves EST on `listener` until `shutdown` completes, then lets open connections finish
-/// (bounded by the connection timeout).
+/// Serves EST on `listener` until `shutdown` completes, then gives open connections the
+/// drain timeout to finish.
 pub async fn serve(
     signing: &SigningCa<'_>,
     files: &TlsFiles,
@@ -202,7 +205,9 @@ pub async fn serve(
         }
     }
     drop(listener);
-    while connections.next().await.is_some() {}
+    let drain = async { while connections.next().await.is_some() {} };
+    // Idle keep-alive connections would otherwise hold shutdown for the connection timeout.
+    let _ = tokio::time::timeout(options.drain_timeout, drain).await;
     Ok(())
 }
 
