@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 use wardseal_core::epc::Sgtin96;
-use wardseal_core::identity::Role;
 
 use super::Context;
 use super::bundle::Bundle;
@@ -98,7 +97,7 @@ async fn facts(
 
 /// `GET /fhir/Device?patient=…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let patient = super::observation::searched_patient(context, &parameters)?;
     access::authorize(
@@ -132,7 +131,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 /// `GET /fhir/Device/{EPC hex}`: readable by whoever may read the patient it is (or was
 /// last) assigned to.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let not_found = || Error::NotFound(format!("Device/{id}"));
     let epc = Sgtin96::from_hex(id).map_err(|_| not_found())?;
     let (patient, since, _) = context

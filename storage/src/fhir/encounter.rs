@@ -86,7 +86,7 @@ pub fn render(admission: &AdmissionRecord) -> serde_json::Value {
 
 /// `GET /fhir/Encounter?…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let mut statuses: Option<Vec<&str>> = None;
     for value in parameters.all("status") {
@@ -146,7 +146,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 
 /// `GET /fhir/Encounter/adm-{n}`.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let not_found = || Error::NotFound(format!("Encounter/{id}"));
     let number: i64 = id
         .strip_prefix("adm-")

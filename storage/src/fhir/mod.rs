@@ -59,6 +59,10 @@ pub const FHIR_VERSION: &str = "4.0.1";
 /// The path every FHIR route starts with.
 pub const BASE_PATH: &str = "/fhir";
 
+/// The roles that may read patient data through FHIR (each read is then checked against
+/// the patient by [`crate::access::authorize`]).
+pub const READERS: &[Role] = &[Role::Staff, Role::Patient];
+
 /// What every FHIR handler gets: the server, the caller, the query and how to answer.
 #[derive(Debug)]
 pub struct Context<'a> {
@@ -220,8 +224,8 @@ pub fn base_url<B>(request: &Request<B>) -> String {
         )
 }
 
-/// Refuses a request for anything but JSON: `_format` naming another format is a 415,
-/// an `Accept` header that admits no JSON a 406-like refusal with the same outcome.
+/// Refuses a request for anything but JSON (415): `_format` naming another format, or an
+/// `Accept` header that admits no JSON.
 fn check_format(request: &Request<Incoming>, query: &[(String, String)]) -> Result<(), Error> {
     for (_, format) in query.iter().filter(|(name, _)| name == "_format") {
         if !is_json(format) {
