@@ -2,7 +2,8 @@
 //!
 //! A staff member may read a patient's data when assigned to the patient (and the patient
 //! is admitted), or when the patient has granted consent on chain to the account recorded
-//! for the staff member (`POST /v1/admin/staff-accounts`).
+//! for the staff member (`POST /v1/admin/staff-accounts`). A patient's own card
+//! certificate (role patient) reads that patient's records and no one else's.
 //!
 //! An authority (seed 2's layer 2: a laboratory, insurer, pharmacy or other hospital,
 //! [`Role::Authority`]) may read when the subject id of its certificate is bound in the
@@ -78,8 +79,8 @@ impl AuthorityRefusal {
 }
 
 /// Allows or refuses `peer` reading `patient`'s data, and logs it: an authority
-/// certificate by [`authorize_authority`], any other (staff) by assignment or consent to
-/// its recorded account.
+/// certificate by [`authorize_authority`], a patient's card certificate for their own
+/// records only, a staff certificate by assignment or consent to its recorded account.
 pub async fn authorize(
     storage: &Storage,
     peer: &PeerIdentity,
@@ -96,6 +97,9 @@ pub async fn authorize(
         .subject_id()
         .map(|subject| subject.as_str().to_owned())
         .ok_or(Error::Access(AccessRefusal::NoSubject))?;
+    if peer.role() == wardseal_core::identity::Role::Patient {
+        return own_record(storage, &staff, patient, what).await;
+    }
     let reason = if storage.store.staff_assigned(&staff, patient).await? {
         Some("assigned")
     } else if consented(storage, &staff, patient).await? {
@@ -142,7 +146,14 @@ pub async fn authorize_authority(
         .subject_id()
         .map(|subject| subject.as_str().to_owned())
         .ok_or(Error::Access(AccessRefusal::NoSubject))?;
-    let decision = match storage.store.patient_account(patient).await? {
+    // The account recorded at the patient's latest admission (kept after discharge: an
+    // authority may still need their records); one of another length is no account.
+    let account = storage
+        .store
+        .patient_account(patient)
+        .await?
+        .and_then(|account| <[u8; 20]>::try_from(account.as_slice()).ok());
+    let decision = match account {
         Some(account) => Ok(storage.chain.authority_decision(&subject, account).await?),
         None => Err(AuthorityRefusal::PatientAccountUnknown {
             patient: patient.to_owned(),
@@ -179,6 +190,31 @@ pub async fn authorize_authority(
         .await?;
     storage.metrics.data_read(outcome.is_ok());
     outcome.map_err(|refusal| Error::Access(AccessRefusal::Authority(refusal)))
+}
+
+/// A patient's card certificate reads the records of that patient and no other.
+async fn own_record(
+    storage: &Storage,
+    reader: &str,
+    patient: &str,
+    what: &str,
+) -> Result<(), Error> {
+    let own = reader == patient;
+    let reason = if own { "own_record" } else { "not_own_record" };
+    storage
+        .store
+        .log_access(reader, "patient", patient, what, own, reason)
+        .await?;
+    storage.metrics.data_read(own);
+    if own {
+        Ok(())
+    } else {
+        Err(AccessRefusal::NotOwnRecord {
+            reader: reader.to_owned(),
+            patient: patient.to_owned(),
+        }
+        .into())
+    }
 }
 
 async fn consented(storage: &Storage, staff: &str, patient: &str) -> Result<bool, Error> {
