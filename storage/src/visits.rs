@@ -8,7 +8,8 @@
 //! acted for and its kind, so a later unbinding or revocation does not rewrite history.
 //! `GET /v1/patients/{patient}/visits` lists a patient's visits to the patient
 //! themselves, to responsible staff and to consented authorities (each read logged as
-//! any other). The FHIR API shows each visit as `Encounter/visit-<n>`.
+//! any other). The FHIR API shows each visit as `Encounter/visit-<n>`, and `POST
+//! /fhir/Encounter` records one ([`crate::fhir::visit`]).
 
 use std::str::FromStr;
 
@@ -242,6 +243,19 @@ pub async fn record(
         .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
     let request: VisitRequest = serde_json::from_slice(body)
         .map_err(|error| Error::BadRequest(format!("not a visit: {error}")))?;
+    record_request(storage, peer, &request).await
+}
+
+/// Records the visit `request` asks for (from `POST /v1/visits` or a FHIR Encounter) for
+/// an authority certificate with the patient's consent (the decision logged either way);
+/// a refusal stores nothing.
+pub async fn record_request(
+    storage: &Storage,
+    peer: &PeerIdentity,
+    request: &VisitRequest,
+) -> Result<VisitRecord, Error> {
+    peer.require_role(Role::Authority)
+        .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
     let CheckedVisit {
         patient,
         class,

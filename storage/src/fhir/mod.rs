@@ -35,6 +35,7 @@ pub mod outcome;
 pub mod patient;
 pub mod provenance;
 pub mod search;
+pub mod visit;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -180,6 +181,11 @@ async fn dispatch(
         (Method::GET, ["Patient", id]) => patient::read(&context, id).await,
         (Method::GET, ["Encounter"]) => encounter::search(&context).await,
         (Method::GET, ["Encounter", id]) => encounter::read(&context, id).await,
+        (Method::POST, ["Encounter"]) => {
+            let body =
+                wardseal_net::wire::read_body(request.into_body(), crate::api::BODY_LIMIT).await?;
+            visit::create(&context, &body).await
+        }
         (Method::GET, ["Device"]) => device::search(&context).await,
         (Method::GET, ["Device", id]) => device::read(&context, id).await,
         (Method::GET, ["Flag"]) => flag::search(&context).await,
