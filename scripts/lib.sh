@@ -47,6 +47,7 @@ TEST_PACKAGES=(
     pcscd pcsc-tools libpcsclite-dev vsmartcard-vpcd    # PC/SC with a virtual reader
     postgresql-15                                       # storage's production database (throwaway clusters)
     prometheus                                          # promtool lints the /metrics scrape
+    chromium chromium-driver libnss3-tools              # the ward screen in headless Chromium (WebDriver, NSS client certificates)
 )
 
 # What building the demo needs (openssl-sys, pcsc-sys link these); SoftHSM is optional.

@@ -80,7 +80,7 @@ impl AuthorityRefusal {
 
 /// Allows or refuses `peer` reading `patient`'s data, and logs it: an authority
 /// certificate by [`authorize_authority`], a patient's card certificate for their own
-/// records only, a staff certificate by assignment or consent to its recorded account.
+/// records only, staff by assignment or consent to their recorded account.
 pub async fn authorize(
     storage: &Storage,
     peer: &PeerIdentity,
@@ -132,6 +132,31 @@ pub async fn authorize(
     }
 }
 
+/// A patient's card certificate reads the records of that patient and no other.
+async fn own_record(
+    storage: &Storage,
+    reader: &str,
+    patient: &str,
+    what: &str,
+) -> Result<(), Error> {
+    let own = reader == patient;
+    let reason = if own { "own_record" } else { "not_own_record" };
+    storage
+        .store
+        .log_access(reader, "patient", patient, what, own, reason)
+        .await?;
+    storage.metrics.data_read(own);
+    if own {
+        Ok(())
+    } else {
+        Err(AccessRefusal::NotOwnRecord {
+            reader: reader.to_owned(),
+            patient: patient.to_owned(),
+        }
+        .into())
+    }
+}
+
 /// Allows or refuses an authority certificate reading (or writing a visit into)
 /// `patient`'s records, logs the decision with its code as the reason, and returns the
 /// organisation the certificate acts for.
@@ -146,14 +171,7 @@ pub async fn authorize_authority(
         .subject_id()
         .map(|subject| subject.as_str().to_owned())
         .ok_or(Error::Access(AccessRefusal::NoSubject))?;
-    // The account recorded at the patient's latest admission (kept after discharge: an
-    // authority may still need their records); one of another length is no account.
-    let account = storage
-        .store
-        .patient_account(patient)
-        .await?
-        .and_then(|account| <[u8; 20]>::try_from(account.as_slice()).ok());
-    let decision = match account {
+    let decision = match storage.store.patient_account(patient).await? {
         Some(account) => Ok(storage.chain.authority_decision(&subject, account).await?),
         None => Err(AuthorityRefusal::PatientAccountUnknown {
             patient: patient.to_owned(),
@@ -190,31 +208,6 @@ pub async fn authorize_authority(
         .await?;
     storage.metrics.data_read(outcome.is_ok());
     outcome.map_err(|refusal| Error::Access(AccessRefusal::Authority(refusal)))
-}
-
-/// A patient's card certificate reads the records of that patient and no other.
-async fn own_record(
-    storage: &Storage,
-    reader: &str,
-    patient: &str,
-    what: &str,
-) -> Result<(), Error> {
-    let own = reader == patient;
-    let reason = if own { "own_record" } else { "not_own_record" };
-    storage
-        .store
-        .log_access(reader, "patient", patient, what, own, reason)
-        .await?;
-    storage.metrics.data_read(own);
-    if own {
-        Ok(())
-    } else {
-        Err(AccessRefusal::NotOwnRecord {
-            reader: reader.to_owned(),
-            patient: patient.to_owned(),
-        }
-        .into())
-    }
 }
 
 async fn consented(storage: &Storage, staff: &str, patient: &str) -> Result<bool, Error> {

@@ -7,9 +7,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use wardseal_core::batch::BatchHeader;
 use wardseal_core::exchange::{DeviceAssignment, WardAssignments};
-use wardseal_core::hash::Hash;
 use wardseal_core::identity::{Role, SubjectId};
 use wardseal_core::reading::{DataType, Timestamp};
 use wardseal_net::peer::PeerIdentity;
@@ -41,6 +39,8 @@ pub struct Storage {
     pub alerts: crate::alerts::AlertHub,
     /// What storage has just done (readings stored, alerts), for in-process listeners.
     pub events: crate::events::EventHub,
+    /// FHIR subscriptions: options, websocket tokens, the delivery wake-up.
+    pub subscriptions: crate::subscriptions::Subscriptions,
 }
 
 /// The one mapping from errors to the wire.
@@ -233,6 +233,9 @@ impl Storage {
         let path = request.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (request.method().clone(), segments.as_slice()) {
+            (_, ["fhir", "Subscription", ..] | ["fhir", "websocket"]) => {
+                Ok(crate::subscriptions::respond(self, request, peer).await)
+            }
             (Method::POST, ["v1", "batches"]) => {
                 role(peer, Role::Collector)?;
                 let body = read_body(request.into_body(), BODY_LIMIT).await?;
@@ -354,34 +357,15 @@ impl Storage {
                     &self.store.access_log(Some(&patient), 0).await?,
                 ))
             }
-            (Method::GET, ["v1", "readings", leaf, "proof"]) => {
-                peer.require_any_role(&[Role::Staff, Role::Patient])
-                    .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
-                let leaf = Hash::from_slice(&hex::decode(leaf).unwrap_or_default())
-                    .map_err(|_| Error::BadRequest("the leaf hash must be 64 hex digits".into()))?;
-                let ca_chain =
-                    wardseal_net::files::certificates("CA bundle", &self.tls.settings().ca_bundle)?
-                        .into_iter()
-                        .map(|certificate| certificate.to_vec())
-                        .collect::<Vec<_>>();
-                let document = proof::build(&self.store, &leaf, &ca_chain).await?;
-                let header = hex::decode(&document.header)
-                    .ok()
-                    .and_then(|bytes| BatchHeader::from_canonical_bytes(&bytes).ok())
-                    .ok_or_else(|| Error::NotFound("the reading's batch".into()))?;
-                let patient = header.patient().as_str().to_owned();
-                if peer.role() == Role::Patient {
-                    if subject(peer)? != patient {
-                        return Err(Error::Access(AccessRefusal::NotResponsible {
-                            staff: subject(peer)?,
-                            patient,
-                        }));
-                    }
-                } else {
-                    access::authorize(self, peer, &patient, &format!("proof {leaf}")).await?;
-                }
-                Ok(json_response(StatusCode::OK, &document))
+            (Method::GET, ["v1", "readings", leaf, "proof"]) => Ok(json_response(
+                StatusCode::OK,
+                &proof::for_peer(self, peer, leaf, "proof").await?,
+            )),
+            // The ward screen: its assets and session, and proofs checked step by step.
+            (Method::GET, ["v1", "readings", leaf, "verify"]) => {
+                crate::ui::verify::respond(self, peer, leaf).await
             }
+            (Method::GET, ["ui", ..]) => crate::ui::respond(&request, peer),
             _ => Err(Error::NotFound(format!(
                 "route {} {path}",
                 request.method()

@@ -271,10 +271,6 @@ pub enum AccessRefusal {
     /// A certificate lacks the subject id the route needs.
     #[error("the certificate carries no subject id")]
     NoSubject,
-    /// An authority (laboratory, insurer, pharmacy, other hospital) may not read the
-    /// patient's records: see [`crate::access::AuthorityRefusal`] for each reason.
-    #[error(transparent)]
-    Authority(#[from] crate::access::AuthorityRefusal),
     /// A patient's card certificate asked for another patient's records.
     #[error("{reader}'s card reads {reader}'s own records only, not patient {patient}'s")]
     NotOwnRecord {
@@ -283,6 +279,10 @@ pub enum AccessRefusal {
         /// The patient asked about.
         patient: String,
     },
+    /// An authority (laboratory, insurer, pharmacy, other hospital) may not read the
+    /// patient's records: see [`crate::access::AuthorityRefusal`] for each reason.
+    #[error(transparent)]
+    Authority(#[from] crate::access::AuthorityRefusal),
 }
 
 /// Why a FHIR request (`/fhir`) cannot be answered as asked. Each becomes an

@@ -104,11 +104,7 @@ pub fn render(grant: &Grant) -> serde_json::Value {
 /// The grants `patient` holds now, for every known account.
 async fn grants(context: &Context<'_>, patient: &str) -> Result<Vec<Grant>, Error> {
     let store = &context.storage.store;
-    let Some(patient_account) = store
-        .patient_account(patient)
-        .await?
-        .and_then(|account| <[u8; 20]>::try_from(account.as_slice()).ok())
-    else {
+    let Some(patient_account) = store.patient_account(patient).await? else {
         return Ok(Vec::new());
     };
     let mut grants = Vec::new();

@@ -123,6 +123,8 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
             "FHIR Encounter search",
         )
         .await?;
+        // Visits before the admission: a reader that takes a patient's place from the
+        // last in-progress Encounter it sees (the ward screen) still gets the bed.
         entries.extend(super::visit::entries(context, &patient, statuses.as_deref()).await?);
         let Some(admission) = context.storage.store.admission_record(&patient).await? else {
             continue;

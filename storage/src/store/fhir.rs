@@ -496,15 +496,4 @@ impl Store {
             .map(|row| -> Result<_, Error> { Ok((column(row, 0)?, column(row, 1)?)) })
             .collect()
     }
-
-    /// The account `patient` grants consent from, if recorded at admission.
-    pub async fn patient_account(&self, patient: &str) -> Result<Option<Vec<u8>>, Error> {
-        let account: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT account FROM admissions WHERE patient = $1")
-                .bind(patient)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|error| Error::database("read the patient's account", error))?;
-        Ok(account.flatten())
-    }
 }

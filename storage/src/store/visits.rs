@@ -1,4 +1,5 @@
-//! Visits recorded by authorities (table `visits`, migration 0007).
+//! Visits recorded by authorities (table `visits`, migration 0007), and the patient's
+//! account their consent is looked up by.
 //!
 //! Visit numbers are taken inside the writing transaction under the database's write
 //! lock (PostgreSQL: a table lock held to commit; SQLite: its one writer), like the
@@ -149,5 +150,26 @@ impl Store {
             .await
             .map_err(|error| Error::database("read the visit", error))?;
         row.as_ref().map(record).transpose()
+    }
+
+    /// The account the patient grants consent from, as recorded at their latest
+    /// admission (a discharged patient keeps it: an authority may still need their
+    /// records), if one was given.
+    pub async fn patient_account(&self, patient: &str) -> Result<Option<[u8; 20]>, Error> {
+        let row = sqlx::query("SELECT account FROM admissions WHERE patient = $1")
+            .bind(patient)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| Error::database("read the patient's account", error))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let account: Option<Vec<u8>> = column(&row, 0)?;
+        account
+            .map(|bytes| {
+                <[u8; 20]>::try_from(bytes.as_slice())
+                    .map_err(|_| Error::corrupt_row(format!("an account of {} bytes", bytes.len())))
+            })
+            .transpose()
     }
 }
