@@ -2,7 +2,7 @@
 //! subscriber sees exactly what a read of the same resource returns. This is the one
 //! place the subscriptions call into it.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use wardseal_core::alert::{Alert, AlertKind, AlertState, Priority};
 use wardseal_core::reading::{DataType, LOCAL_SYSTEM, LOINC_SYSTEM, MDC_SYSTEM, Reading};
 
@@ -84,9 +84,4 @@ pub fn flag(alert: &Alert) -> String {
             .unwrap_or_default();
     }
     flag.to_string()
-}
-
-/// The resource as JSON, for tests and callers that hold text.
-pub fn parse(text: &str) -> Option<Value> {
-    serde_json::from_str(text).ok()
 }
