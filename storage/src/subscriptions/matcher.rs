@@ -22,6 +22,7 @@ use sqlx::Row;
 use tokio::sync::broadcast;
 use wardseal_core::alert::{Alert, AlertEvent, AlertId, AlertState};
 use wardseal_core::hash::Hash;
+use wardseal_core::identity::Role;
 use wardseal_core::reading::DataType;
 
 use super::records::{self, BATCH_CURSOR, NewEvent, Subscription};
@@ -165,8 +166,20 @@ pub(crate) async fn may_read(
     subscription: &Subscription,
     patient: &str,
 ) -> Result<bool, Error> {
-    if subscription.owner_role == wardseal_core::identity::Role::Patient.name() {
+    if subscription.owner_role == Role::Patient.name() {
         return Ok(subscription.owner == patient);
+    }
+    if subscription.owner_role == Role::Authority.name() {
+        let Some(account) = storage.store.patient_account(patient).await? else {
+            return Ok(false);
+        };
+        return Ok(matches!(
+            storage
+                .chain
+                .authority_decision(&subscription.owner, account)
+                .await?,
+            wardseal_contracts::AuthorityDecision::Allowed { .. }
+        ));
     }
     if storage
         .store
