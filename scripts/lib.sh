@@ -90,3 +90,11 @@ ensure_pkilint() {
     fi
     export WARDSEAL_PKILINT_BIN="$venv/bin"
 }
+
+# Installs the FHIR client test's pinned npm packages (fhir-kit-client, the R4 JSON schema,
+# ajv: storage/tests/fhir-js/package-lock.json) without install scripts; storage's fhir
+# suite fails without them.
+ensure_fhir_client() {
+    require_commands node npm
+    run npm ci --prefix storage/tests/fhir-js --ignore-scripts --no-audit --no-fund
+}

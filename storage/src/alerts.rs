@@ -266,6 +266,15 @@ impl Storage {
     }
 
     async fn acknowledge(&self, id: &str, peer: &PeerIdentity) -> Result<Response<Body>, Error> {
+        let alert = self.acknowledge_alert(id, peer).await?;
+        Ok(json_response(StatusCode::OK, &alert).map(Body::from))
+    }
+
+    /// Acknowledges alert `id` (64 hex digits) as `peer`, a staff member responsible for
+    /// its patient (checked and logged in the access log), and returns it as it now is.
+    /// Acknowledging an acknowledged or resolved alert changes nothing. `/v1` and FHIR's
+    /// `Flag/{id}/$acknowledge` both come here.
+    pub async fn acknowledge_alert(&self, id: &str, peer: &PeerIdentity) -> Result<Alert, Error> {
         require(peer, &[Role::Staff])?;
         let id = AlertId::from_hex(id)
             .ok_or_else(|| Error::BadRequest("an alert id is 64 hex digits".into()))?;
@@ -305,7 +314,7 @@ impl Storage {
             tracing::info!(%id, staff, "alert acknowledged");
             self.alerts.publish(AlertState::Acknowledged, alert.clone());
         }
-        Ok(json_response(StatusCode::OK, &alert).map(Body::from))
+        Ok(alert)
     }
 
     fn stream(self: Arc<Self>, peer: &PeerIdentity, content: StreamContent) -> Response<Body> {
@@ -623,9 +632,12 @@ pub async fn interpretation(
     Ok(code.as_deref().and_then(Interpretation::from_code))
 }
 
-const COLUMNS: &str = "body, patient, state, acknowledged_by, acknowledged_at, escalated_at";
+/// The columns [`from_row`] reads, in its order.
+pub(crate) const COLUMNS: &str =
+    "body, patient, state, acknowledged_by, acknowledged_at, escalated_at";
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
+/// An alert from a row of [`COLUMNS`].
+pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
     let body: String = row
         .try_get(0)
         .map_err(|error| Error::database("read an alert", error))?;

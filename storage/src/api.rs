@@ -9,13 +9,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use wardseal_core::exchange::{DeviceAssignment, WardAssignments};
 use wardseal_core::identity::{Role, SubjectId};
-use wardseal_core::reading::{DataType, Reading, Timestamp};
+use wardseal_core::reading::{DataType, Timestamp};
 use wardseal_net::peer::PeerIdentity;
 use wardseal_net::server::ServerTls;
 use wardseal_net::wire::{WireError, json_response, read_body};
 
 use crate::chain::Chain;
-use crate::error::{AccessRefusal, Error, Refusal};
+use crate::error::{AccessRefusal, Error, FhirError, Refusal};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, now_micros};
@@ -70,8 +70,14 @@ pub fn to_wire(error: &Error) -> WireError {
         Error::Access(AccessRefusal::NotResponsible { .. }) => {
             WireError::new(StatusCode::FORBIDDEN, "not_responsible", message)
         }
+        Error::Access(AccessRefusal::NotOwnRecord { .. }) => {
+            WireError::new(StatusCode::FORBIDDEN, "not_own_record", message)
+        }
         Error::Access(AccessRefusal::NoSubject) => {
             WireError::new(StatusCode::FORBIDDEN, "no_subject", message)
+        }
+        Error::Access(AccessRefusal::Authority(refusal)) => {
+            WireError::new(StatusCode::FORBIDDEN, refusal.code(), message)
         }
         Error::Body(error) => error.to_wire(),
         Error::BadRequest(_) => WireError::new(StatusCode::BAD_REQUEST, "bad_request", message),
@@ -81,6 +87,21 @@ pub fn to_wire(error: &Error) -> WireError {
             "database_unavailable",
             format!("the database failed while trying to {action}; retry later"),
         ),
+        Error::Fhir(fhir) => {
+            let status = match fhir {
+                FhirError::UnsupportedFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                FhirError::NotSupported(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let code = match fhir {
+                FhirError::UnknownParameter { .. } => "unknown_parameter",
+                FhirError::BadParameter { .. } => "bad_parameter",
+                FhirError::BadCursor(_) => "bad_cursor",
+                FhirError::UnsupportedFormat(_) => "unsupported_format",
+                _ => "not_supported",
+            };
+            WireError::new(status, code, message).permanent()
+        }
         Error::Ledger { action, .. } => WireError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_unavailable",
@@ -288,8 +309,17 @@ impl Storage {
                     &self.store.rejections().await?,
                 ))
             }
+            (Method::POST, ["v1", "visits"]) => {
+                let body = read_body(request.into_body(), BODY_LIMIT).await?;
+                let visit = crate::visits::record(self, peer, &body).await?;
+                Ok(json_response(StatusCode::CREATED, &visit))
+            }
+            (Method::GET, ["v1", "patients", patient, "visits"]) => Ok(json_response(
+                StatusCode::OK,
+                &crate::visits::list(self, peer, patient).await?,
+            )),
             (Method::GET, ["v1", "patients", patient, "observations"]) => {
-                role(peer, Role::Staff)?;
+                // A thin alias of `GET /fhir/Observation` (errors in /v1's shape).
                 let data_type = match query(&request, "type") {
                     None => None,
                     Some(name) => Some(
@@ -304,33 +334,10 @@ impl Storage {
                 };
                 let since = time_parameter(&request, "since", 0)?;
                 let until = time_parameter(&request, "until", i64::MAX)?;
-                let what = format!(
-                    "observations type={} since={since} until={until}",
-                    data_type.map_or("all", DataType::name)
-                );
-                access::authorize(self, peer, patient, &what).await?;
-                let rows = self
-                    .store
-                    .readings(patient, data_type.map(DataType::code), since, until)
-                    .await?;
-                let observations = rows
-                    .iter()
-                    .filter_map(|row| {
-                        let reading = Reading::from_canonical_bytes(&row.canonical).ok()?;
-                        Some(fhir::observation(
-                            patient,
-                            &reading,
-                            &hex::encode(&row.leaf_hash),
-                        ))
-                    })
-                    .collect();
-                let body = serde_json::to_vec(&fhir::bundle(observations)).unwrap_or_default();
-                Ok(wardseal_net::wire::bytes_response(
-                    StatusCode::OK,
-                    "application/fhir+json",
-                    body,
-                ))
+                let base = fhir::base_url(&request);
+                fhir::observation::alias(self, peer, base, patient, data_type, since, until).await
             }
+            (_, ["fhir", ..]) => Ok(fhir::serve(self, request, peer).await),
             (Method::GET, ["metrics"]) => Ok(wardseal_net::wire::bytes_response(
                 StatusCode::OK,
                 crate::metrics::CONTENT_TYPE,
