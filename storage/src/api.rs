@@ -39,6 +39,8 @@ pub struct Storage {
     pub alerts: crate::alerts::AlertHub,
     /// What storage has just done (readings stored, alerts), for in-process listeners.
     pub events: crate::events::EventHub,
+    /// FHIR subscriptions: options, websocket tokens, the delivery wake-up.
+    pub subscriptions: crate::subscriptions::Subscriptions,
 }
 
 /// The one mapping from errors to the wire.
@@ -231,6 +233,9 @@ impl Storage {
         let path = request.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (request.method().clone(), segments.as_slice()) {
+            (_, ["fhir", "Subscription", ..] | ["fhir", "websocket"]) => {
+                Ok(crate::subscriptions::respond(self, request, peer).await)
+            }
             (Method::POST, ["v1", "batches"]) => {
                 role(peer, Role::Collector)?;
                 let body = read_body(request.into_body(), BODY_LIMIT).await?;

@@ -27,6 +27,9 @@
 //! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
 //!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
 //!   alert stream (server-sent events) through [`api::Storage::respond`].
+//! - [`subscriptions`] serves FHIR subscriptions (R4 Backport IG, topic-based): topics
+//!   for new observations and alerts raised or acknowledged, rest-hook and websocket
+//!   channels, events stored durably and delivered in order with retries.
 //! - [`ui`] serves the ward screen (`/ui/`), a page built on the FHIR API and the live
 //!   stream, and checks proofs step by step for it.
 //! - [`api::to_wire`] is the one error-to-wire mapping; [`metrics`] backs `GET /metrics`.
@@ -63,6 +66,7 @@ pub mod metrics;
 pub mod proof;
 pub mod server;
 pub mod store;
+pub mod subscriptions;
 pub mod ui;
 pub mod visits;
 
