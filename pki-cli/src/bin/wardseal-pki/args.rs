@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use time::OffsetDateTime;
 use wardseal_core::identity::{
-    EthereumAddress, GroupId, Identity, IdentityFields, Role, RuleId, SubjectId,
+    AuthorityKind, EthereumAddress, GroupId, Identity, IdentityFields, Role, RuleId, SubjectId,
 };
 use wardseal_pki::ca::{Secrets, SubjectKey};
 use wardseal_pki::inventory::Status;
@@ -379,6 +379,9 @@ pub(crate) struct IdentityArgs {
     /// Ethereum account (collector, storage, admin).
     #[arg(long)]
     pub(crate) ethereum_address: Option<String>,
+    /// Kind of organisation (authority): laboratory, insurer, pharmacy or hospital.
+    #[arg(long)]
+    pub(crate) authority_kind: Option<String>,
 }
 
 #[derive(Args)]
@@ -618,6 +621,11 @@ pub(crate) fn identity(role: Role, args: &IdentityArgs) -> anyhow::Result<Identi
             .ethereum_address
             .as_deref()
             .map(str::parse::<EthereumAddress>)
+            .transpose()?,
+        authority_kind: args
+            .authority_kind
+            .as_deref()
+            .map(str::parse::<AuthorityKind>)
             .transpose()?,
     };
     Ok(Identity::new(role, fields)?)
