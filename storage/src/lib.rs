@@ -20,7 +20,7 @@
 //! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
 //!   offline proofs of single readings.
 //! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
-//!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
+//!   from each batch's rule re-check, acknowledgement, escalation, resolution) and serves the live
 //!   alert stream (server-sent events) through [`api::Storage::respond`].
 //! - [`api::to_wire`] is the one error-to-wire mapping; [`metrics`] backs `GET /metrics`.
 //! - [`Server::start`] is the one start-up path (the binary, the test suites and the
