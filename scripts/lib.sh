@@ -47,6 +47,8 @@ TEST_PACKAGES=(
     pcscd pcsc-tools libpcsclite-dev vsmartcard-vpcd    # PC/SC with a virtual reader
     postgresql-15                                       # storage's production database (throwaway clusters)
     prometheus                                          # promtool lints the /metrics scrape
+    chromium chromium-driver libnss3-tools              # the ward screen in headless Chromium (WebDriver, NSS client certificates)
+    curl nginx                                          # EST enrollment as RFC 7030 shows it; nginx checks the CRL set
 )
 
 # What building the demo needs (openssl-sys, pcsc-sys link these); SoftHSM is optional.
@@ -88,4 +90,12 @@ ensure_pkilint() {
         echo "$want" >"$stamp"
     fi
     export WARDSEAL_PKILINT_BIN="$venv/bin"
+}
+
+# Installs the FHIR client test's pinned npm packages (fhir-kit-client, the R4 JSON schema,
+# ajv: storage/tests/fhir-js/package-lock.json) without install scripts; storage's fhir
+# suite fails without them.
+ensure_fhir_client() {
+    require_commands node npm
+    run npm ci --prefix storage/tests/fhir-js --ignore-scripts --no-audit --no-fund
 }

@@ -37,3 +37,8 @@ sol!(
     AuditAnchor,
     "artifacts/AuditAnchor.json"
 );
+sol!(
+    #[derive(Debug, PartialEq, Eq)]
+    AuthorityRegistry,
+    "artifacts/AuthorityRegistry.json"
+);

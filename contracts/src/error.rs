@@ -143,6 +143,55 @@ pub enum ContractError {
         /// The authority.
         authority: Address,
     },
+    /// An authority or subject id is empty or longer than 64 bytes (`InvalidId`).
+    #[error("authority and subject ids must have 1 to 64 bytes")]
+    InvalidAuthorityId,
+    /// The authority kind is not 0 to 3 (`InvalidKind`).
+    #[error(
+        "authority kind {0} is unknown; kinds are 0 laboratory, 1 insurer, 2 pharmacy, 3 hospital"
+    )]
+    InvalidAuthorityKind(u8),
+    /// The authority is already registered (`OrganisationAlreadyRegistered`).
+    #[error("authority {0} is already registered")]
+    AuthorityAlreadyRegistered(String),
+    /// The authority is not registered (`UnknownOrganisation`).
+    #[error("authority {0} is not registered: register it first")]
+    UnknownAuthority(String),
+    /// The authority is already active or already inactive (`OrganisationActiveAlready`).
+    #[error("authority {organisation} is already {}", if *.active { "active" } else { "inactive" })]
+    AuthorityActiveAlready {
+        /// The authority.
+        organisation: String,
+        /// The state it is already in.
+        active: bool,
+    },
+    /// The subject is already bound to an authority (`SubjectAlreadyBound`).
+    #[error("subject {subject} is already bound to authority {organisation}: unbind it first")]
+    SubjectAlreadyBound {
+        /// The certificate subject id.
+        subject: String,
+        /// The authority it is bound to.
+        organisation: String,
+    },
+    /// The subject is bound to no authority (`UnknownSubject`).
+    #[error("subject {0} is bound to no authority")]
+    UnknownAuthoritySubject(String),
+    /// The authority already has the patient's consent (`AccessAlreadyGranted`).
+    #[error("authority {organisation} already has the consent of {patient}")]
+    AuthorityAccessAlreadyGranted {
+        /// The patient's account.
+        patient: Address,
+        /// The authority.
+        organisation: String,
+    },
+    /// The authority does not have the patient's consent (`AccessNotGranted`).
+    #[error("authority {organisation} does not have the consent of {patient}")]
+    AuthorityAccessNotGranted {
+        /// The patient's account.
+        patient: Address,
+        /// The authority.
+        organisation: String,
+    },
     /// The root is already anchored (`RootAlreadyAnchored`).
     #[error("root {0} is already anchored")]
     RootAlreadyAnchored(B256),

@@ -10,7 +10,9 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolConstructor, SolEventInterface, SolInterface};
 
 use crate::backend::{Backend, LogEntry, SentTx, TxRequest};
-use crate::bindings::{AuditAnchor, Consent, DeviceRegistry, RangeRule, RuleManager};
+use crate::bindings::{
+    AuditAnchor, AuthorityRegistry, Consent, DeviceRegistry, RangeRule, RuleManager,
+};
 use crate::error::{ContractError, Error};
 use crate::evaluator::RuleBook;
 use crate::model::{
@@ -32,7 +34,8 @@ fn unexpected(what: &'static str) -> impl FnOnce(alloy::sol_types::Error) -> Err
 
 impl<B: Backend> Ledger<B> {
     /// Deploys a new suite from the backend's account, which becomes the admin of every
-    /// contract (default admin, rule admin, registrar; anchorers are granted separately).
+    /// contract (default admin, rule admin, registrar, authority registrar; anchorers are
+    /// granted separately).
     pub async fn deploy(backend: B) -> Result<Self, Error> {
         let admin = backend.account();
         let rule_manager = deploy(
@@ -54,11 +57,18 @@ impl<B: Backend> Ledger<B> {
             AuditAnchor::constructorCall { admin }.abi_encode(),
         )
         .await?;
+        let authority_registry = deploy(
+            &backend,
+            &AuthorityRegistry::BYTECODE,
+            AuthorityRegistry::constructorCall { admin }.abi_encode(),
+        )
+        .await?;
         let suite = Suite {
             rule_manager: rule_manager.0,
             device_registry: device_registry.0,
             consent: consent.0,
             audit_anchor: audit_anchor.0,
+            authority_registry: authority_registry.0,
             deployed_at: rule_manager.1,
         };
         Ok(Self { backend, suite })
@@ -97,7 +107,7 @@ impl<B: Backend> Ledger<B> {
         self.backend.head().await
     }
 
-    async fn send<C: SolCall>(&self, to: Address, call: C) -> Result<SentTx, Error> {
+    pub(crate) async fn send<C: SolCall>(&self, to: Address, call: C) -> Result<SentTx, Error> {
         self.backend
             .send(TxRequest {
                 to: Some(to),
@@ -107,7 +117,7 @@ impl<B: Backend> Ledger<B> {
             .map_err(decode_revert)
     }
 
-    async fn read<C: SolCall>(
+    pub(crate) async fn read<C: SolCall>(
         &self,
         to: Address,
         call: C,
@@ -123,7 +133,7 @@ impl<B: Backend> Ledger<B> {
 
     /// Reads a count the contract keeps as a `uint256`; one past `u64` is an unexpected
     /// answer rather than a silent truncation.
-    async fn read_count<C: SolCall<Return = alloy::primitives::U256>>(
+    pub(crate) async fn read_count<C: SolCall<Return = alloy::primitives::U256>>(
         &self,
         to: Address,
         call: C,
@@ -140,6 +150,7 @@ impl<B: Backend> Ledger<B> {
             Role::RuleAdmin => self.suite.rule_manager,
             Role::Registrar => self.suite.device_registry,
             Role::Anchorer => self.suite.audit_anchor,
+            Role::AuthorityRegistrar => self.suite.authority_registry,
         }
     }
 
@@ -809,6 +820,7 @@ pub(crate) fn decode_revert(error: Error) -> Error {
 
 fn decode_revert_data(data: &Bytes) -> Option<ContractError> {
     use AuditAnchor::AuditAnchorErrors as A;
+    use AuthorityRegistry::AuthorityRegistryErrors as Z;
     use Consent::ConsentErrors as C;
     use DeviceRegistry::DeviceRegistryErrors as D;
     use RangeRule::RangeRuleErrors as R;
@@ -871,6 +883,34 @@ fn decode_revert_data(data: &Bytes) -> Option<ContractError> {
             },
         });
     }
+    if let Ok(e) = Z::abi_decode(data) {
+        return Some(match e {
+            Z::InvalidId(_) => ContractError::InvalidAuthorityId,
+            Z::InvalidKind(e) => ContractError::InvalidAuthorityKind(e.kind),
+            Z::OrganisationAlreadyRegistered(e) => {
+                ContractError::AuthorityAlreadyRegistered(e.organisation)
+            }
+            Z::UnknownOrganisation(e) => ContractError::UnknownAuthority(e.organisation),
+            Z::OrganisationActiveAlready(e) => ContractError::AuthorityActiveAlready {
+                organisation: e.organisation,
+                active: e.active,
+            },
+            Z::SubjectAlreadyBound(e) => ContractError::SubjectAlreadyBound {
+                subject: e.subject,
+                organisation: e.organisation,
+            },
+            Z::UnknownSubject(e) => ContractError::UnknownAuthoritySubject(e.subject),
+            Z::AccessAlreadyGranted(e) => ContractError::AuthorityAccessAlreadyGranted {
+                patient: e.patient,
+                organisation: e.organisation,
+            },
+            Z::AccessNotGranted(e) => ContractError::AuthorityAccessNotGranted {
+                patient: e.patient,
+                organisation: e.organisation,
+            },
+            _ => return None,
+        });
+    }
     if let Ok(e) = A::abi_decode(data) {
         return Some(match e {
             A::RootAlreadyAnchored(e) => ContractError::RootAlreadyAnchored(e.root),
@@ -900,6 +940,7 @@ pub(crate) fn decode_event(log: &LogEntry) -> Result<Option<PositionedEvent>, Er
 
 fn decode_log(log: &LogEntry) -> Option<LedgerEvent> {
     use AuditAnchor::AuditAnchorEvents as A;
+    use AuthorityRegistry::AuthorityRegistryEvents as Z;
     use Consent::ConsentEvents as C;
     use DeviceRegistry::DeviceRegistryEvents as D;
     use RuleManager::RuleManagerEvents as M;
@@ -984,6 +1025,36 @@ fn decode_log(log: &LogEntry) -> Option<LedgerEvent> {
                 authority: e.authority,
             },
         });
+    }
+    if let Ok(e) = Z::decode_raw_log(topics, data) {
+        return match e {
+            Z::OrganisationRegistered(e) => Some(LedgerEvent::OrganisationRegistered {
+                organisation: e.organisation,
+                kind: wardseal_core::identity::AuthorityKind::from_code(u32::from(e.kind))?,
+            }),
+            Z::OrganisationActiveSet(e) => Some(LedgerEvent::OrganisationActiveSet {
+                organisation: e.organisation,
+                active: e.active,
+            }),
+            Z::SubjectBound(e) => Some(LedgerEvent::SubjectBound {
+                subject: e.subject,
+                organisation: e.organisation,
+            }),
+            Z::SubjectUnbound(e) => Some(LedgerEvent::SubjectUnbound {
+                subject: e.subject,
+                organisation: e.organisation,
+            }),
+            Z::AccessGranted(e) => Some(LedgerEvent::AccessGranted {
+                patient: e.patient,
+                organisation: e.organisation,
+            }),
+            Z::AccessRevoked(e) => Some(LedgerEvent::AccessRevoked {
+                patient: e.patient,
+                organisation: e.organisation,
+            }),
+            // AccessControl's role events are decoded through the RuleManager above.
+            _ => None,
+        };
     }
     if let Ok(e) = A::decode_raw_log(topics, data) {
         return match e {

@@ -9,8 +9,11 @@
 //!   responsible clinicians; emits every change), `RangeRule` (per data type: unit, an
 //!   inclusive plausibility range per value component, clinical alarm limits with
 //!   priorities, readings per minute), `DeviceRegistry` (EPC →
-//!   group, rule, ward, active), `Consent` (a patient grants and revokes authorities) and
-//!   `AuditAnchor` (registered anchorers anchor log roots). Roles come from OpenZeppelin's
+//!   group, rule, ward, active), `Consent` (a patient grants and revokes authorities),
+//!   `AuditAnchor` (registered anchorers anchor log roots) and `AuthorityRegistry` (seed
+//!   2's layer 2: registrars register laboratories, insurers, pharmacies and hospitals
+//!   and bind their certificates' subject ids; only a patient grants or revokes an
+//!   organisation's access, see [`authority`]). Roles come from OpenZeppelin's
 //!   `AccessControl`; refusals are custom errors, decoded into [`ContractError`].
 //! - **Values are exact**: a value is a `(mantissa, scale)` decimal ([`WideDecimal`], the
 //!   contracts' `Dec`); no float anywhere. Blood pressure is checked per component
@@ -77,6 +80,7 @@
 //! # }
 //! ```
 
+pub mod authority;
 pub mod backend;
 pub mod bindings;
 mod error;
@@ -87,6 +91,7 @@ pub mod model;
 pub mod open;
 pub mod replica;
 
+pub use authority::{AuthorityBook, AuthorityDecision, Organisation};
 pub use backend::{AnyBackend, Backend, EmbeddedBackend, EmbeddedChain, RpcBackend};
 pub use error::{AccountKeyError, BackendError, ContractError, Error, RuleError};
 pub use evaluator::RuleBook;

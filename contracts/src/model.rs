@@ -624,6 +624,10 @@ pub struct Suite {
     pub consent: Address,
     /// The AuditAnchor.
     pub audit_anchor: Address,
+    /// The AuthorityRegistry (zero in a suite file written before it existed: such a
+    /// suite has no authorities).
+    #[serde(default)]
+    pub authority_registry: Address,
     /// The block the suite was deployed in: followers start there.
     pub deployed_at: u64,
 }
@@ -656,13 +660,14 @@ impl Suite {
         std::fs::rename(&temporary, path).map_err(|e| fail(e.to_string()))
     }
 
-    /// The four contract addresses.
-    pub fn addresses(&self) -> [Address; 4] {
+    /// The contract addresses.
+    pub fn addresses(&self) -> [Address; 5] {
         [
             self.rule_manager,
             self.device_registry,
             self.consent,
             self.audit_anchor,
+            self.authority_registry,
         ]
     }
 }
@@ -687,6 +692,8 @@ pub enum Role {
     Registrar,
     /// Anchors log roots: registered collectors and storage servers (AuditAnchor).
     Anchorer,
+    /// Registers, binds and deactivates authorities (AuthorityRegistry).
+    AuthorityRegistrar,
 }
 
 impl std::str::FromStr for Role {
@@ -697,8 +704,9 @@ impl std::str::FromStr for Role {
             "rule-admin" => Ok(Role::RuleAdmin),
             "registrar" => Ok(Role::Registrar),
             "anchorer" => Ok(Role::Anchorer),
+            "authority-registrar" => Ok(Role::AuthorityRegistrar),
             _ => Err(format!(
-                "unknown role `{text}`: use rule-admin, registrar or anchorer"
+                "unknown role `{text}`: use rule-admin, registrar, anchorer or authority-registrar"
             )),
         }
     }
@@ -711,6 +719,7 @@ impl Role {
             Role::RuleAdmin => b"wardseal.RULE_ADMIN_ROLE",
             Role::Registrar => b"wardseal.REGISTRAR_ROLE",
             Role::Anchorer => b"wardseal.ANCHORER_ROLE",
+            Role::AuthorityRegistrar => b"wardseal.AUTHORITY_REGISTRAR_ROLE",
         };
         alloy::primitives::keccak256(name)
     }
@@ -980,6 +989,48 @@ pub enum LedgerEvent {
         patient: Address,
         /// The authority's account.
         authority: Address,
+    },
+    /// An authority (organisation) was registered, active.
+    OrganisationRegistered {
+        /// The organisation's id.
+        organisation: String,
+        /// What kind of organisation it is.
+        kind: wardseal_core::identity::AuthorityKind,
+    },
+    /// An authority was deactivated (`active` false) or reactivated.
+    OrganisationActiveSet {
+        /// The organisation's id.
+        organisation: String,
+        /// Whether it is active from now on.
+        active: bool,
+    },
+    /// Certificates with a subject id now act for an organisation.
+    SubjectBound {
+        /// The certificates' subject id.
+        subject: String,
+        /// The organisation's id.
+        organisation: String,
+    },
+    /// Certificates with a subject id no longer act for an organisation.
+    SubjectUnbound {
+        /// The certificates' subject id.
+        subject: String,
+        /// The organisation's id.
+        organisation: String,
+    },
+    /// A patient allowed an organisation to read their records.
+    AccessGranted {
+        /// The patient's account.
+        patient: Address,
+        /// The organisation's id.
+        organisation: String,
+    },
+    /// A patient withdrew an organisation's access to their records.
+    AccessRevoked {
+        /// The patient's account.
+        patient: Address,
+        /// The organisation's id.
+        organisation: String,
     },
     /// A log root was anchored.
     Anchored {

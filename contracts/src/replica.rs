@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::authority::AuthorityBook;
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::evaluator::RuleBook;
@@ -25,11 +26,13 @@ use crate::model::{Device, LedgerEvent};
 /// The length of the rules' rate window: readings per minute.
 pub const RATE_WINDOW_MICROS: i64 = 60_000_000;
 
-/// The registry's devices (by 12-byte EPC) and the rules, as of a follower's cursor.
+/// The registry's devices (by 12-byte EPC), the rules and the authority registry, as of
+/// a follower's cursor.
 #[derive(Debug, Clone, Default)]
 pub struct Replica {
     rules: RuleBook,
     devices: HashMap<[u8; 12], Device>,
+    authorities: AuthorityBook,
 }
 
 impl Replica {
@@ -41,17 +44,26 @@ impl Replica {
                 .into_iter()
                 .map(|device| (device.epc, device))
                 .collect(),
+            authorities: AuthorityBook::default(),
         }
     }
 
-    /// Reads the chain's head, then the rules, the group rules and the registry; returns
-    /// the replica and a follower starting with the block after that head.
+    /// The same replica holding `authorities`.
+    pub fn with_authorities(mut self, authorities: AuthorityBook) -> Self {
+        self.authorities = authorities;
+        self
+    }
+
+    /// Reads the chain's head, then the rules, the group rules, the device registry and
+    /// (by replaying its events up to that head) the authority registry; returns the
+    /// replica and a follower starting with the block after that head.
     pub async fn bootstrap<B: Backend + Clone>(
         ledger: &Ledger<B>,
     ) -> Result<(Self, EventFollower<B>), Error> {
         let head = ledger.head().await?;
         let rules = ledger.rule_book().await?;
-        let replica = Self::new(ledger.devices().await?, rules);
+        let replica = Self::new(ledger.devices().await?, rules)
+            .with_authorities(ledger.authority_book_until(head).await?);
         let follower = EventFollower::new(
             ledger.clone(),
             Cursor {
@@ -61,8 +73,8 @@ impl Replica {
         Ok((replica, follower))
     }
 
-    /// Applies a followed event: registrations, deactivations and rule changes (other
-    /// events leave the replica as it is).
+    /// Applies a followed event: registrations, deactivations, rule changes and the
+    /// authority registry's changes (other events leave the replica as it is).
     pub fn apply(&mut self, event: &LedgerEvent) {
         match event {
             LedgerEvent::DeviceRegistered(device) => {
@@ -73,6 +85,12 @@ impl Replica {
                     device.active = false;
                 }
             }
+            LedgerEvent::OrganisationRegistered { .. }
+            | LedgerEvent::OrganisationActiveSet { .. }
+            | LedgerEvent::SubjectBound { .. }
+            | LedgerEvent::SubjectUnbound { .. }
+            | LedgerEvent::AccessGranted { .. }
+            | LedgerEvent::AccessRevoked { .. } => self.authorities.apply(event),
             other => self.rules.apply(other),
         }
     }
@@ -80,6 +98,11 @@ impl Replica {
     /// The rules.
     pub fn rules(&self) -> &RuleBook {
         &self.rules
+    }
+
+    /// The authority registry and the patients' consent to authorities.
+    pub fn authorities(&self) -> &AuthorityBook {
+        &self.authorities
     }
 
     /// The registry entry of `epc`, if registered.

@@ -251,6 +251,66 @@ fn admin_session(cli: &Cli<'_>) {
     );
 }
 
+/// Authorities after `admin_session`: a registrar registers and binds, only the patient
+/// (other.key) grants and revokes, and `check` says what storage would decide.
+fn authority_session(cli: &Cli<'_>) {
+    let patient = common::address(1).to_string();
+    cli.ok(
+        "admin.key",
+        &["authority", "register", "lab-7", "--kind", "laboratory"],
+    );
+    let unknown_kind = cli.fails(
+        "admin.key",
+        &["authority", "register", "clinic-1", "--kind", "clinic"],
+    );
+    assert!(
+        unknown_kind.contains("laboratory, insurer"),
+        "{unknown_kind}"
+    );
+    let refused = cli.fails(
+        "other.key",
+        &["authority", "register", "lab-8", "--kind", "laboratory"],
+    );
+    assert!(refused.contains("lacks role"), "{refused}");
+    cli.ok(
+        "admin.key",
+        &["authority", "bind", "lab-7-1", "--organisation", "lab-7"],
+    );
+    let check = [
+        "authority",
+        "check",
+        "--subject",
+        "lab-7-1",
+        "--patient",
+        &patient,
+    ];
+    assert!(cli.fails("admin.key", &check).contains("no_consent"));
+    cli.ok("other.key", &["authority", "grant", "lab-7"]);
+    assert!(cli.ok("admin.key", &check).contains("\"consent\""));
+    let shown = cli.ok(
+        "admin.key",
+        &["authority", "show", "lab-7", "--patient", &patient],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["kind"], "laboratory");
+    assert_eq!(shown["subjects"][0], "lab-7-1");
+    assert_eq!(shown["consent"], true);
+    cli.ok("admin.key", &["authority", "deactivate", "lab-7"]);
+    assert!(
+        cli.ok("admin.key", &["authority", "list"])
+            .contains("lab-7 laboratory inactive subjects [lab-7-1]")
+    );
+    assert!(
+        cli.fails("admin.key", &check)
+            .contains("authority_inactive")
+    );
+    cli.ok("admin.key", &["authority", "activate", "lab-7"]);
+    cli.ok("other.key", &["authority", "revoke", "lab-7"]);
+    assert!(cli.fails("admin.key", &check).contains("no_consent"));
+    let again = cli.fails("other.key", &["authority", "revoke", "lab-7"]);
+    assert!(again.contains("does not have the consent"), "{again}");
+}
+
 #[test]
 fn admin_session_on_embedded_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,6 +320,7 @@ fn admin_session_on_embedded_chain() {
         chain: vec!["--embedded".into(), chain_dir.display().to_string()],
     };
     admin_session(&cli);
+    authority_session(&cli);
 }
 
 #[tokio::test]
@@ -271,6 +332,7 @@ async fn admin_session_on_anvil() {
         chain: vec!["--rpc".into(), fixture.node.url()],
     };
     admin_session(&cli);
+    authority_session(&cli);
 }
 
 #[test]

@@ -181,6 +181,42 @@ pub struct ChainTip {
     pub hash: Hash,
 }
 
+/// Whether a link at `sequence` naming `previous` as the hash before it is the next link
+/// after `tip` (`None`: the chain is empty). Batch headers and gap records follow this one
+/// rule, so a gap takes exactly the place of the batch it stands for.
+pub(crate) fn check_link(
+    sequence: u64,
+    previous: Hash,
+    tip: Option<&ChainTip>,
+) -> Result<(), BatchError> {
+    let (expected, expected_previous) = match tip {
+        None => (1, Hash::ZERO),
+        Some(tip) => (tip.sequence.saturating_add(1), tip.hash),
+    };
+    if let Some(tip) = tip
+        && sequence <= tip.sequence
+    {
+        return Err(BatchError::Replay {
+            sequence,
+            tip: tip.sequence,
+        });
+    }
+    if sequence != expected {
+        return Err(BatchError::Gap {
+            expected,
+            got: sequence,
+        });
+    }
+    if previous != expected_previous {
+        return Err(BatchError::Fork {
+            sequence,
+            expected: expected_previous,
+            got: previous,
+        });
+    }
+    Ok(())
+}
+
 impl TryFrom<BatchHeaderParts> for BatchHeader {
     type Error = BatchError;
 
@@ -381,38 +417,7 @@ impl BatchHeader {
     /// storage recognises it by its header hash before calling this, and acknowledges it
     /// again without storing it twice.
     pub fn check_continues(&self, tip: Option<&ChainTip>) -> Result<(), BatchError> {
-        let sequence = self.parts.sequence;
-        let Some(tip) = tip else {
-            return if sequence == 1 {
-                Ok(())
-            } else {
-                Err(BatchError::Gap {
-                    expected: 1,
-                    got: sequence,
-                })
-            };
-        };
-        if sequence <= tip.sequence {
-            return Err(BatchError::Replay {
-                sequence,
-                tip: tip.sequence,
-            });
-        }
-        let expected = tip.sequence.saturating_add(1);
-        if sequence > expected {
-            return Err(BatchError::Gap {
-                expected,
-                got: sequence,
-            });
-        }
-        if self.parts.previous != tip.hash {
-            return Err(BatchError::Fork {
-                sequence,
-                expected: tip.hash,
-                got: self.parts.previous,
-            });
-        }
-        Ok(())
+        check_link(self.parts.sequence, self.parts.previous, tip)
     }
 
     /// Checks the card's signature over this header with the patient certificate's key.

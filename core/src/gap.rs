@@ -300,33 +300,7 @@ impl GapRecord {
     /// Whether the gap takes the next place after `tip` (the same rule as a batch header:
     /// [`BatchHeader::check_continues`](crate::batch::BatchHeader::check_continues)).
     pub fn check_continues(&self, tip: Option<&ChainTip>) -> Result<(), BatchError> {
-        let sequence = self.parts.sequence;
-        let (expected, previous) = match tip {
-            None => (1, Hash::ZERO),
-            Some(tip) => (tip.sequence.saturating_add(1), tip.hash),
-        };
-        if let Some(tip) = tip
-            && sequence <= tip.sequence
-        {
-            return Err(BatchError::Replay {
-                sequence,
-                tip: tip.sequence,
-            });
-        }
-        if sequence != expected {
-            return Err(BatchError::Gap {
-                expected,
-                got: sequence,
-            });
-        }
-        if self.parts.previous != previous {
-            return Err(BatchError::Fork {
-                sequence,
-                expected: previous,
-                got: self.parts.previous,
-            });
-        }
-        Ok(())
+        crate::batch::check_link(self.parts.sequence, self.parts.previous, tip)
     }
 
     /// Checks the card's signature over this record with the patient certificate's key.

@@ -4,7 +4,9 @@
 //! [`IDENTITY_EXTENSION_OID`], whose value is the DER encoding of the ASN.1 module below.
 //! It says which [`Role`] the holder plays and carries the fields that role needs: a
 //! device's EPC, group and rule; a ward's pseudonymous id; the Ethereum account an
-//! administrator, collector or storage server acts with on chain.
+//! administrator, collector or storage server acts with on chain; the kind of
+//! organisation an authority is (seed 2's layer 2: laboratories, insurers, pharmacies,
+//! other hospitals).
 //!
 //! The extension is non-critical because openssl and webpki reject certificates with a
 //! critical extension they do not know; wardseal's own verifiers require it by policy.
@@ -16,25 +18,35 @@
 //!   id-wardseal-kp-patientDataSigning OBJECT IDENTIFIER ::= { id-wardseal 2 }
 //!   WardsealIdentity ::= SEQUENCE {
 //!     version          INTEGER { v1(1) },
-//!     role             ENUMERATED { device(0), collector(1), storage(2), staff(3), patient(4), admin(5) },
+//!     role             ENUMERATED { device(0), collector(1), storage(2), staff(3), patient(4), admin(5),
+//!                                   authority(6) },
 //!     deviceId         [0] OCTET STRING (SIZE (12)) OPTIONAL,   -- SGTIN-96 EPC, binary
 //!     groupId          [1] INTEGER (0..4294967295) OPTIONAL,
 //!     ruleId           [2] INTEGER (0..4294967295) OPTIONAL,
 //!     subjectId        [3] UTF8String (SIZE (1..64)) OPTIONAL,
-//!     ethereumAddress  [4] OCTET STRING (SIZE (20)) OPTIONAL }
+//!     ethereumAddress  [4] OCTET STRING (SIZE (20)) OPTIONAL,
+//!     authorityKind    [5] ENUMERATED { laboratory(0), insurer(1), pharmacy(2), hospital(3) } OPTIONAL }
 //! END
 //! ```
 //!
 //! Which optional fields a role must have (R), may have (O) or must not have (-):
 //!
-//! | role | deviceId | groupId | ruleId | subjectId | ethereumAddress |
-//! |---|---|---|---|---|---|
-//! | device | R | R | R | - | - |
-//! | collector | - | O | O | R (its ward) | O |
-//! | storage | - | - | - | O | O |
-//! | staff | - | - | - | R | - |
-//! | patient | - | - | - | R | - |
-//! | admin | - | - | - | O | O |
+//! | role | deviceId | groupId | ruleId | subjectId | ethereumAddress | authorityKind |
+//! |---|---|---|---|---|---|---|
+//! | device | R | R | R | - | - | - |
+//! | collector | - | O | O | R (its ward) | O | - |
+//! | storage | - | - | - | O | O | - |
+//! | staff | - | - | - | R | - | - |
+//! | patient | - | - | - | R | - | - |
+//! | admin | - | - | - | O | O | - |
+//! | authority | - | - | - | R (its certificate subject) | - | R |
+//!
+//! An authority's kind is in the extension, not in a subject attribute such as OU: it is
+//! read by the same strict decoder as the role, and a name attribute is free text that
+//! profiles and tools treat as display only. Which organisation a subject belongs to, and
+//! whether it is active, is the on-chain authority registry's to say, not the
+//! certificate's: a renewed or additional certificate of the same organisation keeps the
+//! patients' consent.
 //!
 //! [`Identity::from_der`] is strict: one DER encoding per value, no trailing bytes, fields
 //! in order and at most once, every range and size checked, and the table above enforced.
@@ -117,7 +129,7 @@ pub const ETHEREUM_ADDRESS_BYTES: usize = 20;
 const TAG_SEQUENCE: u8 = 0x30;
 const TAG_INTEGER: u8 = 0x02;
 const TAG_ENUMERATED: u8 = 0x0A;
-/// Context-specific, primitive, tag number 0; fields [0] to [4] follow.
+/// Context-specific, primitive, tag number 0; fields [0] to [5] follow.
 const TAG_CONTEXT_PRIMITIVE: u8 = 0x80;
 /// The constructed bit: a constructed [n] is a BER-only way to split a string.
 const TAG_CONSTRUCTED: u8 = 0x20;
@@ -138,17 +150,21 @@ pub enum Role {
     Patient,
     /// An administrator of the CA or of the rules on chain.
     Admin,
+    /// An outside organisation (laboratory, insurer, pharmacy, other hospital) that reads a
+    /// patient's records with the patient's on-chain consent and records visits.
+    Authority,
 }
 
 impl Role {
     /// Every role, in the order of their ASN.1 values.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Device,
         Self::Collector,
         Self::Storage,
         Self::Staff,
         Self::Patient,
         Self::Admin,
+        Self::Authority,
     ];
 
     /// The lowercase name used in text, JSON and the ASN.1 module.
@@ -160,6 +176,7 @@ impl Role {
             Self::Staff => "staff",
             Self::Patient => "patient",
             Self::Admin => "admin",
+            Self::Authority => "authority",
         }
     }
 
@@ -170,6 +187,11 @@ impl Role {
         use Presence::{Forbidden, Optional, Required};
         match (self, field) {
             (_, F::WardsealIdentity | F::Version | F::Role) => Required,
+            (Self::Authority, F::SubjectId | F::AuthorityKind) => Required,
+            (Self::Authority, F::DeviceId | F::GroupId | F::RuleId | F::EthereumAddress) => {
+                Forbidden
+            }
+            (_, F::AuthorityKind) => Forbidden,
             (Self::Device, F::DeviceId | F::GroupId | F::RuleId) => Required,
             (Self::Device, F::SubjectId | F::EthereumAddress) => Forbidden,
             (Self::Collector, F::SubjectId) => Required,
@@ -193,6 +215,7 @@ impl Role {
             Self::Staff => 3,
             Self::Patient => 4,
             Self::Admin => 5,
+            Self::Authority => 6,
         }
     }
 
@@ -213,12 +236,84 @@ impl FromStr for Role {
     type Err = ExtensionError;
 
     /// Reads a lowercase role name (`device`, `collector`, `storage`, `staff`, `patient`,
-    /// `admin`).
+    /// `admin`, `authority`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
             .find(|role| role.name() == text)
             .ok_or_else(|| ExtensionError::UnknownRoleName {
+                name: text.to_owned(),
+            })
+    }
+}
+
+/// What kind of organisation an authority is: the `authorityKind` of its certificate and
+/// the kind the on-chain authority registry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorityKind {
+    /// A medical laboratory.
+    Laboratory,
+    /// A health insurer.
+    Insurer,
+    /// A pharmacy.
+    Pharmacy,
+    /// Another hospital.
+    Hospital,
+}
+
+impl AuthorityKind {
+    /// Every kind, in the order of their ASN.1 values (also the registry's numbers).
+    pub const ALL: [Self; 4] = [
+        Self::Laboratory,
+        Self::Insurer,
+        Self::Pharmacy,
+        Self::Hospital,
+    ];
+
+    /// The lowercase name used in text, JSON and the ASN.1 module.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Laboratory => "laboratory",
+            Self::Insurer => "insurer",
+            Self::Pharmacy => "pharmacy",
+            Self::Hospital => "hospital",
+        }
+    }
+
+    /// The ASN.1 ENUMERATED value, which is also the authority registry's `kind`.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Laboratory => 0,
+            Self::Insurer => 1,
+            Self::Pharmacy => 2,
+            Self::Hospital => 3,
+        }
+    }
+
+    /// The kind with ASN.1 value (registry number) `code`, if any.
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| u32::from(kind.code()) == code)
+    }
+}
+
+impl fmt::Display for AuthorityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for AuthorityKind {
+    type Err = ExtensionError;
+
+    /// Reads `laboratory`, `insurer`, `pharmacy` or `hospital`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == text)
+            .ok_or_else(|| ExtensionError::UnknownAuthorityKindName {
                 name: text.to_owned(),
             })
     }
@@ -255,16 +350,19 @@ pub enum IdentityField {
     SubjectId,
     /// `ethereumAddress`, tagged `[4]`.
     EthereumAddress,
+    /// `authorityKind`, tagged `[5]`.
+    AuthorityKind,
 }
 
 impl IdentityField {
     /// The optional fields in tag order: index = context-specific tag number.
-    const OPTIONAL: [Self; 5] = [
+    const OPTIONAL: [Self; 6] = [
         Self::DeviceId,
         Self::GroupId,
         Self::RuleId,
         Self::SubjectId,
         Self::EthereumAddress,
+        Self::AuthorityKind,
     ];
 
     /// The name used in the ASN.1 module.
@@ -278,6 +376,7 @@ impl IdentityField {
             Self::RuleId => "ruleId",
             Self::SubjectId => "subjectId",
             Self::EthereumAddress => "ethereumAddress",
+            Self::AuthorityKind => "authorityKind",
         }
     }
 }
@@ -359,7 +458,7 @@ pub enum ExtensionError {
         version: u32,
     },
     /// The role value is not one of those in the ASN.1 module.
-    #[error("identity extension role {value} is unknown; roles are 0 (device) to 5 (admin)")]
+    #[error("identity extension role {value} is unknown; roles are 0 (device) to 6 (authority)")]
     UnknownRole {
         /// The ENUMERATED value found.
         value: u32,
@@ -440,11 +539,27 @@ pub enum ExtensionError {
         /// The field present.
         field: IdentityField,
     },
-    /// A role name is not one of the six roles.
+    /// A role name is not one of the seven roles.
     #[error(
-        "role {name:?} is unknown; roles are device, collector, storage, staff, patient and admin"
+        "role {name:?} is unknown; roles are device, collector, storage, staff, patient, admin and authority"
     )]
     UnknownRoleName {
+        /// The name given.
+        name: String,
+    },
+    /// The `authorityKind` value is not one of those in the ASN.1 module.
+    #[error(
+        "identity extension authorityKind {value} is unknown; kinds are 0 (laboratory) to 3 (hospital)"
+    )]
+    UnknownAuthorityKind {
+        /// The ENUMERATED value found.
+        value: u32,
+    },
+    /// An authority kind written as text is not one of the four kinds.
+    #[error(
+        "authority kind {name:?} is unknown; kinds are laboratory, insurer, pharmacy and hospital"
+    )]
+    UnknownAuthorityKindName {
         /// The name given.
         name: String,
     },
@@ -701,6 +816,8 @@ pub struct IdentityFields {
     pub subject_id: Option<SubjectId>,
     /// `ethereumAddress`: the on-chain account bound to the certificate.
     pub ethereum_address: Option<EthereumAddress>,
+    /// `authorityKind`: what kind of organisation an authority is.
+    pub authority_kind: Option<AuthorityKind>,
 }
 
 /// The content of a wardseal identity extension: a role and the fields it carries.
@@ -797,6 +914,19 @@ impl Identity {
         }
     }
 
+    /// An authority (laboratory, insurer, pharmacy, other hospital): the subject id of its
+    /// certificate, which the on-chain registry binds to the organisation, and its kind.
+    pub fn authority(subject_id: SubjectId, kind: AuthorityKind) -> Self {
+        Self {
+            role: Role::Authority,
+            fields: IdentityFields {
+                subject_id: Some(subject_id),
+                authority_kind: Some(kind),
+                ..IdentityFields::default()
+            },
+        }
+    }
+
     /// Builds an identity for `role` from any combination of fields, refusing one that
     /// does not fit the role (useful where the role is only known at run time).
     pub fn new(role: Role, fields: IdentityFields) -> Result<Self, ExtensionError> {
@@ -808,6 +938,10 @@ impl Identity {
             (
                 IdentityField::EthereumAddress,
                 fields.ethereum_address.is_some(),
+            ),
+            (
+                IdentityField::AuthorityKind,
+                fields.authority_kind.is_some(),
             ),
         ];
         for (field, is_present) in present {
@@ -852,6 +986,11 @@ impl Identity {
     /// The Ethereum account (collectors, storage and admins, optionally).
     pub fn ethereum_address(&self) -> Option<EthereumAddress> {
         self.fields.ethereum_address
+    }
+
+    /// The kind of organisation (authorities only).
+    pub fn authority_kind(&self) -> Option<AuthorityKind> {
+        self.fields.authority_kind
     }
 
     /// All optional fields.
@@ -900,6 +1039,13 @@ impl Identity {
                 address.as_bytes(),
             );
         }
+        if let Some(kind) = self.fields.authority_kind {
+            push_tlv(
+                &mut body,
+                context_tag(IdentityField::AuthorityKind),
+                &unsigned_integer(u32::from(kind.code())),
+            );
+        }
         let mut der = Vec::with_capacity(body.len() + 4);
         push_tlv(&mut der, TAG_SEQUENCE, &body);
         der
@@ -945,7 +1091,7 @@ impl Identity {
         let mut previous: Option<usize> = None;
         while !fields.is_finished() {
             let tag = fields.peek_byte().unwrap_or(0);
-            // Tag numbers [0]..[4] (the low five bits) map to the optional fields in order.
+            // Tag numbers [0]..[5] (the low five bits) map to the optional fields in order.
             let number = usize::from(tag & 0x1F);
             let Some(&field) = IdentityField::OPTIONAL
                 .get(number)
@@ -953,14 +1099,14 @@ impl Identity {
             else {
                 return Err(ExtensionError::UnexpectedTag {
                     field: IdentityField::WardsealIdentity,
-                    expected: "an optional field [0] to [4] (0x80 to 0x84) or the end of the SEQUENCE",
+                    expected: "an optional field [0] to [5] (0x80 to 0x85) or the end of the SEQUENCE",
                     found: tag,
                 });
             };
             if tag & TAG_CONSTRUCTED != 0 {
                 return Err(ExtensionError::UnexpectedTag {
                     field,
-                    expected: "a primitive context-specific tag (0x80 to 0x84); constructed strings are BER",
+                    expected: "a primitive context-specific tag (0x80 to 0x85); constructed strings are BER",
                     found: tag,
                 });
             }
@@ -1019,6 +1165,13 @@ fn decode_optional_field(
                         length: content.len(),
                     })?;
             decoded.ethereum_address = Some(EthereumAddress(bytes));
+        }
+        IdentityField::AuthorityKind => {
+            let value = decode_unsigned(field, content)?;
+            decoded.authority_kind = Some(
+                AuthorityKind::from_code(value)
+                    .ok_or(ExtensionError::UnknownAuthorityKind { value })?,
+            );
         }
         // Only optional fields reach this function.
         IdentityField::WardsealIdentity | IdentityField::Version | IdentityField::Role => {}
@@ -1114,7 +1267,7 @@ fn context_tag(field: IdentityField) -> u8 {
         .iter()
         .position(|&optional| optional == field)
         .unwrap_or(0);
-    // At most 4: fits the low bits of the identifier octet.
+    // At most 5: fits the low bits of the identifier octet.
     TAG_CONTEXT_PRIMITIVE | number as u8
 }
 
@@ -1209,6 +1362,11 @@ mod tests {
                 // SEQUENCE(36) version 1, role admin(5), [3] "it-ops", [4] address
                 "30 24 02 01 01 0A 01 05 83 06 69 74 2D 6F 70 73 \
                  84 14 DB F0 3B 40 7C 01 E7 CD 3C BE A9 95 09 D9 3F 8D DD C8 C6 FB",
+            ),
+            (
+                Identity::authority(subject("lab-0007"), AuthorityKind::Laboratory),
+                // SEQUENCE(19) version 1, role authority(6), [3] "lab-0007", [5] laboratory(0)
+                "30 13 02 01 01 0A 01 06 83 08 6C 61 62 2D 30 30 30 37 85 01 00",
             ),
         ]
     }
@@ -1541,8 +1699,8 @@ mod tests {
                 ..
             }
         ));
-        // [5] does not exist; nor does the high-tag-number form.
-        for tag in ["85", "9F", "C3", "43"] {
+        // [6] does not exist; nor does the high-tag-number form.
+        for tag in ["86", "9F", "C3", "43"] {
             let error =
                 Identity::from_der(&from_hex(&format!("30 09 02 01 01 0A 01 03 {tag} 01 41")))
                     .unwrap_err();
@@ -1622,8 +1780,8 @@ mod tests {
     #[test]
     fn rejects_unknown_roles() {
         rejects(
-            "30 09 02 01 01 0A 01 06 83 01 41",
-            ExtensionError::UnknownRole { value: 6 },
+            "30 09 02 01 01 0A 01 07 83 01 41",
+            ExtensionError::UnknownRole { value: 7 },
         );
         rejects(
             "30 09 02 01 01 0A 01 80 83 01 41",
@@ -1780,6 +1938,70 @@ mod tests {
     }
 
     #[test]
+    fn authority_kinds_are_checked() {
+        // Every kind round-trips, by value and by name.
+        for kind in AuthorityKind::ALL {
+            let identity = Identity::authority(subject("org-1"), kind);
+            let decoded = Identity::from_der(&identity.to_der()).unwrap();
+            assert_eq!(decoded.authority_kind(), Some(kind));
+            assert_eq!(kind.name().parse::<AuthorityKind>(), Ok(kind));
+        }
+        assert!(matches!(
+            "clinic".parse::<AuthorityKind>(),
+            Err(ExtensionError::UnknownAuthorityKindName { .. })
+        ));
+        // Kind 4 is not in the module.
+        rejects(
+            "30 0C 02 01 01 0A 01 06 83 01 41 85 01 04",
+            ExtensionError::UnknownAuthorityKind { value: 4 },
+        );
+        // An authority without its kind, and without its subject.
+        rejects(
+            "30 09 02 01 01 0A 01 06 83 01 41",
+            ExtensionError::FieldMissing {
+                role: Role::Authority,
+                field: IdentityField::AuthorityKind,
+            },
+        );
+        rejects(
+            "30 09 02 01 01 0A 01 06 85 01 02",
+            ExtensionError::FieldMissing {
+                role: Role::Authority,
+                field: IdentityField::SubjectId,
+            },
+        );
+        // A staff member may not claim a kind; an authority may not carry an account.
+        rejects(
+            "30 0C 02 01 01 0A 01 03 83 01 41 85 01 00",
+            ExtensionError::FieldNotAllowed {
+                role: Role::Staff,
+                field: IdentityField::AuthorityKind,
+            },
+        );
+        rejects(
+            "30 22 02 01 01 0A 01 06 83 01 41 \
+             84 14 FB 69 16 09 5C A1 DF 60 BB 79 CE 92 CE 3E A7 4C 37 C5 D3 59 85 01 00",
+            ExtensionError::FieldNotAllowed {
+                role: Role::Authority,
+                field: IdentityField::EthereumAddress,
+            },
+        );
+        // [5] before [4] is out of order; [6] does not exist.
+        rejects(
+            "30 1F 02 01 01 0A 01 02 85 01 00 \
+             84 14 FB 69 16 09 5C A1 DF 60 BB 79 CE 92 CE 3E A7 4C 37 C5 D3 59",
+            ExtensionError::FieldOutOfOrder {
+                field: IdentityField::EthereumAddress,
+                after: IdentityField::AuthorityKind,
+            },
+        );
+        assert!(matches!(
+            Identity::from_der(&from_hex("30 0C 02 01 01 0A 01 06 83 01 41 86 01 00")),
+            Err(ExtensionError::UnexpectedTag { found: 0x86, .. })
+        ));
+    }
+
+    #[test]
     fn rejects_truncated_input_at_every_length() {
         for (_, hex) in role_vectors() {
             let der = from_hex(hex);
@@ -1854,6 +2076,16 @@ mod tests {
             Staff = 3,
             Patient = 4,
             Admin = 5,
+            Authority = 6,
+        }
+
+        #[derive(der::Enumerated, Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub(super) enum AuthorityKind {
+            Laboratory = 0,
+            Insurer = 1,
+            Pharmacy = 2,
+            Hospital = 3,
         }
 
         #[derive(der::Sequence)]
@@ -1870,6 +2102,8 @@ mod tests {
             pub(super) subject_id: Option<Utf8StringRef<'a>>,
             #[asn1(context_specific = "4", tag_mode = "IMPLICIT", optional = "true")]
             pub(super) ethereum_address: Option<OctetStringRef<'a>>,
+            #[asn1(context_specific = "5", tag_mode = "IMPLICIT", optional = "true")]
+            pub(super) authority_kind: Option<AuthorityKind>,
         }
     }
 
@@ -1885,7 +2119,16 @@ mod tests {
             reference::Role::Staff,
             reference::Role::Patient,
             reference::Role::Admin,
+            reference::Role::Authority,
         ][usize::from(identity.role().asn1_value())];
+        let kind = identity.authority_kind().map(|kind| {
+            [
+                reference::AuthorityKind::Laboratory,
+                reference::AuthorityKind::Insurer,
+                reference::AuthorityKind::Pharmacy,
+                reference::AuthorityKind::Hospital,
+            ][usize::from(kind.code())]
+        });
         reference::WardsealIdentity {
             version: 1,
             role,
@@ -1900,6 +2143,7 @@ mod tests {
             ethereum_address: address
                 .as_ref()
                 .map(|address| OctetStringRef::new(address.as_bytes()).unwrap()),
+            authority_kind: kind,
         }
         .to_der()
         .unwrap()
@@ -1920,14 +2164,18 @@ mod tests {
             proptest::option::of(any::<u32>().prop_map(RuleId)),
             proptest::option::of(any_subject_id()),
             proptest::option::of(any_address()),
+            proptest::option::of(proptest::sample::select(AuthorityKind::ALL.to_vec())),
         )
             .prop_map(
-                |(device_id, group_id, rule_id, subject_id, ethereum_address)| IdentityFields {
-                    device_id,
-                    group_id,
-                    rule_id,
-                    subject_id,
-                    ethereum_address,
+                |(device_id, group_id, rule_id, subject_id, ethereum_address, authority_kind)| {
+                    IdentityFields {
+                        device_id,
+                        group_id,
+                        rule_id,
+                        subject_id,
+                        ethereum_address,
+                        authority_kind,
+                    }
                 },
             )
     }
@@ -1961,6 +2209,11 @@ mod tests {
                 proptest::option::of(any_address())
             )
                 .prop_map(|(id, address)| Identity::admin(id, address)),
+            (
+                any_subject_id(),
+                proptest::sample::select(AuthorityKind::ALL.to_vec())
+            )
+                .prop_map(|(id, kind)| Identity::authority(id, kind)),
         ]
     }
 
@@ -1984,6 +2237,7 @@ mod tests {
                 (IdentityField::RuleId, fields.rule_id.is_some()),
                 (IdentityField::SubjectId, fields.subject_id.is_some()),
                 (IdentityField::EthereumAddress, fields.ethereum_address.is_some()),
+                (IdentityField::AuthorityKind, fields.authority_kind.is_some()),
             ]
             .into_iter()
             .all(|(field, present)| match role.field_presence(field) {

@@ -11,8 +11,8 @@ mod common;
 use common::{Scratch, path_str};
 use wardseal_core::epc::Sgtin96;
 use wardseal_core::identity::{
-    EthereumAddress, GroupId, IDENTITY_EXTENSION_OID, IDENTITY_EXTENSION_OID_STRING, Identity,
-    PATIENT_DATA_SIGNING_OID, PATIENT_DATA_SIGNING_OID_STRING, Role, RuleId, SubjectId,
+    AuthorityKind, EthereumAddress, GroupId, IDENTITY_EXTENSION_OID, IDENTITY_EXTENSION_OID_STRING,
+    Identity, PATIENT_DATA_SIGNING_OID, PATIENT_DATA_SIGNING_OID_STRING, Role, RuleId, SubjectId,
 };
 
 /// The `asn1parse -genconf` description of `identity`, written from its accessors
@@ -25,6 +25,7 @@ fn genconf(identity: &Identity) -> String {
         Role::Staff => 3,
         Role::Patient => 4,
         Role::Admin => 5,
+        Role::Authority => 6,
     };
     let mut config = String::from("asn1 = SEQUENCE:identity\n[identity]\nversion = INTEGER:1\n");
     writeln!(config, "role = ENUMERATED:{role}").unwrap();
@@ -69,6 +70,15 @@ fn genconf(identity: &Identity) -> String {
         )
         .unwrap();
     }
+    if let Some(kind) = identity.authority_kind() {
+        let value = match kind {
+            AuthorityKind::Laboratory => 0,
+            AuthorityKind::Insurer => 1,
+            AuthorityKind::Pharmacy => 2,
+            AuthorityKind::Hospital => 3,
+        };
+        writeln!(config, "authorityKind = IMPLICIT:5,ENUMERATED:{value}").unwrap();
+    }
     config
 }
 
@@ -104,6 +114,10 @@ fn identities() -> Vec<Identity> {
         Identity::patient(subject(&"~".repeat(64))),
         Identity::admin(Some(subject("it-ops#1=\"x\";$")), Some(eth)),
         Identity::admin(None, None),
+        Identity::authority(subject("lab-0007"), AuthorityKind::Laboratory),
+        Identity::authority(subject("insurer-12"), AuthorityKind::Insurer),
+        Identity::authority(subject("pharmacy-3"), AuthorityKind::Pharmacy),
+        Identity::authority(subject("hospital-north"), AuthorityKind::Hospital),
     ]
 }
 
@@ -153,8 +167,9 @@ fn openssl_parses_what_wardseal_writes() {
             identity.rule_id().is_some(),
             identity.subject_id().is_some(),
             identity.ethereum_address().is_some(),
+            identity.authority_kind().is_some(),
         ];
-        let expected_tags: Vec<String> = (0..5)
+        let expected_tags: Vec<String> = (0..6)
             .filter(|&tag| optional[tag])
             .map(|tag| format!("cont [ {tag} ]"))
             .collect();

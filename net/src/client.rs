@@ -351,12 +351,24 @@ impl Client {
         path: &str,
         body: impl Into<Bytes>,
     ) -> Result<Reply, RequestError> {
+        self.send_as(method, path, "application/json", body).await
+    }
+
+    /// Sends one request with a body of media type `content_type` (FHIR's
+    /// `application/fhir+json`, say) and reads the whole answer.
+    pub async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, RequestError> {
         let body = body.into();
         let url = format!("{}{path}", self.base);
         let request = Request::builder()
             .method(method.clone())
             .uri(url.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .body(Full::new(body))
             .map_err(|error| RequestError::Exchange {
                 method: method.clone(),

@@ -184,7 +184,8 @@ async fn connection<H, F, B>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // Upgrades allowed: storage's FHIR subscriptions serve websockets on this door.
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => {}

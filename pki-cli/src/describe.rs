@@ -1,5 +1,5 @@
 //! A certificate in words: what `show` prints, with the wardseal identity extension
-//! decoded (role, EPC, group, rule, subject, Ethereum account).
+//! decoded (role, EPC, group, rule, subject, Ethereum account, authority kind).
 
 use std::fmt;
 
@@ -31,6 +31,8 @@ pub struct IdentityDescription {
     pub subject_id: Option<String>,
     /// The Ethereum account (EIP-55).
     pub ethereum_address: Option<String>,
+    /// The kind of organisation (authorities).
+    pub authority_kind: Option<String>,
 }
 
 impl IdentityDescription {
@@ -45,6 +47,7 @@ impl IdentityDescription {
             rule_id: identity.rule_id().map(|id| id.0),
             subject_id: identity.subject_id().map(ToString::to_string),
             ethereum_address: identity.ethereum_address().map(|a| a.to_checksum_string()),
+            authority_kind: identity.authority_kind().map(|kind| kind.to_string()),
         }
     }
 }
@@ -67,6 +70,9 @@ impl fmt::Display for IdentityDescription {
         }
         if let Some(address) = &self.ethereum_address {
             writeln!(f, "  Ethereum account: {address}")?;
+        }
+        if let Some(kind) = &self.authority_kind {
+            writeln!(f, "  authority kind:   {kind}")?;
         }
         Ok(())
     }

@@ -8,7 +8,12 @@
 //! | staff | clientAuth | digitalSignature | optional email | 365 / 825 |
 //! | patient | wardseal patient data signing | digitalSignature, nonRepudiation | none | 1095 / 3650 |
 //! | admin | clientAuth | digitalSignature | optional email | 365 / 825 |
+//! | authority | clientAuth | digitalSignature | none | 365 / 825 |
 //!
+//! An authority (laboratory, insurer, pharmacy, other hospital) is a TLS client of
+//! storage like staff; its kind of organisation is the identity extension's
+//! `authorityKind`, so the subject stays `O=<CA organisation>, CN=<subject id>` as for
+//! every other profile.
 //! Every certificate also gets: the wardseal identity extension (non-critical), basic
 //! constraints `cA=FALSE` (critical), subject and authority key identifiers, and the CRL
 //! distribution point of the CA when one is configured. The subject is `O=<CA
@@ -42,13 +47,14 @@ pub struct Profile(Role);
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self(Role::Device),
         Self(Role::Collector),
         Self(Role::Storage),
         Self(Role::Staff),
         Self(Role::Patient),
         Self(Role::Admin),
+        Self(Role::Authority),
     ];
 
     /// The profile for `role`.
@@ -67,7 +73,7 @@ impl Profile {
             Role::Device => 730,
             Role::Collector | Role::Storage => 397,
             Role::Patient => 1095,
-            Role::Staff | Role::Admin => 365,
+            Role::Staff | Role::Admin | Role::Authority => 365,
         }
     }
 
@@ -75,7 +81,7 @@ impl Profile {
     pub fn maximum_days(self) -> u32 {
         match self.0 {
             Role::Device | Role::Patient => 3650,
-            Role::Collector | Role::Storage | Role::Staff | Role::Admin => 825,
+            Role::Collector | Role::Storage | Role::Staff | Role::Admin | Role::Authority => 825,
         }
     }
 
@@ -87,7 +93,9 @@ impl Profile {
     /// Extended key usages, as rcgen writes them.
     pub(crate) fn extended_key_usages(self) -> Vec<ExtendedKeyUsagePurpose> {
         match self.0 {
-            Role::Device | Role::Staff | Role::Admin => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Role::Device | Role::Staff | Role::Admin | Role::Authority => {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            }
             Role::Collector | Role::Storage => vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
@@ -112,7 +120,7 @@ impl Profile {
     /// Extended key usages in words, for `show`.
     pub fn extended_key_usage_names(self) -> &'static [&'static str] {
         match self.0 {
-            Role::Device | Role::Staff | Role::Admin => &["clientAuth"],
+            Role::Device | Role::Staff | Role::Admin | Role::Authority => &["clientAuth"],
             Role::Collector | Role::Storage => &["serverAuth", "clientAuth"],
             Role::Patient => &["wardseal patient data signing"],
         }
@@ -348,7 +356,11 @@ fn ia5(what: &'static str, text: String) -> Result<rcgen::string::Ia5String, Pro
     })
 }
 
-fn check_text(what: &'static str, text: &str, maximum: usize) -> Result<(), ProfileError> {
+pub(crate) fn check_text(
+    what: &'static str,
+    text: &str,
+    maximum: usize,
+) -> Result<(), ProfileError> {
     if text.trim().is_empty()
         || text.chars().count() > maximum
         || text.chars().any(char::is_control)
@@ -445,6 +457,28 @@ mod tests {
         ));
         request.validity_days = Some(30);
         request.check().unwrap();
+    }
+
+    #[test]
+    fn authority_profile_is_a_client_without_names() {
+        let identity = Identity::authority(
+            SubjectId::new("lab-0007").unwrap(),
+            wardseal_core::identity::AuthorityKind::Laboratory,
+        );
+        let mut request = Request::new(identity);
+        request.check().unwrap();
+        let profile = request.profile();
+        assert_eq!(profile.role(), Role::Authority);
+        assert!(!profile.is_server());
+        assert_eq!(profile.extended_key_usage_names(), ["clientAuth"]);
+        assert_eq!(request.days(), 365);
+        assert_eq!(request.subject_common_name(), "lab-0007");
+        assert_eq!("authority".parse::<Profile>().unwrap(), profile);
+        request.emails.push("lab@lab.example".into());
+        assert!(matches!(
+            request.check(),
+            Err(ProfileError::NameNotAllowed { .. })
+        ));
     }
 
     #[test]

@@ -87,6 +87,82 @@ fn openssl_x509_text_shows_the_epc_san_and_the_identity_extension() {
 }
 
 #[test]
+fn openssl_verifies_an_authority_certificate_and_reads_its_kind() {
+    let ca = TestCa::new();
+    let (serial, certificate, _) = ca.issue(
+        "authority",
+        &[
+            "--profile",
+            "authority",
+            "--subject-id",
+            "pharmacy-3",
+            "--authority-kind",
+            "pharmacy",
+        ],
+    );
+    assert_openssl_verifies(&ca, &certificate, None);
+    let purpose = run(Command::new(openssl())
+        .args(["verify", "-purpose", "sslclient", "-CAfile"])
+        .arg(ca.file("root.crt"))
+        .arg("-untrusted")
+        .arg(ca.file("issuing.crt"))
+        .arg(&certificate));
+    assert!(purpose.status.success(), "{}", text(&purpose.stderr));
+    let shown = text(
+        &run(Command::new(openssl())
+            .args([
+                "x509",
+                "-noout",
+                "-subject",
+                "-ext",
+                "extendedKeyUsage",
+                "-in",
+            ])
+            .arg(&certificate))
+        .stdout,
+    );
+    assert!(shown.contains("CN = pharmacy-3"), "{shown}");
+    assert!(shown.contains("TLS Web Client Authentication"), "{shown}");
+    // The identity extension's value, parsed by openssl: role authority(6), the subject
+    // id at [3] and the kind pharmacy(2) at [5].
+    let der = ca.path("authority.der");
+    run(Command::new(openssl())
+        .args(["x509", "-outform", "DER", "-out"])
+        .arg(&der)
+        .arg("-in")
+        .arg(&certificate));
+    let certificate_der = std::fs::read(&der).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&certificate_der).unwrap();
+    let extension = parsed
+        .extensions()
+        .iter()
+        .find(|extension| extension.oid.to_id_string() == IDENTITY_EXTENSION_OID_STRING)
+        .unwrap();
+    let value = ca.path("identity.der");
+    std::fs::write(&value, extension.value).unwrap();
+    let dump = text(
+        &run(Command::new(openssl())
+            .args(["asn1parse", "-inform", "DER", "-i", "-in"])
+            .arg(&value))
+        .stdout,
+    );
+    let lines: Vec<&str> = dump.lines().collect();
+    assert!(
+        lines[2].contains("ENUMERATED") && lines[2].ends_with(":06"),
+        "{dump}"
+    );
+    assert!(lines[3].contains("cont [ 3 ]"), "{dump}");
+    assert!(lines[4].contains("cont [ 5 ]"), "{dump}");
+    assert_eq!(
+        &extension.value[extension.value.len() - 3..],
+        [0x85, 0x01, 0x02]
+    );
+    // `show` names the kind.
+    let shown = ca.ok(&["show", &serial]);
+    assert!(shown.contains("authority kind:   pharmacy"), "{shown}");
+}
+
+#[test]
 fn openssl_reads_the_encrypted_ca_key_with_the_passphrase_only() {
     let ca = TestCa::new();
     let key = ca.file("issuing.key");
@@ -152,7 +228,7 @@ fn webpki_accepts_each_profile_for_its_extended_key_usage_only() {
         let as_server =
             servers.verify_server_cert(&certificate, &intermediates, &server_name, &[], now);
         match name {
-            "device" | "staff" | "admin" => {
+            "device" | "staff" | "admin" | "authority" => {
                 as_client.unwrap_or_else(|error| panic!("{name} as client: {error}"));
                 assert!(as_server.is_err(), "{name} accepted as a TLS server");
             }

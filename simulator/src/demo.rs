@@ -348,8 +348,7 @@ pub fn instructions(files: &WardFiles) -> String {
         "\nThe CA:\n  wardseal-pki --ca-dir {ca_dir} --passphrase-file {pass} inventory\n  wardseal-pki --ca-dir {ca_dir} --passphrase-file {pass} revoke --help\n\
          \nThe ledger (the embedded chain is held by this process: run this after Ctrl-C):\n  wardseal-ledger --embedded {chain} --suite {suite} --key-file {ledger_key} anchors --help\n\
          \nStorage's proof checker:\n  curl --cacert {ca} --cert {cert} --key {key} {storage}/v1/readings/LEAF/proof > proof.json\n  wardseal-storage verify-proof proof.json --ca {ca}\n\
-         \nLoad against this ward, from another terminal:\n  wardseal-sim run --ward {dir} --mode burst --count 100\n\
-         \nA browser: import the nurse's certificate, then open {storage}/v1/patients/{patient}/observations\n  openssl pkcs12 -export -in {cert} -inkey {key} -certfile {ca} -out nurse-1.p12 -passout pass:demo\n  (trust {ca} as a certificate authority)\n",
+         \nLoad against this ward, from another terminal:\n  wardseal-sim run --ward {dir} --mode burst --count 100\n",
         pass = files.ca_passphrase.display(),
         ca_dir = files.ca_dir.display(),
         suite = files.ledger.suite.display(),
@@ -365,5 +364,28 @@ pub fn instructions(files: &WardFiles) -> String {
         storage = files.storage_url(),
         dir = files.dir.display(),
     ));
+    // The ward screen: the nurse's certificate as a PKCS#12 file for the browser, under
+    // a random password kept in a 0600 file beside it.
+    let pkcs12 = files.dir.join(format!("{}.p12", files.nurse.id));
+    let password = files.dir.join(format!("{}.p12.pass", files.nurse.id));
+    let written = if pkcs12.is_file() {
+        Ok(())
+    } else {
+        nurse.write_pkcs12(&files.ca_bundle, &files.nurse.id, &pkcs12, &password)
+    };
+    text.push_str(&match written {
+        Ok(()) => format!(
+            "\nThe ward screen, as the responsible nurse ({id}): open {storage}/ui/ in a browser that has\n  1. the nurse's certificate imported: {p12} (PKCS#12; its password is in {pass})\n     Chromium on Linux: pk12util -i {p12} -d sql:$HOME/.pki/nssdb -w {pass}\n     Firefox: Settings > Privacy & Security > Certificates > View Certificates > Your Certificates > Import\n  2. the hospital CA trusted for websites: {ca}\n     Chromium on Linux: certutil -A -d sql:$HOME/.pki/nssdb -n wardseal-ca -t C,, -i {ca}\n",
+            id = files.nurse.id,
+            storage = files.storage_url(),
+            p12 = pkcs12.display(),
+            pass = password.display(),
+            ca = files.ca_bundle.display(),
+        ),
+        Err(error) => format!(
+            "\nThe ward screen: {storage}/ui/ (the nurse's PKCS#12 file could not be written: {error})\n",
+            storage = files.storage_url(),
+        ),
+    });
     text
 }

@@ -39,7 +39,7 @@ use wardseal_contracts::{
     AccountKey, AnyBackend, Device, Ledger, LedgerAccount, LedgerLocation, Role,
 };
 use wardseal_core::epc::Sgtin96;
-use wardseal_core::identity::{GroupId, Identity, RuleId, SubjectId};
+use wardseal_core::identity::{AuthorityKind, GroupId, Identity, RuleId, SubjectId};
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_net::server::ServerTlsSettings;
 use wardseal_storage::api::Storage;
@@ -248,7 +248,8 @@ pub struct WardFiles {
     pub nurse: StaffFiles,
     /// A nurse assigned to no patient (her reads are refused).
     pub other_nurse: StaffFiles,
-    /// A laboratory, assigned to nobody (reads only with a patient's consent on chain).
+    /// A laboratory (an authority registered on chain as `lab-1`), assigned to nobody:
+    /// it reads only with a patient's grant on chain.
     pub lab: StaffFiles,
     /// The patients.
     pub patients: Vec<PatientFiles>,
@@ -406,7 +407,17 @@ impl WardFiles {
         let admin = staff("admin-1", Identity::admin(Some(subject("admin-1")?), None)).await?;
         let nurse = staff("nurse-1", Identity::staff(subject("nurse-1")?)).await?;
         let other_nurse = staff("nurse-2", Identity::staff(subject("nurse-2")?)).await?;
-        let lab = staff("lab-1", Identity::staff(subject("lab-1")?)).await?;
+        // A laboratory (seed 2's layer 2): registered and bound on chain, it reads only the
+        // records of a patient whose account grants it access (docs/authorities.md).
+        let lab = staff(
+            "lab-1",
+            Identity::authority(subject("lab-1")?, AuthorityKind::Laboratory),
+        )
+        .await?;
+        ledger
+            .register_authority("lab-1", AuthorityKind::Laboratory)
+            .await?;
+        ledger.bind_authority_subject("lab-1", "lab-1").await?;
 
         // Patients and their cards.
         let softhsm_conf = match options.cards {

@@ -1,6 +1,7 @@
 //! A ward prepared and started by the library: a device's reading travels over mutual TLS
 //! to the collector, is signed by the patient's card, stored, and read back through FHIR
-//! by the nurse assigned to the patient, while the unassigned nurse is refused.
+//! by the nurse assigned to the patient, while the unassigned nurse and the laboratory
+//! (an authority without the patient's grant) are refused.
 //! Once with the patient's card on a SoftHSM token, once with a software key.
 
 #![expect(
@@ -35,6 +36,19 @@ async fn reading_reaches_the_nurse(cards: CardBackend) {
     assert_eq!(files.devices.len(), 2);
     // The files describe the ward again when read back.
     assert_eq!(WardFiles::load(&files.dir).unwrap(), files);
+    // The laboratory is an authority registered and bound on chain (the embedded chain
+    // opens in one process at a time: asked before the ward starts).
+    {
+        let ledger = wardseal_sim::ward::open_ledger(&files.ledger).unwrap();
+        assert_eq!(
+            ledger
+                .authority_of_subject(&files.lab.id)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("lab-1")
+        );
+    }
     let ward = RunningWard::start(&files).await.unwrap();
 
     let patient = &files.patients[0].id;
@@ -104,6 +118,17 @@ async fn reading_reaches_the_nurse(cards: CardBackend) {
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
+
+    // The ward's patients record no account, so no grant can be theirs: the laboratory's
+    // read is refused for that reason.
+    let lab = ward.connect_storage(&files.lab.files).await.unwrap();
+    let reply = lab
+        .send(hyper::Method::GET, &path, Vec::new())
+        .await
+        .unwrap();
+    let refusal: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(reply.status, 403, "{refusal}");
+    assert_eq!(refusal["code"], "patient_account_unknown", "{refusal}");
 
     ward.shutdown().await;
 }

@@ -18,6 +18,12 @@
 //!   and nothing of others. Each client has its own bounded buffer; a client that does
 //!   not keep up is dropped (publishing never waits for a client); a comment line every
 //!   heartbeat keeps idle connections open.
+//! - `GET /v1/events/stream` (staff, patients, admin): the same stream with the readings
+//!   as they are stored, each a FHIR Observation (`event: observation`), for the ward
+//!   screen. Staff see the alerts and readings of the patients they are responsible for,
+//!   a patient their own, an administrator the alerts only (no patient data); the first
+//!   reading of each patient a connection carries is written to the access log.
+//!   Both streams are fed by the server's [`EventHub`].
 //! - [`run_escalation`]: an alert still raised after its priority's time
 //!   ([`EscalationPolicy`]) becomes escalated (an event on the stream, a log warning).
 //!
@@ -38,7 +44,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -111,8 +117,7 @@ impl Default for EscalationPolicy {
 /// Events published to the live stream; how it is configured.
 #[derive(Debug)]
 pub struct AlertHub {
-    events: broadcast::Sender<AlertEvent>,
-    /// Every alert event also goes to the server's event hub.
+    /// Every alert event goes to the server's event hub, which feeds the streams.
     hub: EventHub,
     /// Escalation times.
     pub policy: EscalationPolicy,
@@ -162,9 +167,7 @@ impl AlertHub {
     /// A hub with `policy`, 15 s heartbeats and 256 events of buffer per client, which
     /// also tells `hub` each event.
     pub fn new(policy: EscalationPolicy, hub: EventHub) -> Self {
-        let (events, _) = broadcast::channel(4096);
         Self {
-            events,
             hub,
             policy,
             heartbeat: Duration::from_secs(15),
@@ -181,11 +184,8 @@ impl AlertHub {
         if event == AlertState::Raised && !self.first_sight(&alert.id) {
             return;
         }
-        let event = AlertEvent { event, alert };
         self.hub
-            .publish(StoredEvent::Alert(Arc::new(event.clone())));
-        // No receiver is not an error: nobody is connected.
-        let _ = self.events.send(event);
+            .publish(StoredEvent::Alert(Arc::new(AlertEvent { event, alert })));
     }
 }
 
@@ -268,6 +268,9 @@ const ALERT_BODY_LIMIT: usize = 64 * 1024;
 /// rarely; the database is not asked once per event).
 const RESPONSIBILITY_RELOAD: Duration = Duration::from_secs(1);
 
+/// Before the first reload, how long a stream remembers one answer about a patient.
+const RESPONSIBILITY_CACHE: Duration = Duration::from_secs(2);
+
 /// The largest body of a resolution.
 const RESOLUTION_BODY_LIMIT: usize = 4 * 1024;
 
@@ -293,7 +296,12 @@ impl Storage {
         let answer = match (request.method().clone(), segments.as_slice()) {
             (Method::POST, ["v1", "alerts"]) => self.receive_alert(request, &peer).await,
             (Method::GET, ["v1", "alerts"]) => self.list_alerts(&request, &peer).await,
-            (Method::GET, ["v1", "alerts", "stream"]) => return self.stream(&peer),
+            (Method::GET, ["v1", "alerts", "stream"]) => {
+                return self.stream(&peer, StreamContent::Alerts);
+            }
+            (Method::GET, ["v1", "events", "stream"]) => {
+                return self.stream(&peer, StreamContent::AlertsAndReadings);
+            }
             (Method::POST, ["v1", "alerts", id, "acknowledge"]) => {
                 self.acknowledge(id, &peer).await
             }
@@ -427,6 +435,15 @@ impl Storage {
     }
 
     async fn acknowledge(&self, id: &str, peer: &PeerIdentity) -> Result<Response<Body>, Error> {
+        let alert = self.acknowledge_alert(id, peer).await?;
+        Ok(json_response(StatusCode::OK, &alert).map(Body::from))
+    }
+
+    /// Acknowledges alert `id` (64 hex digits) as `peer`, a staff member responsible for
+    /// its patient (checked and logged in the access log), and returns it as it now is.
+    /// Acknowledging an acknowledged or resolved alert changes nothing. `/v1` and FHIR's
+    /// `Flag/{id}/$acknowledge` both come here.
+    pub async fn acknowledge_alert(&self, id: &str, peer: &PeerIdentity) -> Result<Alert, Error> {
         require(peer, &[Role::Staff])?;
         let id = AlertId::from_hex(id)
             .ok_or_else(|| Error::BadRequest("an alert id is 64 hex digits".into()))?;
@@ -466,7 +483,7 @@ impl Storage {
             tracing::info!(%id, staff, "alert acknowledged");
             self.alerts.publish(AlertState::Acknowledged, alert.clone());
         }
-        Ok(json_response(StatusCode::OK, &alert).map(Body::from))
+        Ok(alert)
     }
 
     async fn resolve(
@@ -539,25 +556,30 @@ impl Storage {
         Ok(json_response(StatusCode::OK, &alert).map(Body::from))
     }
 
-    fn stream(self: Arc<Self>, peer: &PeerIdentity) -> Response<Body> {
-        if let Err(error) = require(peer, &[Role::Staff, Role::Admin]) {
+    fn stream(self: Arc<Self>, peer: &PeerIdentity, content: StreamContent) -> Response<Body> {
+        let roles: &[Role] = match content {
+            StreamContent::Alerts => &[Role::Staff, Role::Admin],
+            StreamContent::AlertsAndReadings => &[Role::Staff, Role::Admin, Role::Patient],
+        };
+        if let Err(error) = require(peer, roles) {
             return to_wire(&error).into_response().map(Body::from);
         }
-        let staff = match peer.role() {
-            Role::Admin => None,
-            _ => match subject(peer) {
-                Ok(staff) => Some(staff),
+        let viewer = match peer.role() {
+            Role::Admin => Viewer::Admin,
+            role => match subject(peer) {
+                Ok(subject) if role == Role::Patient => Viewer::Patient(subject),
+                Ok(subject) => Viewer::Staff(subject),
                 Err(error) => return to_wire(&error).into_response().map(Body::from),
             },
         };
         if !self.alerts.reloading.swap(true, Ordering::SeqCst) {
             tokio::spawn(reload_responsibility(Arc::downgrade(&self)));
         }
-        let events = self.alerts.events.subscribe();
+        let events = self.events.subscribe();
         let (frames, body) = mpsc::channel(self.alerts.client_buffer.max(1));
         // The first frame opens the stream at once (a client sees it is connected).
         let _ = frames.try_send(Bytes::from_static(b": connected\n\n"));
-        tokio::spawn(feed(self, staff, events, frames));
+        tokio::spawn(feed(self, viewer, content, events, frames));
         let mut response = Response::new(Body::Events(body));
         let headers = response.headers_mut();
         headers.insert(
@@ -572,16 +594,159 @@ impl Storage {
     }
 }
 
-/// Moves the hub's events that `staff` may see (all for an administrator, `None`) into
-/// one client's buffer, with heartbeats, until the client goes or falls behind.
+/// What a live stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamContent {
+    /// Alert events only (`GET /v1/alerts/stream`).
+    Alerts,
+    /// Alert events and stored readings as FHIR Observations (`GET /v1/events/stream`).
+    AlertsAndReadings,
+}
+
+/// Who a stream is for, which decides what it may carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Viewer {
+    /// Every alert, no reading.
+    Admin,
+    /// What concerns the patients this staff member is responsible for.
+    Staff(String),
+    /// What concerns this patient.
+    Patient(String),
+}
+
+/// Whether `viewer` may see what concerns `patient`; for staff, from the hub's
+/// responsibility map (or, before its first load, asked of the store at most every
+/// [`RESPONSIBILITY_CACHE`] per patient).
+async fn may_see(
+    storage: &Storage,
+    viewer: &Viewer,
+    patient: &str,
+    responsible: &mut HashMap<String, (bool, Instant)>,
+) -> bool {
+    match viewer {
+        Viewer::Admin => true,
+        Viewer::Patient(own) => own == patient,
+        Viewer::Staff(staff) => {
+            // Held in memory, reloaded every second: fanning out asks the database nothing.
+            if let Some(yes) = storage.alerts.responsible_for(staff, patient) {
+                return yes;
+            }
+            // Not loaded yet (the first stream just opened): ask, at most every
+            // RESPONSIBILITY_CACHE per patient.
+            let cached = responsible
+                .get(patient)
+                .filter(|(_, at)| at.elapsed() < RESPONSIBILITY_CACHE)
+                .map(|(yes, _)| *yes);
+            match cached {
+                Some(yes) => yes,
+                None => {
+                    let yes = storage
+                        .store
+                        .staff_assigned(staff, patient)
+                        .await
+                        .unwrap_or(false);
+                    responsible.insert(patient.to_owned(), (yes, Instant::now()));
+                    yes
+                }
+            }
+        }
+    }
+}
+
+/// The frames of one stored event that `viewer` may see.
+async fn frames_of(
+    storage: &Storage,
+    viewer: &Viewer,
+    content: StreamContent,
+    event: &StoredEvent,
+    responsible: &mut HashMap<String, (bool, Instant)>,
+    logged: &mut std::collections::HashSet<String>,
+) -> Vec<Bytes> {
+    match event {
+        StoredEvent::Alert(event) => {
+            let visible = match (viewer, &event.alert.patient) {
+                (Viewer::Admin, _) => true,
+                (_, None) => false,
+                (viewer, Some(patient)) => {
+                    may_see(storage, viewer, patient.as_str(), responsible).await
+                }
+            };
+            if !visible {
+                return Vec::new();
+            }
+            let Ok(json) = serde_json::to_string(event.as_ref()) else {
+                return Vec::new();
+            };
+            vec![Bytes::from(format!(
+                "event: {}\nid: {}\ndata: {json}\n\n",
+                event.event.name(),
+                event.alert.id
+            ))]
+        }
+        StoredEvent::Readings(stored) => {
+            let visible = content == StreamContent::AlertsAndReadings
+                && viewer != &Viewer::Admin
+                && may_see(storage, viewer, &stored.patient, responsible).await;
+            if !visible {
+                return Vec::new();
+            }
+            if !logged.contains(&stored.patient) {
+                let (who, role, reason) = match viewer {
+                    Viewer::Staff(staff) => (staff.as_str(), Role::Staff, "assigned"),
+                    Viewer::Patient(own) => (own.as_str(), Role::Patient, "own record"),
+                    Viewer::Admin => return Vec::new(),
+                };
+                if let Err(error) = storage
+                    .store
+                    .log_access(
+                        who,
+                        role.name(),
+                        &stored.patient,
+                        "live stream of readings",
+                        true,
+                        reason,
+                    )
+                    .await
+                {
+                    // Nothing leaves unlogged: without the entry, the readings wait for
+                    // the next batch (and its own attempt to log).
+                    tracing::warn!(%error, "the access log refused a live-stream entry");
+                    return Vec::new();
+                }
+                logged.insert(stored.patient.clone());
+            }
+            stored
+                .readings
+                .iter()
+                .filter_map(|row| {
+                    let reading =
+                        wardseal_core::reading::Reading::from_canonical_bytes(&row.canonical)
+                            .ok()?;
+                    let leaf = row.leaf_hash.to_string();
+                    let observation = crate::fhir::observation(&stored.patient, &reading, &leaf);
+                    let json = serde_json::to_string(&observation).ok()?;
+                    Some(Bytes::from(format!(
+                        "event: observation\nid: {leaf}\ndata: {json}\n\n"
+                    )))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Moves the hub's events that `viewer` may see into one client's buffer, with
+/// heartbeats, until the client goes or falls behind.
 async fn feed(
     storage: Arc<Storage>,
-    staff: Option<String>,
-    mut events: broadcast::Receiver<AlertEvent>,
+    viewer: Viewer,
+    content: StreamContent,
+    mut events: broadcast::Receiver<StoredEvent>,
     frames: mpsc::Sender<Bytes>,
 ) {
     let mut heartbeat = tokio::time::interval(storage.alerts.heartbeat);
     heartbeat.tick().await;
+    let mut responsible: HashMap<String, (bool, Instant)> = HashMap::new();
+    let mut logged = std::collections::HashSet::new();
     loop {
         let event = tokio::select! {
             () = frames.closed() => return,
@@ -594,41 +759,26 @@ async fn feed(
             event = events.recv() => match event {
                 Ok(event) => event,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(?staff, missed, "an alert stream client fell behind; dropped");
+                    tracing::warn!(?viewer, missed, "a live stream client fell behind; dropped");
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        let visible = match (&staff, &event.alert.patient) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(staff), Some(patient)) => {
-                match storage.alerts.responsible_for(staff, patient.as_str()) {
-                    Some(yes) => yes,
-                    // Not loaded yet (the stream just opened): ask once.
-                    None => storage
-                        .store
-                        .staff_assigned(staff, patient.as_str())
-                        .await
-                        .unwrap_or(false),
-                }
+        for frame in frames_of(
+            &storage,
+            &viewer,
+            content,
+            &event,
+            &mut responsible,
+            &mut logged,
+        )
+        .await
+        {
+            if frames.try_send(frame).is_err() {
+                tracing::warn!(?viewer, "a live stream client's buffer is full; dropped");
+                return;
             }
-        };
-        if !visible {
-            continue;
-        }
-        let Ok(json) = serde_json::to_string(&event) else {
-            continue;
-        };
-        let frame = format!(
-            "event: {}\nid: {}\ndata: {json}\n\n",
-            event.event.name(),
-            event.alert.id
-        );
-        if frames.try_send(Bytes::from(frame)).is_err() {
-            tracing::warn!(?staff, "an alert stream client's buffer is full; dropped");
-            return;
         }
     }
 }
@@ -869,9 +1019,11 @@ pub async fn interpretation(
     Ok(code.as_deref().and_then(Interpretation::from_code))
 }
 
-const COLUMNS: &str = "body, patient, state, acknowledged_by, acknowledged_at, escalated_at, resolved_by, resolved_at";
+/// The columns [`from_row`] reads, in its order.
+pub(crate) const COLUMNS: &str = "body, patient, state, acknowledged_by, acknowledged_at, escalated_at, resolved_by, resolved_at";
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
+/// An alert from a row of [`COLUMNS`].
+pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
     let body: String = row
         .try_get(0)
         .map_err(|error| Error::database("read an alert", error))?;

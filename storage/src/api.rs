@@ -7,17 +7,15 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use wardseal_core::batch::BatchHeader;
 use wardseal_core::exchange::{DeviceAssignment, WardAssignments};
-use wardseal_core::hash::Hash;
 use wardseal_core::identity::{Role, SubjectId};
-use wardseal_core::reading::{DataType, Reading, Timestamp};
+use wardseal_core::reading::{DataType, Timestamp};
 use wardseal_net::peer::PeerIdentity;
 use wardseal_net::server::ServerTls;
 use wardseal_net::wire::{WireError, json_response, read_body};
 
 use crate::chain::Chain;
-use crate::error::{AccessRefusal, Error, Refusal};
+use crate::error::{AccessRefusal, Error, FhirError, Refusal};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, now_micros};
@@ -41,6 +39,8 @@ pub struct Storage {
     pub alerts: crate::alerts::AlertHub,
     /// What storage has just done (readings stored, alerts), for in-process listeners.
     pub events: crate::events::EventHub,
+    /// FHIR subscriptions: options, websocket tokens, the delivery wake-up.
+    pub subscriptions: crate::subscriptions::Subscriptions,
 }
 
 /// The one mapping from errors to the wire.
@@ -72,8 +72,14 @@ pub fn to_wire(error: &Error) -> WireError {
         Error::Access(AccessRefusal::NotResponsible { .. }) => {
             WireError::new(StatusCode::FORBIDDEN, "not_responsible", message)
         }
+        Error::Access(AccessRefusal::NotOwnRecord { .. }) => {
+            WireError::new(StatusCode::FORBIDDEN, "not_own_record", message)
+        }
         Error::Access(AccessRefusal::NoSubject) => {
             WireError::new(StatusCode::FORBIDDEN, "no_subject", message)
+        }
+        Error::Access(AccessRefusal::Authority(refusal)) => {
+            WireError::new(StatusCode::FORBIDDEN, refusal.code(), message)
         }
         Error::Body(error) => error.to_wire(),
         Error::BadRequest(_) => WireError::new(StatusCode::BAD_REQUEST, "bad_request", message),
@@ -83,6 +89,21 @@ pub fn to_wire(error: &Error) -> WireError {
             "database_unavailable",
             format!("the database failed while trying to {action}; retry later"),
         ),
+        Error::Fhir(fhir) => {
+            let status = match fhir {
+                FhirError::UnsupportedFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                FhirError::NotSupported(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let code = match fhir {
+                FhirError::UnknownParameter { .. } => "unknown_parameter",
+                FhirError::BadParameter { .. } => "bad_parameter",
+                FhirError::BadCursor(_) => "bad_cursor",
+                FhirError::UnsupportedFormat(_) => "unsupported_format",
+                _ => "not_supported",
+            };
+            WireError::new(status, code, message).permanent()
+        }
         Error::Ledger { action, .. } => WireError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_unavailable",
@@ -212,6 +233,9 @@ impl Storage {
         let path = request.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (request.method().clone(), segments.as_slice()) {
+            (_, ["fhir", "Subscription", ..] | ["fhir", "websocket"]) => {
+                Ok(crate::subscriptions::respond(self, request, peer).await)
+            }
             (Method::POST, ["v1", "batches"]) => {
                 role(peer, Role::Collector)?;
                 let body = read_body(request.into_body(), BODY_LIMIT).await?;
@@ -290,8 +314,17 @@ impl Storage {
                     &self.store.rejections().await?,
                 ))
             }
+            (Method::POST, ["v1", "visits"]) => {
+                let body = read_body(request.into_body(), BODY_LIMIT).await?;
+                let visit = crate::visits::record(self, peer, &body).await?;
+                Ok(json_response(StatusCode::CREATED, &visit))
+            }
+            (Method::GET, ["v1", "patients", patient, "visits"]) => Ok(json_response(
+                StatusCode::OK,
+                &crate::visits::list(self, peer, patient).await?,
+            )),
             (Method::GET, ["v1", "patients", patient, "observations"]) => {
-                role(peer, Role::Staff)?;
+                // A thin alias of `GET /fhir/Observation` (errors in /v1's shape).
                 let data_type = match query(&request, "type") {
                     None => None,
                     Some(name) => Some(
@@ -306,33 +339,10 @@ impl Storage {
                 };
                 let since = time_parameter(&request, "since", 0)?;
                 let until = time_parameter(&request, "until", i64::MAX)?;
-                let what = format!(
-                    "observations type={} since={since} until={until}",
-                    data_type.map_or("all", DataType::name)
-                );
-                access::authorize(self, peer, patient, &what).await?;
-                let rows = self
-                    .store
-                    .readings(patient, data_type.map(DataType::code), since, until)
-                    .await?;
-                let observations = rows
-                    .iter()
-                    .filter_map(|row| {
-                        let reading = Reading::from_canonical_bytes(&row.canonical).ok()?;
-                        Some(fhir::observation(
-                            patient,
-                            &reading,
-                            &hex::encode(&row.leaf_hash),
-                        ))
-                    })
-                    .collect();
-                let body = serde_json::to_vec(&fhir::bundle(observations)).unwrap_or_default();
-                Ok(wardseal_net::wire::bytes_response(
-                    StatusCode::OK,
-                    "application/fhir+json",
-                    body,
-                ))
+                let base = fhir::base_url(&request);
+                fhir::observation::alias(self, peer, base, patient, data_type, since, until).await
             }
+            (_, ["fhir", ..]) => Ok(fhir::serve(self, request, peer).await),
             (Method::GET, ["metrics"]) => Ok(wardseal_net::wire::bytes_response(
                 StatusCode::OK,
                 crate::metrics::CONTENT_TYPE,
@@ -347,34 +357,15 @@ impl Storage {
                     &self.store.access_log(Some(&patient), 0).await?,
                 ))
             }
-            (Method::GET, ["v1", "readings", leaf, "proof"]) => {
-                peer.require_any_role(&[Role::Staff, Role::Patient])
-                    .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
-                let leaf = Hash::from_slice(&hex::decode(leaf).unwrap_or_default())
-                    .map_err(|_| Error::BadRequest("the leaf hash must be 64 hex digits".into()))?;
-                let ca_chain =
-                    wardseal_net::files::certificates("CA bundle", &self.tls.settings().ca_bundle)?
-                        .into_iter()
-                        .map(|certificate| certificate.to_vec())
-                        .collect::<Vec<_>>();
-                let document = proof::build(&self.store, &leaf, &ca_chain).await?;
-                let header = hex::decode(&document.header)
-                    .ok()
-                    .and_then(|bytes| BatchHeader::from_canonical_bytes(&bytes).ok())
-                    .ok_or_else(|| Error::NotFound("the reading's batch".into()))?;
-                let patient = header.patient().as_str().to_owned();
-                if peer.role() == Role::Patient {
-                    if subject(peer)? != patient {
-                        return Err(Error::Access(AccessRefusal::NotResponsible {
-                            staff: subject(peer)?,
-                            patient,
-                        }));
-                    }
-                } else {
-                    access::authorize(self, peer, &patient, &format!("proof {leaf}")).await?;
-                }
-                Ok(json_response(StatusCode::OK, &document))
+            (Method::GET, ["v1", "readings", leaf, "proof"]) => Ok(json_response(
+                StatusCode::OK,
+                &proof::for_peer(self, peer, leaf, "proof").await?,
+            )),
+            // The ward screen: its assets and session, and proofs checked step by step.
+            (Method::GET, ["v1", "readings", leaf, "verify"]) => {
+                crate::ui::verify::respond(self, peer, leaf).await
             }
+            (Method::GET, ["ui", ..]) => crate::ui::respond(&request, peer),
             _ => Err(Error::NotFound(format!(
                 "route {} {path}",
                 request.method()

@@ -1,6 +1,7 @@
-//! What storage asks the chain: the device registry and the rules (kept as a native
-//! replica that follows the ledger's events), consent, and the anchors of the access log
-//! and the batch log.
+//! What storage asks the chain: the device registry, the rules and the authority
+//! registry with the patients' grants to authorities (kept as a native replica that
+//! follows the ledger's events), consent, and the anchors of the access log and the batch
+//! log.
 //!
 //! The replica is built from the ledger's state at start, then brought up to the chain's
 //! head by an [`EventFollower`] before every use ([`Chain::sync`]): a rule change or a
@@ -14,7 +15,8 @@ use std::collections::HashMap;
 use alloy::primitives::{Address, B256};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 use wardseal_contracts::{
-    AnchorRecord, AnyBackend, Device, EventFollower, Ledger, Replica, RuleBook, TxOutcome,
+    AnchorRecord, AnyBackend, AuthorityDecision, Device, EventFollower, Ledger, Organisation,
+    Replica, RuleBook, TxOutcome,
 };
 
 use crate::error::Error;
@@ -94,6 +96,51 @@ impl Chain {
         Ok(epcs
             .iter()
             .map(|epc| (*epc, replica.device(epc).cloned()))
+            .collect())
+    }
+
+    /// What the authority registry and the patient's consent say about a read by the
+    /// authority certificate with subject id `subject` of the records of the patient with
+    /// account `patient`, synced with the chain's head first.
+    pub async fn authority_decision(
+        &self,
+        subject: &str,
+        patient: [u8; 20],
+    ) -> Result<AuthorityDecision, Error> {
+        self.sync().await?;
+        Ok(self
+            .replica
+            .read()
+            .await
+            .authorities()
+            .decide(subject, Address::from(patient)))
+    }
+
+    /// The organisation `subject` acts for in the authority registry, if bound, synced
+    /// with the chain's head first.
+    pub async fn authority_of(&self, subject: &str) -> Result<Option<Organisation>, Error> {
+        self.sync().await?;
+        Ok(self
+            .replica
+            .read()
+            .await
+            .authorities()
+            .organisation_of(subject)
+            .cloned())
+    }
+
+    /// The authorities the patient with account `patient` has granted access on chain
+    /// (and not revoked), by id, synced with the chain's head first.
+    pub async fn authority_grants(&self, patient: [u8; 20]) -> Result<Vec<Organisation>, Error> {
+        self.sync().await?;
+        Ok(self
+            .replica
+            .read()
+            .await
+            .authorities()
+            .grants_of(Address::from(patient))
+            .into_iter()
+            .cloned()
             .collect())
     }
 

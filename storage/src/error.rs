@@ -66,6 +66,9 @@ pub enum Error {
     /// A proof file does not verify.
     #[error(transparent)]
     Proof(#[from] ProofError),
+    /// A FHIR request cannot be answered as asked (`/fhir`).
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
 }
 
 impl Error {
@@ -271,6 +274,57 @@ pub enum AccessRefusal {
     /// A certificate lacks the subject id the route needs.
     #[error("the certificate carries no subject id")]
     NoSubject,
+    /// A patient's card certificate asked for another patient's records.
+    #[error("{reader}'s card reads {reader}'s own records only, not patient {patient}'s")]
+    NotOwnRecord {
+        /// The patient whose card asked.
+        reader: String,
+        /// The patient asked about.
+        patient: String,
+    },
+    /// An authority (laboratory, insurer, pharmacy, other hospital) may not read the
+    /// patient's records: see [`crate::access::AuthorityRefusal`] for each reason.
+    #[error(transparent)]
+    Authority(#[from] crate::access::AuthorityRefusal),
+}
+
+/// Why a FHIR request (`/fhir`) cannot be answered as asked. Each becomes an
+/// `OperationOutcome` with the status [`crate::api::to_wire`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FhirError {
+    /// A search parameter this server does not support for the resource type (strict
+    /// handling, the default; `Prefer: handling=lenient` ignores it instead).
+    #[error(
+        "{resource} does not support the search parameter `{parameter}` (see /fhir/metadata; \
+         send `Prefer: handling=lenient` to have unknown parameters ignored)"
+    )]
+    UnknownParameter {
+        /// The resource type searched.
+        resource: &'static str,
+        /// The parameter as sent.
+        parameter: String,
+    },
+    /// A supported parameter with a value it cannot take.
+    #[error("search parameter `{parameter}`: {reason}")]
+    BadParameter {
+        /// The parameter.
+        parameter: String,
+        /// What is wrong and what it accepts.
+        reason: String,
+    },
+    /// A paging link that this server did not issue for this search, or that was altered,
+    /// or whose server process has restarted since.
+    #[error(
+        "the paging cursor is not valid for this search ({0}); search again from the first page"
+    )]
+    BadCursor(&'static str),
+    /// `_format` (or `Accept`) asks for a format other than JSON.
+    #[error("format {0:?} is not supported: this server speaks application/fhir+json only")]
+    UnsupportedFormat(String),
+    /// A resource type or an interaction this server does not offer.
+    #[error("{0} is not supported (see /fhir/metadata)")]
+    NotSupported(String),
 }
 
 /// Why a proof file does not verify.

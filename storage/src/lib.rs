@@ -17,11 +17,21 @@
 //! - [`gap`] records the gaps collectors declare when storage refused a batch for good
 //!   (card-signed, in chain order), so a patient's chain continues past a quarantined
 //!   batch, and accepts that batch later to fill the gap (`docs/delivery.md`).
-//! - [`fhir`] renders readings as FHIR R4 Observations; [`proof`] builds and checks
+//! - [`fhir`] is the FHIR R4 API at `/fhir` (Observation search on a keyset cursor,
+//!   Patient, Device, Encounter, Flag with `$acknowledge`, the CapabilityStatement),
+//!   behind the same access rules; [`proof`] builds and checks
 //!   offline proofs of single readings.
+//! - [`access`] also admits authorities (laboratories, insurers, pharmacies, other
+//!   hospitals) registered on chain with the patient's on-chain grant; [`visits`] records
+//!   the visits they make (`POST /v1/visits`).
 //! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
 //!   from each batch's rule re-check, acknowledgement, escalation, resolution) and serves the live
 //!   alert stream (server-sent events) through [`api::Storage::respond`].
+//! - [`subscriptions`] serves FHIR subscriptions (R4 Backport IG, topic-based): topics
+//!   for new observations and alerts raised or acknowledged, rest-hook and websocket
+//!   channels, events stored durably and delivered in order with retries.
+//! - [`ui`] serves the ward screen (`/ui/`), a page built on the FHIR API and the live
+//!   stream, and checks proofs step by step for it.
 //! - [`api::to_wire`] is the one error-to-wire mapping; [`metrics`] backs `GET /metrics`.
 //! - [`Server::start`] is the one start-up path (the binary, the test suites and the
 //!   simulator): a [`ServerConfig`] and the ledger in, a running server out, with the
@@ -56,8 +66,11 @@ pub mod metrics;
 pub mod proof;
 pub mod server;
 pub mod store;
+pub mod subscriptions;
+pub mod ui;
+pub mod visits;
 
-pub use error::{AccessRefusal, Error, ProofError, Refusal};
+pub use error::{AccessRefusal, Error, FhirError, ProofError, Refusal};
 pub use server::{AnchorRound, Server, ServerConfig};
 
 /// The DER content octets of the patient-data-signing EKU OID.

@@ -10,6 +10,10 @@
 //! many entries. A batch stored after the last anchoring has no anchor yet: the document
 //! says `"anchor_status": "pending"` and `"anchor": null`, and fetching it again after the
 //! next anchoring (`--anchor-every`) gives the anchored proof.
+//!
+//! [`verify_each`] runs the same checks one by one and reports each (the ward screen's
+//! proof badge, `GET /v1/readings/{leaf}/verify`), so the server's verification and the
+//! offline one are one piece of code.
 
 use serde::{Deserialize, Serialize};
 use wardseal_core::batch::BatchHeader;
@@ -21,8 +25,12 @@ use wardseal_core::signature::VerifyingKey;
 use alloy::primitives::B256;
 use wardseal_contracts::{Anchor, AnchorRecord, Backend, Ledger};
 
+use wardseal_core::identity::Role;
+use wardseal_net::peer::PeerIdentity;
+
+use crate::api::Storage;
 use crate::batch_log;
-use crate::error::{Error, ProofError};
+use crate::error::{AccessRefusal, Error, ProofError};
 use crate::store::Store;
 
 /// Everything needed to check one reading without asking the server.
@@ -160,6 +168,48 @@ pub async fn build(
     })
 }
 
+/// The proof of the reading with leaf hash `leaf` (64 hex digits), for `peer`: the
+/// patient whose card signed it, or staff allowed to read the patient's data (checked and
+/// logged by [`crate::access::authorize`] as `purpose` and the leaf).
+pub async fn for_peer(
+    storage: &Storage,
+    peer: &PeerIdentity,
+    leaf: &str,
+    purpose: &str,
+) -> Result<ProofDocument, Error> {
+    peer.require_any_role(&[Role::Staff, Role::Patient])
+        .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
+    let leaf = Hash::from_slice(&hex::decode(leaf).unwrap_or_default())
+        .map_err(|_| Error::BadRequest("the leaf hash must be 64 hex digits".into()))?;
+    let ca_chain =
+        wardseal_net::files::certificates("CA bundle", &storage.tls.settings().ca_bundle)?
+            .into_iter()
+            .map(|certificate| certificate.to_vec())
+            .collect::<Vec<_>>();
+    let document = build(&storage.store, &leaf, &ca_chain).await?;
+    let header = hex::decode(&document.header)
+        .ok()
+        .and_then(|bytes| BatchHeader::from_canonical_bytes(&bytes).ok())
+        .ok_or_else(|| Error::NotFound("the reading's batch".into()))?;
+    let patient = header.patient().as_str().to_owned();
+    let subject = peer
+        .identity
+        .subject_id()
+        .map(|subject| subject.as_str().to_owned())
+        .ok_or(Error::Access(AccessRefusal::NoSubject))?;
+    if peer.role() == Role::Patient {
+        if subject != patient {
+            return Err(Error::Access(AccessRefusal::NotResponsible {
+                staff: subject,
+                patient,
+            }));
+        }
+    } else {
+        crate::access::authorize(storage, peer, &patient, &format!("{purpose} {leaf}")).await?;
+    }
+    Ok(document)
+}
+
 fn unhex(field: &str, text: &str) -> Result<Vec<u8>, ProofError> {
     hex::decode(text).map_err(|error| ProofError::Malformed(format!("{field}: {error}")))
 }
@@ -170,11 +220,22 @@ fn unhex(field: &str, text: &str) -> Result<Vec<u8>, ProofError> {
 /// when the document carries an anchor, the header hash's inclusion under the anchored
 /// root. Whether the chain holds that anchor is [`check_on_chain`]'s part.
 pub fn verify(document: &ProofDocument, ca_der: &[u8]) -> Result<Verified, ProofError> {
-    let reading_bytes = unhex("reading", &document.reading)?;
-    let header_bytes = unhex("header", &document.header)?;
-    let signature = unhex("signature", &document.signature)?;
-    let certificate = unhex("patient_certificate", &document.patient_certificate)?;
+    let certificate = check_certificate(document, ca_der)?;
+    let header = check_card_signature(document, &certificate)?;
+    let (reading, leaf_hash) = check_inclusion(document, &header)?;
+    let anchor = verify_anchor_part(document, &header)?;
+    Ok(Verified {
+        reading,
+        leaf_hash,
+        header,
+        anchor,
+    })
+}
 
+/// The first check: the patient certificate chains to `ca_der` through the document's
+/// CA certificates and carries the patient-data-signing usage. Returns it (DER).
+fn check_certificate(document: &ProofDocument, ca_der: &[u8]) -> Result<Vec<u8>, ProofError> {
+    let certificate = unhex("patient_certificate", &document.patient_certificate)?;
     let chain = document
         .ca_chain
         .iter()
@@ -219,14 +280,32 @@ pub fn verify(document: &ProofDocument, ca_der: &[u8]) -> Result<Verified, Proof
             "the certificate lacks the patient-data-signing usage".into(),
         ));
     }
+    Ok(certificate)
+}
 
+/// The second check: the card holding `certificate` signed the document's batch header.
+fn check_card_signature(
+    document: &ProofDocument,
+    certificate: &[u8],
+) -> Result<BatchHeader, ProofError> {
+    let header_bytes = unhex("header", &document.header)?;
+    let signature = unhex("signature", &document.signature)?;
     let header = BatchHeader::from_canonical_bytes(&header_bytes)
         .map_err(|error| ProofError::Malformed(format!("header: {error}")))?;
-    let key = VerifyingKey::from_certificate_der(&certificate)
+    let key = VerifyingKey::from_certificate_der(certificate)
         .map_err(|error| ProofError::Certificate(error.to_string()))?;
     header
         .verify_signature(&key, &signature)
         .map_err(|error| ProofError::Signature(error.to_string()))?;
+    Ok(header)
+}
+
+/// The third check: the reading is a leaf of the tree whose root `header` signs.
+fn check_inclusion(
+    document: &ProofDocument,
+    header: &BatchHeader,
+) -> Result<(Reading, Hash), ProofError> {
+    let reading_bytes = unhex("reading", &document.reading)?;
     if document.inclusion.tree_size != header.count() {
         return Err(ProofError::Inclusion(format!(
             "the proof is for a tree of {} leaves, the signed header counts {}",
@@ -241,13 +320,7 @@ pub fn verify(document: &ProofDocument, ca_der: &[u8]) -> Result<Verified, Proof
         .inclusion
         .verify(&leaf_hash, &header.root())
         .map_err(|error| ProofError::Inclusion(error.to_string()))?;
-    let anchor = verify_anchor_part(document, &header)?;
-    Ok(Verified {
-        reading,
-        leaf_hash,
-        header,
-        anchor,
-    })
+    Ok((reading, leaf_hash))
 }
 
 /// The anchor part: consistent with the status, the header hash under the anchored root.
@@ -351,6 +424,240 @@ pub async fn check_on_chain<B: Backend>(
     } else {
         Err(ProofError::AnchorMismatch(differences.join("; ")))
     }
+}
+
+/// One check of a proof document, in the order [`verify_each`] runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The patient certificate chains to the CA and may sign patient data.
+    Certificate,
+    /// The patient's card signed the batch header.
+    CardSignature,
+    /// The reading is a leaf under the signed root.
+    Inclusion,
+    /// The batch's header hash is a leaf under the anchored batch-log root.
+    AnchorInclusion,
+    /// The chain holds that anchor, as the document claims it.
+    OnChain,
+}
+
+/// How one check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    /// It holds.
+    Passed,
+    /// It does not hold; the detail says why.
+    Failed,
+    /// It cannot be made yet: the batch was stored after the last anchoring.
+    Pending,
+    /// An earlier check failed, so this one was not made.
+    NotRun,
+}
+
+/// One check's outcome, with a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Which check.
+    pub check: Check,
+    /// How it went.
+    pub outcome: CheckOutcome,
+    /// What was found.
+    pub detail: String,
+}
+
+/// Every check of one proof document, step by step (`GET /v1/readings/{leaf}/verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Whether every check passed, the anchor on chain included.
+    pub verified: bool,
+    /// The patient whose card signed the batch (from the signed header, once checked).
+    pub patient: Option<String>,
+    /// The batch's sequence number in the patient's chain (once the signature is checked).
+    pub batch: Option<u64>,
+    /// The collector that built the batch (once the signature is checked).
+    pub collector: Option<String>,
+    /// The block the batch log's root was anchored in (once the chain confirmed it).
+    pub block: Option<u64>,
+    /// The checks, in order.
+    pub checks: Vec<CheckReport>,
+}
+
+/// Runs the checks of [`verify`] and [`check_on_chain`] one by one against `ca_der` and
+/// `ledger`, reporting each: what was found when it passed, why when it failed; the checks
+/// after a failed one are reported as not run. A document whose batch is not anchored yet
+/// passes the offline checks and reports the anchor checks as pending.
+pub async fn verify_each<B: Backend>(
+    document: &ProofDocument,
+    ca_der: &[u8],
+    ledger: &Ledger<B>,
+) -> Verification {
+    let mut report = Verification {
+        verified: false,
+        patient: None,
+        batch: None,
+        collector: None,
+        block: None,
+        checks: Vec::new(),
+    };
+    let passed = |check: Check, detail: String| CheckReport {
+        check,
+        outcome: CheckOutcome::Passed,
+        detail,
+    };
+    let failed = |check: Check, error: ProofError| CheckReport {
+        check,
+        outcome: CheckOutcome::Failed,
+        detail: error.to_string(),
+    };
+    let run = |report: &mut Verification, step: CheckReport| {
+        let ok = step.outcome != CheckOutcome::Failed;
+        report.checks.push(step);
+        ok
+    };
+    let finish = |mut report: Verification| {
+        for check in [
+            Check::Certificate,
+            Check::CardSignature,
+            Check::Inclusion,
+            Check::AnchorInclusion,
+            Check::OnChain,
+        ] {
+            if !report.checks.iter().any(|step| step.check == check) {
+                report.checks.push(CheckReport {
+                    check,
+                    outcome: CheckOutcome::NotRun,
+                    detail: "not made: an earlier check failed".into(),
+                });
+            }
+        }
+        report
+    };
+
+    let certificate = match check_certificate(document, ca_der) {
+        Ok(certificate) => {
+            let subject = x509_parser::parse_x509_certificate(&certificate)
+                .map(|(_, parsed)| parsed.subject().to_string())
+                .unwrap_or_default();
+            run(
+                &mut report,
+                passed(
+                    Check::Certificate,
+                    format!(
+                        "the patient certificate ({subject}) chains to the hospital CA, is within its validity and may sign patient data"
+                    ),
+                ),
+            );
+            certificate
+        }
+        Err(error) => {
+            run(&mut report, failed(Check::Certificate, error));
+            return finish(report);
+        }
+    };
+    let header = match check_card_signature(document, &certificate) {
+        Ok(header) => {
+            report.patient = Some(header.patient().as_str().to_owned());
+            report.batch = Some(header.sequence());
+            report.collector = Some(header.collector().as_str().to_owned());
+            run(
+                &mut report,
+                passed(
+                    Check::CardSignature,
+                    format!(
+                        "{}'s card signed batch {} from {} (header {})",
+                        header.patient().as_str(),
+                        header.sequence(),
+                        header.collector().as_str(),
+                        header.hash()
+                    ),
+                ),
+            );
+            header
+        }
+        Err(error) => {
+            run(&mut report, failed(Check::CardSignature, error));
+            return finish(report);
+        }
+    };
+    let (reading, leaf_hash) = match check_inclusion(document, &header) {
+        Ok(found) => found,
+        Err(error) => {
+            run(&mut report, failed(Check::Inclusion, error));
+            return finish(report);
+        }
+    };
+    run(
+        &mut report,
+        passed(
+            Check::Inclusion,
+            format!(
+                "the reading (leaf {leaf_hash}) is leaf {} of the {} under the signed root {}",
+                document.inclusion.leaf_index,
+                header.count(),
+                header.root()
+            ),
+        ),
+    );
+    let anchor = match verify_anchor_part(document, &header) {
+        Ok(None) => {
+            for check in [Check::AnchorInclusion, Check::OnChain] {
+                report.checks.push(CheckReport {
+                    check,
+                    outcome: CheckOutcome::Pending,
+                    detail: "the batch was stored after the last anchoring; ask again after the next one".into(),
+                });
+            }
+            return report;
+        }
+        Ok(Some(anchor)) => anchor,
+        Err(error) => {
+            run(&mut report, failed(Check::AnchorInclusion, error));
+            return finish(report);
+        }
+    };
+    run(
+        &mut report,
+        passed(
+            Check::AnchorInclusion,
+            format!(
+                "the batch's header is entry {} of the {} batches under the batch-log root {}",
+                document
+                    .anchor
+                    .as_ref()
+                    .map_or(0, |anchor| anchor.header_inclusion.leaf_index),
+                anchor.0.count,
+                Hash::from(anchor.0.root.0)
+            ),
+        ),
+    );
+    let verified = Verified {
+        reading,
+        leaf_hash,
+        header,
+        anchor: Some(anchor),
+    };
+    match check_on_chain(ledger, &verified).await {
+        Ok(record) => {
+            report.block = Some(record.block);
+            run(
+                &mut report,
+                passed(
+                    Check::OnChain,
+                    format!(
+                        "the AuditAnchor contract holds that root, anchored by {} in block {}",
+                        record.anchorer, record.block
+                    ),
+                ),
+            );
+            report.verified = true;
+        }
+        Err(error) => {
+            run(&mut report, failed(Check::OnChain, error));
+        }
+    }
+    report
 }
 
 fn webpki_anchor<'a>(

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub escalation: EscalationPolicy,
     /// How often the escalation task looks for overdue alerts.
     pub escalation_check: Duration,
+    /// FHIR subscriptions: delivery retries and timeouts, websocket tokens.
+    pub subscriptions: crate::subscriptions::SubscriptionOptions,
 }
 
 impl ServerConfig {
@@ -57,6 +59,7 @@ impl ServerConfig {
             drain_timeout: ServeOptions::default().drain_timeout,
             escalation: EscalationPolicy::default(),
             escalation_check: Duration::from_secs(1),
+            subscriptions: crate::subscriptions::SubscriptionOptions::default(),
         }
     }
 }
@@ -78,7 +81,9 @@ pub struct Server {
     stop_server: Option<oneshot::Sender<()>>,
     /// The task that escalates alerts not acknowledged in time.
     escalation: JoinHandle<()>,
-    server: JoinHandle<()>,
+    /// The subscription matcher and rest-hook worker.
+    subscriptions: crate::subscriptions::Workers,
+    server: Option<JoinHandle<()>>,
     stop_timer: Arc<Notify>,
     timer: Option<JoinHandle<()>>,
 }
@@ -98,6 +103,7 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             alerts: AlertHub::new(config.escalation, events.clone()),
             events,
+            subscriptions: crate::subscriptions::Subscriptions::new(config.subscriptions),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -109,6 +115,7 @@ impl Server {
             address: config.listen,
             source,
         })?;
+        let subscriptions = crate::subscriptions::start(&storage);
         let (stop_server, stopped) = oneshot::channel::<()>();
         let served = Arc::clone(&storage);
         let options = ServeOptions {
@@ -143,8 +150,9 @@ impl Server {
             storage,
             local_addr,
             escalation,
+            subscriptions,
             stop_server: Some(stop_server),
-            server,
+            server: Some(server),
             stop_timer,
             timer,
         })
@@ -174,10 +182,18 @@ impl Server {
     /// Stops accepting, lets in-flight requests finish (up to the drain timeout), stops
     /// the anchoring timer and closes the database.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// What [`Server::shutdown`] does, leaving the handle (stopped) in place: a test
+    /// restarts storage on the same database and port by starting a new one.
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
-        if let Err(error) = (&mut self.server).await {
+        if let Some(server) = self.server.take()
+            && let Err(error) = server.await
+        {
             tracing::error!(%error, "the storage server task failed");
         }
         self.stop_timer.notify_one();
@@ -185,6 +201,7 @@ impl Server {
             let _ = timer.await;
         }
         self.escalation.abort();
+        self.subscriptions.stop();
         self.storage.store.close().await;
     }
 }
@@ -199,6 +216,7 @@ impl Drop for Server {
             timer.abort();
         }
         self.escalation.abort();
+        self.subscriptions.stop();
     }
 }
 

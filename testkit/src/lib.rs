@@ -20,6 +20,8 @@
 //!   by PID when dropped, with their output in a log file.
 //! - [`wait`]: free loopback ports and bounded waits (until listening, until a condition
 //!   holds).
+//! - [`browser`]: Debian's Chromium, headless, under `chromium-driver` (WebDriver), with
+//!   a client certificate in its own NSS database, selected without a prompt.
 //!
 //! # Design
 //!
@@ -59,6 +61,7 @@
 #![forbid(unsafe_code)]
 
 pub mod anvil;
+pub mod browser;
 mod error;
 pub mod pcsc;
 pub mod pki;
@@ -69,6 +72,7 @@ pub mod wait;
 pub use wardseal_softhsm as softhsm;
 
 pub use anvil::{Anvil, AnvilOptions};
+pub use browser::{Browser, BrowserOptions};
 pub use error::Error;
 pub use pcsc::Pcscd;
 pub use pki::{CertificateFiles, TestPki};

@@ -60,6 +60,50 @@ impl CertificateFiles {
     }
 }
 
+impl CertificateFiles {
+    /// Writes the certificate, its key and the CA certificates of `ca_bundle` as one
+    /// PKCS#12 file `out` (0600) named `name`, for importing into a browser or an NSS
+    /// database, under a new random password written to `password_file` (0600).
+    pub fn write_pkcs12(
+        &self,
+        ca_bundle: &Path,
+        name: &str,
+        out: &Path,
+        password_file: &Path,
+    ) -> Result<(), Error> {
+        let failed = |what: &str, error: openssl::error::ErrorStack| Error::Failed {
+            what: format!("{what} for the PKCS#12 file {}", out.display()),
+            reason: error.to_string(),
+        };
+        let read =
+            |path: &Path| std::fs::read(path).map_err(|e| Error::io("read", path.display(), e));
+        let certificate = openssl::x509::X509::from_pem(&read(&self.certificate)?)
+            .map_err(|e| failed("read the certificate", e))?;
+        let key = openssl::pkey::PKey::private_key_from_pem(&read(&self.key)?)
+            .map_err(|e| failed("read the key", e))?;
+        let mut chain = openssl::stack::Stack::new().map_err(|e| failed("allocate", e))?;
+        for ca in openssl::x509::X509::stack_from_pem(&read(ca_bundle)?)
+            .map_err(|e| failed("read the CA bundle", e))?
+        {
+            chain.push(ca).map_err(|e| failed("allocate", e))?;
+        }
+        let mut random = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut random);
+        let password = hex::encode(random);
+        let der = openssl::pkcs12::Pkcs12::builder()
+            .name(name)
+            .pkey(&key)
+            .cert(&certificate)
+            .ca(chain)
+            .build2(&password)
+            .and_then(|pkcs12| pkcs12.to_der())
+            .map_err(|e| failed("build", e))?;
+        wardseal_pki::key::write_private_file(password_file, password.as_bytes())?;
+        wardseal_pki::key::write_private_file(out, &der)?;
+        Ok(())
+    }
+}
+
 /// A patient card enrolled on a SoftHSM token by [`TestPki::enroll_card`].
 #[derive(Debug, Clone)]
 pub struct EnrolledCard {

@@ -1,5 +1,5 @@
 //! `wardseal-ledger`: the admin CLI of the wardseal contracts (deploy, devices, rules,
-//! consent, roles, anchors), thin over `wardseal_contracts::Ledger`.
+//! consent, authorities, roles, anchors), thin over `wardseal_contracts::Ledger`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use wardseal_contracts::{
     AccountKey, AlarmLimit, AnyBackend, Device, Ledger, LedgerAccount, LedgerLocation, PatientKey,
     PatientLimits, Range, Role, Suite, TypeRule, WideDecimal,
 };
+use wardseal_core::identity::AuthorityKind;
 
 /// Administer the wardseal contracts: rules, device registry, consent, audit anchors.
 ///
@@ -63,7 +64,7 @@ enum Command {
     },
     /// Deploy a new suite; the key's account becomes its admin. Writes --suite.
     Deploy,
-    /// Grant or revoke a role: rule-admin, registrar (devices) or anchorer (collectors, storage).
+    /// Grant or revoke a role: rule-admin, registrar (devices), anchorer (collectors, storage) or authority-registrar.
     Role {
         #[command(subcommand)]
         command: RoleCommand,
@@ -87,6 +88,13 @@ enum Command {
     Consent {
         #[command(subcommand)]
         command: ConsentCommand,
+    },
+    /// Authorities (laboratories, insurers, pharmacies, hospitals): register, bind
+    /// certificate subjects, deactivate (authority registrars); grant and revoke access
+    /// (the key must be the patient's).
+    Authority {
+        #[command(subcommand)]
+        command: AuthorityCommand,
     },
     /// List anchors.
     Anchors {
@@ -275,6 +283,47 @@ enum ConsentCommand {
 }
 
 #[derive(Subcommand)]
+enum AuthorityCommand {
+    /// Register ORGANISATION, active, as a KIND (laboratory, insurer, pharmacy, hospital).
+    Register {
+        organisation: String,
+        #[arg(long)]
+        kind: AuthorityKind,
+    },
+    /// Deactivate ORGANISATION: its certificates read nothing until reactivated.
+    Deactivate { organisation: String },
+    /// Reactivate ORGANISATION.
+    Activate { organisation: String },
+    /// Bind certificate subject id SUBJECT to ORGANISATION.
+    Bind {
+        subject: String,
+        #[arg(long)]
+        organisation: String,
+    },
+    /// Unbind certificate subject id SUBJECT from its organisation.
+    Unbind { subject: String },
+    /// The patient (the key's account) allows ORGANISATION to read their records.
+    Grant { organisation: String },
+    /// The patient (the key's account) withdraws ORGANISATION's access.
+    Revoke { organisation: String },
+    /// ORGANISATION, its bound subjects, and (with --patient) whether it has that patient's consent.
+    Show {
+        organisation: String,
+        #[arg(long)]
+        patient: Option<Address>,
+    },
+    /// Every registered organisation with its kind, state and bound subjects.
+    List,
+    /// What storage decides for a read by SUBJECT of the records of the patient with account PATIENT.
+    Check {
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        patient: Address,
+    },
+}
+
+#[derive(Subcommand)]
 enum AnchorsCommand {
     /// List anchors from a block on (default: the suite's deployment).
     List {
@@ -395,18 +444,117 @@ fn show_rule(rule: &wardseal_contracts::Rule) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn authority(ledger: &Ledger<AnyBackend>, command: &AuthorityCommand) -> anyhow::Result<()> {
+    let mined = |what: &str, tx: wardseal_contracts::TxOutcome| {
+        out(format_args!(
+            "{what} in block {} ({})",
+            tx.block, tx.tx_hash
+        ))
+    };
+    match command {
+        AuthorityCommand::Register { organisation, kind } => {
+            mined(
+                "registered",
+                ledger.register_authority(organisation, *kind).await?,
+            )?;
+        }
+        AuthorityCommand::Deactivate { organisation } => {
+            mined(
+                "deactivated",
+                ledger.set_authority_active(organisation, false).await?,
+            )?;
+        }
+        AuthorityCommand::Activate { organisation } => {
+            mined(
+                "activated",
+                ledger.set_authority_active(organisation, true).await?,
+            )?;
+        }
+        AuthorityCommand::Bind {
+            subject,
+            organisation,
+        } => {
+            mined(
+                "bound",
+                ledger.bind_authority_subject(subject, organisation).await?,
+            )?;
+        }
+        AuthorityCommand::Unbind { subject } => {
+            mined("unbound", ledger.unbind_authority_subject(subject).await?)?;
+        }
+        AuthorityCommand::Grant { organisation } => {
+            mined(
+                "granted",
+                ledger.grant_authority_access(organisation).await?,
+            )?;
+        }
+        AuthorityCommand::Revoke { organisation } => {
+            mined(
+                "revoked",
+                ledger.revoke_authority_access(organisation).await?,
+            )?;
+        }
+        AuthorityCommand::Show {
+            organisation,
+            patient,
+        } => {
+            let Some(entry) = ledger.authority(organisation).await? else {
+                bail!("authority {organisation} is not registered");
+            };
+            let book = ledger.authority_book().await?;
+            let mut shown = serde_json::json!({
+                "organisation": entry.id,
+                "kind": entry.kind,
+                "active": entry.active,
+                "subjects": book.subjects_of(organisation),
+            });
+            if let Some(patient) = patient {
+                shown["consent"] = ledger
+                    .authority_access(*patient, organisation)
+                    .await?
+                    .into();
+            }
+            out(serde_json::to_string_pretty(&shown)?)?;
+        }
+        AuthorityCommand::List => {
+            let book = ledger.authority_book().await?;
+            for entry in book.organisations() {
+                out(format_args!(
+                    "{} {} {} subjects [{}]",
+                    entry.id,
+                    entry.kind,
+                    if entry.active { "active" } else { "inactive" },
+                    book.subjects_of(&entry.id).join(", ")
+                ))?;
+            }
+        }
+        AuthorityCommand::Check { subject, patient } => {
+            let decision = ledger.authority_book().await?.decide(subject, *patient);
+            out(serde_json::to_string_pretty(&serde_json::json!({
+                "code": decision.code(),
+                "organisation": decision.organisation(),
+            }))?)?;
+            if decision.code() != "consent" {
+                bail!("refused: {}", decision.code());
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run(backend: AnyBackend, cli: &Cli) -> anyhow::Result<()> {
     if let Command::Deploy = cli.command {
         let ledger = Ledger::deploy(backend).await?;
         ledger.suite().save(&cli.chain.suite)?;
         let s = ledger.suite();
         out(format_args!(
-            "deployed at block {}\n  RuleManager    {}\n  DeviceRegistry {}\n  Consent        {}\n  AuditAnchor    {}\nwrote {}",
+            "deployed at block {}\n  RuleManager       {}\n  DeviceRegistry    {}\n  Consent           {}\n  AuditAnchor       {}\n  AuthorityRegistry {}\nwrote {}",
             s.deployed_at,
             s.rule_manager,
             s.device_registry,
             s.consent,
             s.audit_anchor,
+            s.authority_registry,
             cli.chain.suite.display()
         ))?;
         return Ok(());
@@ -592,6 +740,7 @@ async fn run(backend: AnyBackend, cli: &Cli) -> anyhow::Result<()> {
                 out(ledger.consent(*patient, *authority).await?)?;
             }
         },
+        Command::Authority { command } => authority(&ledger, command).await?,
         Command::Anchors {
             command: AnchorsCommand::List { from },
         } => {

@@ -357,5 +357,16 @@ pub(crate) fn profiles() -> Vec<(&'static str, Vec<&'static str>)> {
                 "0x52908400098527886E0F7030069857D2E4169EE7",
             ],
         ),
+        (
+            "authority",
+            vec![
+                "--profile",
+                "authority",
+                "--subject-id",
+                "lab-0007",
+                "--authority-kind",
+                "laboratory",
+            ],
+        ),
     ]
 }

@@ -35,6 +35,20 @@ impl AccessEntry {
     }
 }
 
+/// An entry from a row of (entry, at, who, role, patient, what, allowed, reason).
+pub(super) fn entry_from_row(row: &sqlx::any::AnyRow) -> Result<AccessEntry, Error> {
+    Ok(AccessEntry {
+        entry: column(row, 0)?,
+        at: column(row, 1)?,
+        who: column(row, 2)?,
+        role: column(row, 3)?,
+        patient: column(row, 4)?,
+        what: column(row, 5)?,
+        allowed: column::<i64>(row, 6)? != 0,
+        reason: column(row, 7)?,
+    })
+}
+
 impl Store {
     /// Appends an access-log entry and returns it. The entry is numbered inside a write
     /// transaction held until commit (PostgreSQL: a table lock; SQLite: its one writer),
@@ -119,20 +133,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| Error::database("read the access log", error))?;
-        rows.into_iter()
-            .map(|row| -> Result<_, Error> {
-                Ok(AccessEntry {
-                    entry: column(&row, 0)?,
-                    at: column(&row, 1)?,
-                    who: column(&row, 2)?,
-                    role: column(&row, 3)?,
-                    patient: column(&row, 4)?,
-                    what: column(&row, 5)?,
-                    allowed: column::<i64>(&row, 6)? != 0,
-                    reason: column(&row, 7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
     }
 
     /// The first access-log entry not yet covered by an anchor.

@@ -7,14 +7,16 @@
 //! follow commit order even with several server processes on one database.
 //!
 //! One module per table family: `batches` (batches and their readings), `batch_log`,
-//! `admissions` (admissions, device and staff assignments), `access_log` and
-//! `rejections`.
+//! `admissions` (admissions, device and staff assignments), `access_log`,
+//! `rejections`, and `fhir` (the FHIR API's searches).
 
 mod access_log;
 mod admissions;
 mod batch_log;
 mod batches;
+mod fhir;
 mod rejections;
+mod visits;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -27,7 +29,11 @@ use wardseal_core::hash::Hash;
 pub use access_log::AccessEntry;
 pub use batch_log::{BatchAnchor, BatchLogEntry};
 pub use batches::{ReadingRow, StoredBatch, StoredReading, VerifiedBatch};
+pub use fhir::{
+    AdmissionRecord, BatchRecord, PageRequest, ReadingKey, ReadingRecord, ReadingSearch,
+};
 pub use rejections::Rejection;
+pub use visits::{NewVisit, VisitRecord};
 
 use crate::error::Error;
 

@@ -61,6 +61,8 @@ pub(crate) struct World {
     _chain_dir: tempfile::TempDir,
     /// Dropping the world stops the server.
     pub(crate) server: Server,
+    /// What the server was started from (its own port: a restart takes the same).
+    pub(crate) config: ServerConfig,
 }
 
 /// Which ledger backend a world runs on.
@@ -164,6 +166,7 @@ impl World {
         config.anchor_interval = None;
         let server = Server::start(&config, ledger.clone()).await.unwrap();
         let address = server.local_addr();
+        config.listen = address;
         let storage = Arc::clone(server.storage());
 
         let collector = pki
@@ -208,7 +211,18 @@ impl World {
             tip: None,
             _chain_dir: chain_dir,
             server,
+            config,
         }
+    }
+
+    /// Stops storage (in-flight requests finish, background tasks stop) and starts it
+    /// again on the same database and port.
+    pub(crate) async fn restart(&mut self) {
+        self.server.stop().await;
+        self.server = Server::start(&self.config, self.ledger.clone())
+            .await
+            .unwrap();
+        self.storage = Arc::clone(self.server.storage());
     }
 
     /// The anvil node's URL, when the world runs on anvil.
