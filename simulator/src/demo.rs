@@ -1,6 +1,7 @@
 //! The demo: a whole ward on loopback with embedded defaults, simulated devices, attacks,
-//! anchoring, a FHIR read by the responsible nurse and a refused one, and one reading's
-//! proof verified end to end. Every expectation that fails is reported and makes the
+//! anchoring, a FHIR read by the responsible nurse and a refused one, one reading's
+//! proof verified end to end, and the clinical step (a critical reading alerted and
+//! acknowledged, a quarantined batch while the patient's data keeps flowing). Every expectation that fails is reported and makes the
 //! demo fail.
 
 use std::io::Write;
@@ -13,6 +14,8 @@ use crate::attacks;
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::ward::{RunningWard, WardFiles};
+
+mod clinical;
 
 /// How long the simulated devices run.
 const RUN_FOR: Duration = Duration::from_secs(4);
@@ -301,6 +304,9 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         }
         None => outcome.expect(out, false, "a reading was accepted to prove")?,
     }
+
+    // 7. Clinical safety: a critical reading alerted and acknowledged, a quarantined batch.
+    clinical::run(ward, out, &mut outcome, 7).await?;
     Ok(outcome)
 }
 

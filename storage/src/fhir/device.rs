@@ -75,12 +75,14 @@ async fn facts(
     patient: String,
     since: i64,
 ) -> Result<DeviceFacts, Error> {
-    let bytes = epc.to_bytes();
-    let registry = context.storage.chain.devices(&[bytes]).await?;
-    let registry_active = registry
-        .get(&bytes)
-        .and_then(Option::as_ref)
-        .is_some_and(|device| device.active);
+    // The assignment names the pure identity, which has no filter value; the registry
+    // keys a tag's 96 bits, filter included: the device is registered under one of them.
+    let tags: Vec<[u8; 12]> = (0..=7)
+        .filter_map(|filter| epc.clone().with_filter(filter).ok())
+        .map(|tag| tag.to_bytes())
+        .collect();
+    let registry = context.storage.chain.devices(&tags).await?;
+    let registry_active = registry.values().flatten().any(|device| device.active);
     let last_heard = context
         .storage
         .store

@@ -35,6 +35,7 @@ pub mod outcome;
 pub mod patient;
 pub mod provenance;
 pub mod search;
+pub mod visit;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -61,7 +62,7 @@ pub const BASE_PATH: &str = "/fhir";
 
 /// The roles that may read patient data through FHIR (each read is then checked against
 /// the patient by [`crate::access::authorize`]: staff by assignment or consent, a
-/// patient's card for its own records, an authority by the on-chain registry and consent).
+/// patient's card for their own records, an authority by the patient's on-chain grant).
 pub const READERS: &[Role] = &[Role::Staff, Role::Patient, Role::Authority];
 
 /// What every FHIR handler gets: the server, the caller, the query and how to answer.
@@ -185,6 +186,11 @@ async fn dispatch(
         (Method::GET, ["Patient", id]) => patient::read(&context, id).await,
         (Method::GET, ["Encounter"]) => encounter::search(&context).await,
         (Method::GET, ["Encounter", id]) => encounter::read(&context, id).await,
+        (Method::POST, ["Encounter"]) => {
+            let body =
+                wardseal_net::wire::read_body(request.into_body(), crate::api::BODY_LIMIT).await?;
+            visit::create(&context, &body).await
+        }
         (Method::GET, ["Device"]) => device::search(&context).await,
         (Method::GET, ["Device", id]) => device::read(&context, id).await,
         (Method::GET, ["Flag"]) => flag::search(&context).await,
