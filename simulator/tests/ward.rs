@@ -128,7 +128,11 @@ async fn reading_reaches_the_nurse(cards: CardBackend) {
         .unwrap();
     let refusal: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(reply.status, 403, "{refusal}");
-    assert_eq!(refusal["code"], "patient_account_unknown", "{refusal}");
+    // The search is FHIR's: the refusal is an OperationOutcome carrying the code.
+    assert_eq!(
+        refusal["issue"][0]["details"]["coding"][0]["code"], "patient_account_unknown",
+        "{refusal}"
+    );
 
     ward.shutdown().await;
 }
