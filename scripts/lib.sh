@@ -48,6 +48,7 @@ TEST_PACKAGES=(
     postgresql-15                                       # storage's production database (throwaway clusters)
     prometheus                                          # promtool lints the /metrics scrape
     chromium chromium-driver libnss3-tools              # the ward screen in headless Chromium (WebDriver, NSS client certificates)
+    curl nginx                                          # EST enrollment as RFC 7030 shows it; nginx checks the CRL set
 )
 
 # What building the demo needs (openssl-sys, pcsc-sys link these); SoftHSM is optional.

@@ -31,6 +31,9 @@ pub enum Error {
     /// The peer is authenticated but not allowed.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// An EST (RFC 7030) exchange failed or its answer is unusable.
+    #[error(transparent)]
+    Est(#[from] EstClientError),
     /// The server could not bind or accept.
     #[error("server I/O failed while {action}: {source}")]
     Serve {
@@ -197,4 +200,44 @@ pub enum CertificateError {
     /// It carries no usable wardseal identity.
     #[error(transparent)]
     Identity(IdentityError),
+}
+
+/// Why an EST (RFC 7030) enrollment or renewal from this side failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EstClientError {
+    /// The server could not be reached, or the exchange broke off.
+    #[error("EST {operation} at {url}: {reason}")]
+    Exchange {
+        /// The operation (`simplereenroll`, …).
+        operation: &'static str,
+        /// The URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server refused (its status and its `code: sentence` body).
+    #[error("EST {operation} refused with HTTP {status}: {body}")]
+    Refused {
+        /// The operation.
+        operation: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The server's text (first 500 characters).
+        body: String,
+    },
+    /// The answer is not the base64 certs-only PKCS#7 RFC 7030 promises.
+    #[error("EST {operation}: the answer is not a certs-only PKCS#7 ({reason})")]
+    BadAnswer {
+        /// The operation.
+        operation: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A certificate, key or CSR could not be read, made or written.
+    #[error("EST renewal: {reason}")]
+    Local {
+        /// What failed.
+        reason: String,
+    },
 }

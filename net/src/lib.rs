@@ -25,6 +25,8 @@
 //! - [`serve::serve`] is a bounded hyper 1 loop (HTTP/1.1 and HTTP/2) with graceful
 //!   shutdown; [`wire`] holds the one JSON error body both servers answer with.
 //! - Private key files that group or others can read are refused ([`files`]).
+//! - [`est_client`] renews a certificate over EST (RFC 7030 `simplereenroll`) before it
+//!   expires, with a new key, and writes the new identity for a reload.
 //! - [`crl::CrlFetcher`] keeps CRLs from the CA's `http://` distribution points fresh: each
 //!   answer is used only if its signature verifies against the CA bundle
 //!   ([`server::ServerTls::verify_crl`]; CRL files are checked the same way), and the last
@@ -65,6 +67,7 @@
 pub mod client;
 pub mod crl;
 mod error;
+pub mod est_client;
 pub mod files;
 pub mod logging;
 pub mod peer;
@@ -72,4 +75,6 @@ pub mod serve;
 pub mod server;
 pub mod wire;
 
-pub use error::{AccessError, CertificateError, ConfigError, Error, IdentityError, KeyFileError};
+pub use error::{
+    AccessError, CertificateError, ConfigError, Error, EstClientError, IdentityError, KeyFileError,
+};

@@ -4,10 +4,12 @@
 //! ```text
 //! <ca-dir>/            0700
 //!   ca.db              0600  settings, inventory, audit log (SQLite)
-//!   root.key           0600  encrypted PKCS#8 (absent when the key is on a token);
-//!                            move it offline after init: only init uses it
+//!   root.key           0600  encrypted PKCS#8, only from `init` (absent when the key is on
+//!                            a token or the root is offline: see [`crate::root`];
+//!                            `root adopt` moves it out)
 //!   issuing.key        0600  encrypted PKCS#8 (absent when on a token)
 //!   root.crt, issuing.crt, chain.pem (issuing then root), crl.pem   0644
+//!   root-crl.pem, crl-set.pem (root CRL then crl.pem)   0644, with an offline root
 //! ```
 
 use std::fmt;
@@ -53,6 +55,8 @@ pub enum KeyLocation {
     File(String),
     /// A key on a PKCS#11 token.
     Token(Pkcs11Uri),
+    /// The root key, in an offline root directory ([`crate::root`]) this CA never opens.
+    Offline(PathBuf),
 }
 
 impl KeyLocation {
@@ -60,10 +64,14 @@ impl KeyLocation {
         match self {
             Self::File(name) => format!("file:{name}"),
             Self::Token(uri) => uri.to_string(),
+            Self::Offline(dir) => format!("offline:{}", dir.display()),
         }
     }
 
     fn from_text(text: &str) -> Result<Self, Error> {
+        if let Some(dir) = text.strip_prefix("offline:") {
+            return Ok(Self::Offline(PathBuf::from(dir)));
+        }
         match text.strip_prefix("file:") {
             Some(name) => Ok(Self::File(name.to_owned())),
             None => Ok(Self::Token(Pkcs11Uri::parse(text)?)),
@@ -80,6 +88,14 @@ impl KeyLocation {
                 )?))
             }
             Self::Token(uri) => Ok(CaKey::new(TokenKey::open(uri, secrets.pin.as_ref())?)),
+            Self::Offline(dir) => Err(CaError::BadSetting {
+                setting: "issuing key",
+                reason: format!(
+                    "the key is offline in {}; only `wardseal-pki root` commands use it",
+                    dir.display()
+                ),
+            }
+            .into()),
         }
     }
 }
@@ -106,6 +122,14 @@ pub enum KeyPlacement {
     GenerateFile,
     /// Use an existing key on a token.
     Token(Pkcs11Uri),
+    /// The root only: an offline root directory ([`crate::root`]) signs the issuing CA;
+    /// its key is read with `passphrase` for this once and stays in that directory.
+    Offline {
+        /// The root directory.
+        dir: PathBuf,
+        /// The root key's passphrase.
+        passphrase: SecretSource,
+    },
 }
 
 /// What `init` creates.
@@ -127,8 +151,11 @@ pub struct InitOptions {
     pub crl_days: u32,
     /// Validity of the root: start and end.
     pub root_validity: (OffsetDateTime, OffsetDateTime),
-    /// Validity of the issuing CA: start and end.
+    /// Validity of the issuing CA: start and end (an offline root shortens it to its own).
     pub issuing_validity: (OffsetDateTime, OffsetDateTime),
+    /// The issuing CA's common name (default "`<organisation> wardseal issuing CA`"); give
+    /// each issuing CA under one root its own.
+    pub issuing_name: Option<String>,
 }
 
 impl InitOptions {
@@ -147,6 +174,7 @@ impl InitOptions {
             crl_days: 7,
             root_validity: (now, now + Duration::days(20 * 365)),
             issuing_validity: (now, now + Duration::days(5 * 365)),
+            issuing_name: None,
         }
     }
 }
@@ -194,10 +222,6 @@ pub(crate) fn now() -> OffsetDateTime {
 pub fn pem(label: &str, der: &[u8]) -> Result<String, Error> {
     pkcs8::der::pem::encode_string(label, LineEnding::LF, der)
         .map_err(|error| Error::encoding("encode PEM", Cause::message(error.to_string())))
-}
-
-fn write_public(path: &Path, text: &str) -> Result<(), Error> {
-    fs::write(path, text).map_err(|error| Error::io("write", path, error))
 }
 
 impl Ca {
@@ -267,6 +291,11 @@ impl Ca {
                     CaKey::new(TokenKey::open(uri, secrets.pin.as_ref())?),
                     KeyLocation::Token(uri.clone()),
                 )),
+                (KeyPlacement::Offline { .. }, _) => Err(CaError::BadSetting {
+                    setting: "issuing key",
+                    reason: "only the root key can be offline".into(),
+                }
+                .into()),
                 (KeyPlacement::GenerateFile, None) => Err(KeyError::SecretUnavailable {
                     what: "CA key passphrase".into(),
                     source_description: "nowhere".into(),
@@ -275,7 +304,6 @@ impl Ca {
                 .into()),
             }
         };
-        let (root_key, root_location) = place(&options.root_key, ROOT_KEY_FILE)?;
         let (issuing_key, issuing_location) = place(&options.issuing_key, ISSUING_KEY_FILE)?;
         let organisation = options.organisation.as_str();
         if organisation.trim().is_empty() || organisation.chars().count() > 64 {
@@ -285,34 +313,61 @@ impl Ca {
             }
             .into());
         }
-        let root_params = ca_params(
-            &format!("{organisation} wardseal root CA"),
-            organisation,
-            None,
-            options.root_validity.0,
-            options.root_validity.1,
-            &SerialNumber::random(),
-        );
-        let root_certificate = root_params
-            .self_signed(&root_key)
-            .map_err(|error| Error::encoding("sign the root certificate", error))?;
-        let root_issuer = rcgen::Issuer::new(root_params, &root_key);
-        let issuing_params = ca_params(
-            &format!("{organisation} wardseal issuing CA"),
+        let issuing_name = options
+            .issuing_name
+            .clone()
+            .unwrap_or_else(|| format!("{organisation} wardseal issuing CA"));
+        crate::profile::check_text("issuing CA name", &issuing_name, 64)?;
+        let mut issuing_params = ca_params(
+            &issuing_name,
             organisation,
             Some(0),
             options.issuing_validity.0,
             options.issuing_validity.1,
             &SerialNumber::random(),
         );
-        let issuing_certificate = issuing_params
-            .signed_by(&issuing_key, &root_issuer)
-            .map_err(|error| Error::encoding("sign the issuing CA certificate", error))?;
-        let root_pem = root_certificate.pem();
-        let issuing_pem = issuing_certificate.pem();
-        write_public(&dir.join(ROOT_CERTIFICATE_FILE), &root_pem)?;
-        write_public(&dir.join(ISSUING_CERTIFICATE_FILE), &issuing_pem)?;
-        write_public(&dir.join(CHAIN_FILE), &format!("{issuing_pem}{root_pem}"))?;
+        let (root_der, issuing_der, root_location) = if let KeyPlacement::Offline {
+            dir: root_dir,
+            passphrase: root_passphrase,
+        } = &options.root_key
+        {
+            let mut root = crate::root::OfflineRoot::open(root_dir)?.unlock(root_passphrase)?;
+            issuing_params.not_after = issuing_params.not_after.min(root.not_after());
+            let issuing_certificate = issuing_params
+                .signed_by(&issuing_key, &root.issuer)
+                .map_err(|error| Error::encoding("sign the issuing CA certificate", error))?;
+            let issuing_der = issuing_certificate.der().to_vec();
+            root.record_issued(&issuing_der)?;
+            let root_dir = fs::canonicalize(root_dir).unwrap_or_else(|_| root_dir.clone());
+            (
+                root.root().certificate().to_vec(),
+                issuing_der,
+                KeyLocation::Offline(root_dir),
+            )
+        } else {
+            let (root_key, root_location) = place(&options.root_key, ROOT_KEY_FILE)?;
+            let root_params = ca_params(
+                &format!("{organisation} wardseal root CA"),
+                organisation,
+                None,
+                options.root_validity.0,
+                options.root_validity.1,
+                &SerialNumber::random(),
+            );
+            let root_certificate = root_params
+                .self_signed(&root_key)
+                .map_err(|error| Error::encoding("sign the root certificate", error))?;
+            let root_issuer = rcgen::Issuer::new(root_params, &root_key);
+            let issuing_certificate = issuing_params
+                .signed_by(&issuing_key, &root_issuer)
+                .map_err(|error| Error::encoding("sign the issuing CA certificate", error))?;
+            (
+                root_certificate.der().to_vec(),
+                issuing_certificate.der().to_vec(),
+                root_location,
+            )
+        };
+        crate::root::write_ca_files(dir, &root_der, &issuing_der)?;
 
         let inventory = Inventory::create(&database).await?;
         let settings = CaSettings {
@@ -320,8 +375,8 @@ impl Ca {
             key_algorithm: options.algorithm.name().to_owned(),
             crl_url: options.crl_url.clone(),
             crl_days: options.crl_days,
-            root_certificate: root_certificate.der().to_vec(),
-            issuing_certificate: issuing_certificate.der().to_vec(),
+            root_certificate: root_der,
+            issuing_certificate: issuing_der,
             root_key: root_location,
             issuing_key: issuing_location,
         };
@@ -413,6 +468,28 @@ impl Ca {
     /// The settings.
     pub fn settings(&self) -> &CaSettings {
         &self.settings
+    }
+
+    /// Records that the root key now lives in an offline root directory (`root adopt`).
+    pub(crate) async fn set_root_offline(&self, root_dir: &Path, actor: &str) -> Result<(), Error> {
+        let root_dir = fs::canonicalize(root_dir).unwrap_or_else(|_| root_dir.to_owned());
+        let location = KeyLocation::Offline(root_dir).to_text();
+        let inventory = &self.inventory;
+        let mut transaction = inventory.write().await?;
+        sqlx::query("UPDATE ca SET root_key = ? WHERE id = 1")
+            .bind(&location)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| inventory.error("record the offline root", error))?;
+        audit::append(
+            inventory,
+            &mut transaction,
+            actor,
+            "root-adopt",
+            &serde_json::json!({ "root_key": location }),
+        )
+        .await?;
+        inventory.commit(transaction).await
     }
 
     /// Loads the issuing key (reading the passphrase or PIN) so that the CA can sign.
@@ -822,6 +899,7 @@ impl SigningCa<'_> {
             .and_then(|()| fs::set_permissions(&temporary, fs::Permissions::from_mode(0o644)))
             .and_then(|()| fs::rename(&temporary, &path))
             .map_err(|error| Error::io("write", &path, error))?;
+        crate::root::write_crl_set(&self.ca.dir)?;
         inventory.commit(transaction).await?;
         Ok(crl)
     }
@@ -836,7 +914,7 @@ fn damaged(serial: &SerialNumber, reason: String) -> Error {
 }
 
 /// Rebuilds the request a stored certificate was issued for.
-fn request_from_certificate(
+pub(crate) fn request_from_certificate(
     record: &CertificateRecord,
     validity_days: Option<u32>,
 ) -> Result<Request, Error> {

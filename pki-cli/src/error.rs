@@ -43,6 +43,12 @@ pub enum Error {
     /// The audit log has been altered.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// An EST (RFC 7030) enrollment that is refused, or an EST server that cannot start.
+    #[error(transparent)]
+    Est(#[from] EstError),
+    /// The offline root: its directory, its state, its ceremony.
+    #[error(transparent)]
+    Root(#[from] RootError),
     /// The CA database could not be read or written.
     #[error("CA database {path}: {action} failed")]
     Database {
@@ -595,6 +601,163 @@ pub enum AuditError {
     Broken {
         /// The first entry whose link fails.
         id: i64,
+    },
+}
+
+/// EST enrollment (RFC 7030): registration, bootstrap credentials, requests.
+///
+/// Each variant is one refusal with its own HTTP status and code on the wire
+/// (`est::wire::status`); the text is what the device's operator reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EstError {
+    /// The request carried neither a client certificate nor HTTP Basic credentials.
+    #[error(
+        "no credential: enroll with HTTP Basic (user = the EPC in hex, password = the one-time \
+         secret) or a manufacturer (IDevID) client certificate"
+    )]
+    NoCredential,
+    /// The EPC is not registered, or the one-time secret does not match. One message for
+    /// both, so that the answer does not tell which EPCs are registered (the audit log does).
+    #[error("enrollment credentials not accepted for {user:?}")]
+    CredentialsRefused {
+        /// The HTTP Basic user name given.
+        user: String,
+        /// Why (kept for the audit log, not sent): "not-registered" or "wrong-secret".
+        reason: &'static str,
+    },
+    /// The one-time secret was already used for an enrollment.
+    #[error(
+        "the one-time secret of {epc} was already used; register the device again \
+         (`wardseal-pki est register --replace`) for a new one"
+    )]
+    SecretUsed {
+        /// The device.
+        epc: String,
+    },
+    /// A manufacturer certificate whose serial number no registration names.
+    #[error(
+        "no device is registered for the manufacturer certificate with serialNumber {serial:?}; \
+         register it with `wardseal-pki est register --manufacturer-serial`"
+    )]
+    ManufacturerNotRegistered {
+        /// The IDevID's subject serialNumber.
+        serial: String,
+    },
+    /// A client certificate that is neither a wardseal certificate nor a manufacturer one.
+    #[error("the client certificate is not usable here: {reason}")]
+    ClientCertificate {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `simplereenroll` with a certificate that is not currently valid in the inventory.
+    #[error(
+        "certificate {serial} cannot re-enroll: it is {status}; enroll again with a bootstrap credential"
+    )]
+    NotRenewable {
+        /// Its serial.
+        serial: String,
+        /// "revoked", "expired" or "unknown to this CA".
+        status: String,
+    },
+    /// `simplereenroll` without the current certificate as TLS client certificate.
+    #[error("re-enrollment needs the current certificate as the TLS client certificate")]
+    CertificateRequired,
+    /// `simpleenroll` with a wardseal certificate: renewals go to `simplereenroll`.
+    #[error("this device already holds a wardseal certificate; renew it with /simplereenroll")]
+    UseReenroll,
+    /// The CSR names a device other than the one authenticated.
+    #[error(
+        "the CSR names {requested}, but the credential is {enrolled}'s; a device can only enroll itself"
+    )]
+    OtherDevice {
+        /// What the CSR names.
+        requested: String,
+        /// The authenticated device.
+        enrolled: String,
+    },
+    /// The device already has a registration (use `--replace` for a new secret).
+    #[error("{epc} is already registered for enrollment; pass --replace to register it again")]
+    AlreadyRegistered {
+        /// The device.
+        epc: String,
+    },
+    /// `est register` without a bootstrap credential.
+    #[error("give --secret (a one-time secret is generated) or --manufacturer-serial, or both")]
+    NoBootstrapCredential,
+    /// The request is not what RFC 7030 asks for (body, media type, size).
+    #[error("bad request: {reason}")]
+    BadRequest {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The path is not an EST operation.
+    #[error(
+        "no EST operation at {path}; use /.well-known/est/{{cacerts,csrattrs,simpleenroll,simplereenroll}}"
+    )]
+    NotFound {
+        /// The path asked for.
+        path: String,
+    },
+    /// The method does not fit the operation.
+    #[error("{operation} takes {expected}")]
+    MethodNotAllowed {
+        /// The operation.
+        operation: &'static str,
+        /// The method it takes.
+        expected: &'static str,
+    },
+    /// The TLS settings (server certificate, key, manufacturer CAs) cannot be used.
+    #[error("EST TLS settings: {reason}")]
+    Tls {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The offline root's directory and ceremony.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RootError {
+    /// `root init` on a directory that already holds a root.
+    #[error("{path} already holds a root; choose another --root-dir")]
+    AlreadyInitialised {
+        /// The root directory.
+        path: PathBuf,
+    },
+    /// A root command on a directory that holds none.
+    #[error(
+        "{path} holds no root (no root.json); run `wardseal-pki root init` or `root adopt` first"
+    )]
+    NotInitialised {
+        /// The root directory.
+        path: PathBuf,
+    },
+    /// The root's state file cannot be read.
+    #[error("{path} is damaged: {reason}")]
+    Damaged {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A serial the root never signed.
+    #[error("the root signed no issuing CA with serial {serial}; see `wardseal-pki root list`")]
+    UnknownIssuingCa {
+        /// The serial asked for.
+        serial: String,
+    },
+    /// An issuing CA that is already revoked.
+    #[error("issuing CA {serial} is already revoked")]
+    AlreadyRevoked {
+        /// Its serial.
+        serial: String,
+    },
+    /// `root adopt` on a CA whose root key is not a file in the CA directory.
+    #[error("{path} has no root.key to adopt (the root key is elsewhere or on a token)")]
+    NothingToAdopt {
+        /// The CA directory.
+        path: PathBuf,
     },
 }
 

@@ -21,6 +21,10 @@
 //!   around a placeholder and splices the DSA SubjectPublicKeyInfo in before the CA signs.
 //! - [`batch`] onboards a fleet all or nothing; [`serve`] publishes CRLs over HTTP;
 //!   [`audit`] chains every operation's record to the previous one.
+//! - [`est`] serves EST (RFC 7030): devices pre-registered in the inventory enroll with a
+//!   one-time secret or a manufacturer certificate, certificates renew themselves; every
+//!   enrollment and refusal is audited. [`root`] keeps the root key in its own directory
+//!   and signs issuing CAs and the root CRL in a ceremony, so every level has a CRL.
 //! - [`card`] enrolls patients' cards (key generated on the card, CSR, `patient`
 //!   certificate written back), lists tokens and readers, and signs and verifies files
 //!   with card keys, all through wardseal-card.
@@ -72,10 +76,12 @@ pub mod crl;
 pub mod csr;
 pub mod describe;
 mod error;
+pub mod est;
 pub mod inventory;
 pub mod key;
 pub mod profile;
 pub mod public_key;
+pub mod root;
 pub mod serial;
 pub mod serve;
 pub mod signer;
@@ -83,6 +89,6 @@ pub mod token;
 pub mod verify;
 
 pub use error::{
-    AuditError, BatchError, CaError, Cause, CsrError, Error, InventoryError, KeyError,
-    ProfileError, RowError, TokenError, VerifyError,
+    AuditError, BatchError, CaError, Cause, CsrError, Error, EstError, InventoryError, KeyError,
+    ProfileError, RootError, RowError, TokenError, VerifyError,
 };

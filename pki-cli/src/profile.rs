@@ -356,7 +356,11 @@ fn ia5(what: &'static str, text: String) -> Result<rcgen::string::Ia5String, Pro
     })
 }
 
-fn check_text(what: &'static str, text: &str, maximum: usize) -> Result<(), ProfileError> {
+pub(crate) fn check_text(
+    what: &'static str,
+    text: &str,
+    maximum: usize,
+) -> Result<(), ProfileError> {
     if text.trim().is_empty()
         || text.chars().count() > maximum
         || text.chars().any(char::is_control)

@@ -74,6 +74,163 @@ pub(crate) enum Command {
     Audit(AuditCommand),
     /// Patients' smart cards and tokens: list, enroll, sign, verify.
     Card(CardArgs),
+    /// EST (RFC 7030) enrollment: register devices, serve enrollments over HTTPS.
+    #[command(subcommand)]
+    Est(EstCommand),
+    /// The offline root's ceremony: create it, sign an issuing CA, revoke one, sign the root CRL.
+    Root(RootArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct RootArgs {
+    /// The root directory (removable media or an offline machine).
+    #[arg(
+        long,
+        global = true,
+        env = "WARDSEAL_ROOT_DIR",
+        default_value = "wardseal-root"
+    )]
+    pub(crate) root_dir: PathBuf,
+    /// Read the root key's passphrase from this file (default: the --passphrase-file/--passphrase-env source).
+    #[arg(long, global = true)]
+    pub(crate) root_passphrase_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: RootCommand,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RootCommand {
+    /// Create the root: key (encrypted) and self-signed certificate, in --root-dir.
+    Init(RootInitArgs),
+    /// Create an issuing CA in --ca-dir, its certificate signed by the root (the root key stays in --root-dir).
+    SignIssuing(SignIssuingArgs),
+    /// Revoke an issuing CA the root signed (listed by the next `root crl`).
+    Revoke(RootRevokeArgs),
+    /// Sign the root CRL; --publish copies it into CA directories and rebuilds their crl-set.pem.
+    Crl(RootCrlArgs),
+    /// List the issuing CAs the root signed.
+    List,
+    /// Move the root key of a CA made by `init` (in --ca-dir) into --root-dir.
+    Adopt(RootAdoptArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct RootInitArgs {
+    /// Subject O of the root and of the CAs it signs.
+    #[arg(long)]
+    pub(crate) organisation: String,
+    /// Root key algorithm (p256, p384, rsa3072).
+    #[arg(long, default_value = "p256")]
+    pub(crate) algorithm: KeyAlgorithm,
+    /// Validity of the root in days.
+    #[arg(long, default_value_t = 7300)]
+    pub(crate) days: u32,
+    /// Days from one root CRL to its nextUpdate (the next ceremony must come before).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) crl_days: u32,
+}
+
+#[derive(Args)]
+pub(crate) struct SignIssuingArgs {
+    /// The issuing CA's common name (give each issuing CA under one root its own).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Issuing key algorithm (p256, p384, rsa3072).
+    #[arg(long, default_value = "p256")]
+    pub(crate) algorithm: KeyAlgorithm,
+    /// Use this existing token key (PKCS#11 URI) for the issuing CA.
+    #[arg(long, value_name = "PKCS11_URI")]
+    pub(crate) issuing_key: Option<String>,
+    /// CRL distribution point URL of the certificates the issuing CA signs.
+    #[arg(long)]
+    pub(crate) crl_url: Option<String>,
+    /// Days from one issuing CRL to its nextUpdate.
+    #[arg(long, default_value_t = 7)]
+    pub(crate) crl_days: u32,
+    /// Validity of the issuing CA in days (at most the root's).
+    #[arg(long, default_value_t = 1825)]
+    pub(crate) issuing_days: u32,
+}
+
+#[derive(Args)]
+pub(crate) struct RootRevokeArgs {
+    /// The issuing CA's serial (hex; see `root list`).
+    pub(crate) serial: SerialNumber,
+    /// Reason (RFC 5280 name, e.g. ca-compromise).
+    #[arg(long, default_value = "unspecified")]
+    pub(crate) reason: wardseal_pki::crl::RevocationReason,
+}
+
+#[derive(Args)]
+pub(crate) struct RootCrlArgs {
+    /// Also write the CRL (PEM) here.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// A CA directory to publish the root CRL into (its crl-set.pem is rebuilt); repeatable.
+    #[arg(long)]
+    pub(crate) publish: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct RootAdoptArgs {
+    /// Days from one root CRL to its nextUpdate.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) crl_days: u32,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EstCommand {
+    /// Pre-register a device (EPC, group, rule, ward) with its bootstrap credential: a one-time secret (printed once) or a manufacturer certificate's serialNumber.
+    Register(EstRegisterArgs),
+    /// Serve /.well-known/est/{cacerts,csrattrs,simpleenroll,simplereenroll} over HTTPS until interrupted.
+    Serve(EstServeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct EstRegisterArgs {
+    /// The device's EPC (tag URI, pure identity URI or 24 hex digits).
+    #[arg(long)]
+    pub(crate) epc: String,
+    /// Its group.
+    #[arg(long)]
+    pub(crate) group: u32,
+    /// Its rule.
+    #[arg(long)]
+    pub(crate) rule: u32,
+    /// Its ward.
+    #[arg(long)]
+    pub(crate) ward: Option<String>,
+    /// Generate a one-time enrollment secret (HTTP Basic password; user = the EPC in hex).
+    #[arg(long)]
+    pub(crate) secret: bool,
+    /// Write the secret to this new file (0600) instead of printing it.
+    #[arg(long, requires = "secret")]
+    pub(crate) secret_out: Option<PathBuf>,
+    /// The subject serialNumber of the device's manufacturer (IDevID) certificate.
+    #[arg(long)]
+    pub(crate) manufacturer_serial: Option<String>,
+    /// Replace an existing registration (a new secret for a reset device).
+    #[arg(long)]
+    pub(crate) replace: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct EstServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub(crate) listen: String,
+    /// The server's certificate (PEM; e.g. `issue --profile storage --dns est.example`).
+    #[arg(long)]
+    pub(crate) tls_cert: PathBuf,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    pub(crate) tls_key: PathBuf,
+    /// A manufacturer CA (PEM) whose IDevID certificates may bootstrap enrollment; repeatable.
+    #[arg(long)]
+    pub(crate) manufacturer_ca: Vec<PathBuf>,
+    /// Validity in days of the certificates issued (default: the profile's).
+    #[arg(long)]
+    pub(crate) days: Option<u32>,
 }
 
 #[derive(Args)]
@@ -405,6 +562,16 @@ impl Cli {
             passphrase: secret_source(&self.passphrase_file, &self.passphrase_env),
             pin: secret_source(&self.pin_file, &self.pin_env),
         }
+    }
+
+    /// The offline root key's passphrase: its own file, else the CA passphrase's source,
+    /// else a prompt.
+    pub(crate) fn root_passphrase(&self, args: &RootArgs) -> SecretSource {
+        args.root_passphrase_file
+            .clone()
+            .map(SecretSource::File)
+            .or_else(|| secret_source(&self.passphrase_file, &self.passphrase_env))
+            .unwrap_or(SecretSource::Prompt)
     }
 
     /// The patient card's PIN (a prompt when neither a file nor a variable is given).

@@ -3,6 +3,8 @@
 //! the other and prints.
 
 mod args;
+mod est;
+mod root;
 
 use std::fmt::Display;
 use std::io::Write;
@@ -27,7 +29,7 @@ use wardseal_pki::token::Pkcs11Uri;
 use crate::args::{AuditCommand, CardArgs, CardCommand, Cli, Command, identity};
 
 /// Writes `text` to standard output, ending it with a newline if it has none.
-fn out(text: &str) -> anyhow::Result<()> {
+pub(crate) fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
@@ -41,7 +43,11 @@ fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// Prints `value` as JSON with `--json`, else `text`.
-fn emit(cli: &Cli, value: &impl serde::Serialize, text: impl Display) -> anyhow::Result<()> {
+pub(crate) fn emit(
+    cli: &Cli,
+    value: &impl serde::Serialize,
+    text: impl Display,
+) -> anyhow::Result<()> {
     if cli.json {
         json(value)
     } else {
@@ -309,6 +315,8 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             emit(cli, &entries, AuditLog(&entries))?;
         }
         Command::Card(args) => return run_card(cli, args, &secrets, &actor).await,
+        Command::Est(command) => est::run(cli, command, &secrets, &actor).await?,
+        Command::Root(args) => root::run(cli, args, &secrets, &actor).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
