@@ -2,11 +2,18 @@
 //!
 //! - **Clinical** alerts are raised at ingest, before batching (seconds matter): when an
 //!   accepted reading crossed an alarm limit, [`Ingest`](crate::ingest::Ingest) puts the
-//!   alert in the spool's outbox right after the reading's commit and before the
-//!   device's 202, so no alert is lost across a crash.
+//!   alert in the spool's outbox in the same transaction as the reading, before the
+//!   device's 202, so no alert is lost across a crash and none waits for a commit of its
+//!   own; then it is handed to the sender in memory ([`Alerts::hand_off`]).
 //! - **Technical** alerts come from [`watch`]: a device silent longer than its expected
 //!   period, a patient's readings waiting for an absent card, the spool filling. Any
-//!   other part of the collector raises one with [`Alerts::raise_technical`].
+//!   other part of the collector raises one with [`Alerts::raise_technical`] (a batch
+//!   quarantined, readings waiting for an assignment).
+//! - A technical alert is resolved by the collector when its condition clears (the device
+//!   is heard again, the card is back, the spool drains, the quarantined batch is
+//!   delivered or resolved, the readings are bound): [`Alerts::resolve_technical`] queues
+//!   the alert in state `resolved` in the same outbox. Clinical alerts are resolved by a
+//!   clinician at storage.
 //! - [`send`] pushes the outbox to storage (`POST /v1/alerts`) at once over the pooled
 //!   mutual-TLS client, retrying with backoff until storage acknowledges; only then is the
 //!   alert removed from the outbox. Storage is idempotent on the alert id.
@@ -18,7 +25,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::Method;
 use tokio::sync::{Notify, mpsc};
-use wardseal_core::alert::{Alert, AlertCode, Priority, TechnicalAlert};
+use wardseal_core::alert::{Alert, AlertCode, AlertState, Priority, TechnicalAlert};
+use wardseal_core::hash::Hash;
 use wardseal_core::identity::SubjectId;
 use wardseal_core::reading::Timestamp;
 
@@ -68,35 +76,51 @@ impl Alerts {
         }
         let mut rows = Vec::with_capacity(alerts.len());
         for alert in &alerts {
-            let json = serde_json::to_string(alert).map_err(|e| SpoolError::Corrupt {
-                row: 0,
-                reason: format!("an alert does not serialise: {e}"),
-            })?;
-            rows.push((alert.id.0, json, alert.raised_at_us));
+            let queued = outbox_entry(alert)?;
+            rows.push((queued.id, queued.alert, alert.raised_at_us));
         }
-        let handed: Vec<QueuedAlert> = rows
-            .iter()
-            .map(|(id, alert, _)| QueuedAlert {
-                id: *id,
-                alert: alert.clone(),
-            })
-            .collect();
         self.spool.queue_alerts(rows).await?;
-        for queued in handed {
-            // A full hand-off leaves the alert to the outbox scan.
-            let _ = self.fresh.try_send(queued);
-        }
-        for alert in &alerts {
-            tracing::warn!(
-                id = %alert.id,
-                code = alert.code.name(),
-                priority = alert.priority.name(),
-                patient = alert.patient.as_ref().map(SubjectId::as_str),
-                message = alert.message,
-                "alert raised"
-            );
-        }
+        self.hand_off(alerts);
         Ok(())
+    }
+
+    /// Hands `alerts`, already durable in the outbox, to the sender (never waits: a full
+    /// hand-off leaves an alert to the outbox scan) and logs each.
+    pub fn hand_off(&self, alerts: Vec<Alert>) {
+        for alert in alerts {
+            match alert.state {
+                AlertState::Resolved => tracing::info!(
+                    id = %alert.id,
+                    code = alert.code.name(),
+                    patient = alert.patient.as_ref().map(SubjectId::as_str),
+                    "technical alert resolved: its condition cleared"
+                ),
+                _ => tracing::warn!(
+                    id = %alert.id,
+                    code = alert.code.name(),
+                    priority = alert.priority.name(),
+                    patient = alert.patient.as_ref().map(SubjectId::as_str),
+                    message = alert.message,
+                    "alert raised"
+                ),
+            }
+            if let Ok(queued) = outbox_entry(&alert) {
+                let _ = self.fresh.try_send(queued);
+            }
+        }
+    }
+
+    /// Resolves the technical alert `facts` describe (the same facts it was raised with:
+    /// they make its id), because its condition cleared. Failures are logged, like
+    /// [`Alerts::raise_technical`]'s.
+    pub async fn resolve_technical(&self, facts: TechnicalAlert) {
+        let code = facts.code;
+        let subject = facts.subject.clone();
+        let alert = Alert::technical(self.ward.clone(), facts)
+            .resolved_by_ward(Timestamp::now().unix_micros());
+        if let Err(error) = self.raise_all(vec![alert]).await {
+            tracing::error!(%error, code = code.name(), subject, "a technical alert's resolution could not be stored");
+        }
     }
 
     /// Makes `alert` durable in the outbox and hands them to the sender.
@@ -116,6 +140,24 @@ impl Alerts {
     }
 }
 
+/// The outbox row of `alert`: keyed by its id when raised, and by a key derived from the
+/// id when resolved (both may wait in the outbox together while storage is away).
+pub fn outbox_entry(alert: &Alert) -> Result<QueuedAlert, SpoolError> {
+    let json = serde_json::to_string(alert).map_err(|e| SpoolError::Corrupt {
+        row: 0,
+        reason: format!("an alert does not serialise: {e}"),
+    })?;
+    let id = match alert.state {
+        AlertState::Resolved => {
+            let mut bytes = b"wardseal/alert/resolution/v1\0".to_vec();
+            bytes.extend_from_slice(alert.id.0.as_bytes());
+            Hash::sha256(&bytes)
+        }
+        _ => alert.id.0,
+    };
+    Ok(QueuedAlert { id, alert: json })
+}
+
 /// When each device last sent an accepted reading (collector clock), for the silence
 /// alert.
 #[derive(Debug, Default)]
@@ -128,7 +170,38 @@ struct Seen {
     at_us: i64,
     patient: Option<SubjectId>,
     data_types: Vec<String>,
-    alerted: bool,
+    /// The last-seen time the silence alert was raised for (its `since`), while raised.
+    alerted: Option<i64>,
+}
+
+/// A device's silence, as its alert names it.
+#[derive(Debug, Clone)]
+struct Silence {
+    device: String,
+    patient: Option<SubjectId>,
+    last_us: i64,
+    bound_secs: u64,
+}
+
+impl Silence {
+    fn facts(&self) -> TechnicalAlert {
+        let last = self.last_us;
+        TechnicalAlert {
+            code: AlertCode::DeviceSilent,
+            subject: self.device.clone(),
+            since_us: last,
+            patient: self.patient.clone(),
+            device: Some(self.device.clone()),
+            priority: Priority::Medium,
+            message: format!(
+                "device {} has sent nothing since {} (expected at least every {} s)",
+                self.device,
+                Timestamp::from_unix_micros(last)
+                    .map_or_else(|_| last.to_string(), |t| t.to_string()),
+                self.bound_secs
+            ),
+        }
+    }
 }
 
 impl Activity {
@@ -139,10 +212,9 @@ impl Activity {
                 at_us,
                 patient: None,
                 data_types: Vec::new(),
-                alerted: false,
+                alerted: None,
             });
             seen.at_us = seen.at_us.max(at_us);
-            seen.alerted = false;
             if patient.is_some() {
                 seen.patient = patient;
             }
@@ -152,32 +224,50 @@ impl Activity {
         }
     }
 
-    /// Devices silent past their bound at `now_us` and not yet alerted (marked alerted):
-    /// (device, patient, last seen µs, bound s).
-    fn newly_silent(
-        &self,
-        config: &AlertsSection,
-        now_us: i64,
-    ) -> Vec<(String, Option<SubjectId>, i64, u64)> {
+    fn bound(config: &AlertsSection, seen: &Seen) -> u64 {
+        // A device sending several types is expected as often as its most frequent one.
+        seen.data_types
+            .iter()
+            .filter_map(|t| config.silent_after_secs_by_type.get(t).copied())
+            .min()
+            .unwrap_or(config.silent_after_secs)
+    }
+
+    /// Devices silent past their bound at `now_us` and not yet alerted (marked alerted),
+    /// and devices alerted as silent that were heard since (unmarked).
+    fn silences(&self, config: &AlertsSection, now_us: i64) -> (Vec<Silence>, Vec<Silence>) {
         let Ok(mut devices) = self.devices.lock() else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
-        let mut out = Vec::new();
+        let mut silent = Vec::new();
+        let mut heard = Vec::new();
         for (device, seen) in devices.iter_mut() {
-            // A device sending several types is expected as often as its most frequent one.
-            let bound = seen
-                .data_types
-                .iter()
-                .filter_map(|t| config.silent_after_secs_by_type.get(t).copied())
-                .min()
-                .unwrap_or(config.silent_after_secs);
+            let bound = Self::bound(config, seen);
             let bound_us = i64::try_from(bound.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-            if !seen.alerted && now_us.saturating_sub(seen.at_us) > bound_us {
-                seen.alerted = true;
-                out.push((device.clone(), seen.patient.clone(), seen.at_us, bound));
+            match seen.alerted {
+                Some(last) if seen.at_us > last => {
+                    seen.alerted = None;
+                    heard.push(Silence {
+                        device: device.clone(),
+                        patient: seen.patient.clone(),
+                        last_us: last,
+                        bound_secs: bound,
+                    });
+                }
+                Some(_) => {}
+                None if now_us.saturating_sub(seen.at_us) > bound_us => {
+                    seen.alerted = Some(seen.at_us);
+                    silent.push(Silence {
+                        device: device.clone(),
+                        patient: seen.patient.clone(),
+                        last_us: seen.at_us,
+                        bound_secs: bound,
+                    });
+                }
+                None => {}
             }
         }
-        out
+        (silent, heard)
     }
 }
 
@@ -200,49 +290,47 @@ pub async fn watch(
             () = tokio::time::sleep(every) => {}
         }
         let now = Timestamp::now().unix_micros();
-        for (device, patient, last, bound) in activity.newly_silent(&config, now) {
-            let message = format!(
-                "device {device} has sent nothing since {} (expected at least every {bound} s)",
-                Timestamp::from_unix_micros(last)
-                    .map_or_else(|_| last.to_string(), |t| t.to_string())
-            );
-            alerts
-                .raise_technical(TechnicalAlert {
-                    code: AlertCode::DeviceSilent,
-                    subject: device.clone(),
-                    since_us: last,
-                    patient,
-                    device: Some(device),
-                    priority: Priority::Medium,
-                    message,
-                })
-                .await;
+        let (silent, heard) = activity.silences(&config, now);
+        for silence in silent {
+            alerts.raise_technical(silence.facts()).await;
+        }
+        for silence in heard {
+            alerts.resolve_technical(silence.facts()).await;
         }
         watch_cards(&alerts, &cards, &config, &mut waiting, now).await;
         if let Some(max) = spool_max_bytes.filter(|&max| max > 0) {
             let used = alerts.spool.size_bytes().await.unwrap_or(0);
             #[expect(clippy::cast_precision_loss, reason = "a fraction of the spool")]
             let fraction = used as f64 / max as f64;
+            let filling = |since: i64, message: String| TechnicalAlert {
+                code: AlertCode::SpoolFilling,
+                subject: "spool".into(),
+                since_us: since,
+                patient: None,
+                device: None,
+                priority: Priority::High,
+                message,
+            };
             if fraction > config.spool_filling_fraction {
                 if filling_since.is_none() {
                     filling_since = Some(now);
                     alerts
-                        .raise_technical(TechnicalAlert {
-                            code: AlertCode::SpoolFilling,
-                            subject: "spool".into(),
-                            since_us: now,
-                            patient: None,
-                            device: None,
-                            priority: Priority::High,
-                            message: format!(
+                        .raise_technical(filling(
+                            now,
+                            format!(
                                 "the spool holds {used} of its {max} bytes ({:.0} %): storage is not taking batches fast enough",
                                 fraction * 100.0
                             ),
-                        })
+                        ))
                         .await;
                 }
-            } else {
-                filling_since = None;
+            } else if let Some(since) = filling_since.take() {
+                alerts
+                    .resolve_technical(filling(
+                        since,
+                        format!("the spool drained to {used} of its {max} bytes"),
+                    ))
+                    .await;
             }
         }
     }
@@ -264,26 +352,32 @@ async fn watch_cards(
         .into_iter()
         .filter(|patient| cards.card(patient).is_none())
         .collect();
+    let card_absent = |patient: &SubjectId, since: i64| TechnicalAlert {
+        code: AlertCode::CardAbsent,
+        subject: patient.as_str().to_owned(),
+        since_us: since,
+        patient: Some(patient.clone()),
+        device: None,
+        priority: Priority::Medium,
+        message: format!("readings of patient {patient} wait: their card is not in its reader"),
+    };
+    // A patient whose readings no longer wait for a card (it is back, or nothing waits).
+    let cleared: Vec<(SubjectId, i64)> = waiting
+        .iter()
+        .filter(|(patient, (_, alerted))| *alerted && !without.contains(*patient))
+        .map(|(patient, (since, _))| (patient.clone(), *since))
+        .collect();
     waiting.retain(|patient, _| without.contains(patient));
+    for (patient, since) in cleared {
+        alerts.resolve_technical(card_absent(&patient, since)).await;
+    }
     let bound =
         i64::try_from(config.card_absent_after_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     for patient in without {
         let (since, alerted) = waiting.entry(patient.clone()).or_insert((now, false));
         if !*alerted && now.saturating_sub(*since) >= bound {
             *alerted = true;
-            alerts
-                .raise_technical(TechnicalAlert {
-                    code: AlertCode::CardAbsent,
-                    subject: patient.as_str().to_owned(),
-                    since_us: *since,
-                    patient: Some(patient.clone()),
-                    device: None,
-                    priority: Priority::Medium,
-                    message: format!(
-                        "readings of patient {patient} wait: their card is not in its reader"
-                    ),
-                })
-                .await;
+            alerts.raise_technical(card_absent(&patient, *since)).await;
         }
     }
 }

@@ -51,9 +51,12 @@ pub(crate) async fn refresh_assignments(
     every: Duration,
     metrics: Arc<Metrics>,
     unassigned_bound: Duration,
+    alerts: crate::alerts::Alerts,
     stop: Arc<Notify>,
 ) {
     let mut failing = false;
+    // When the readings waiting for an assignment started waiting, while alerted.
+    let mut unassigned = None;
     loop {
         let fetched = match &file {
             Some(path) => read_assignments(path).map_err(Error::from),
@@ -70,8 +73,14 @@ pub(crate) async fn refresh_assignments(
                 {
                     tracing::error!(%error, "binding assignments failed");
                 }
-                if let Err(error) =
-                    forwarder::check_unassigned(&spool, &metrics, unassigned_bound).await
+                if let Err(error) = forwarder::check_unassigned(
+                    &spool,
+                    &metrics,
+                    unassigned_bound,
+                    &alerts,
+                    &mut unassigned,
+                )
+                .await
                 {
                     tracing::error!(%error, "counting the readings without an assignment failed");
                 }

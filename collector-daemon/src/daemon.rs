@@ -233,6 +233,9 @@ impl Daemon {
             ));
         }
 
+        // Alerts: raised from here on (the outbox sender and the technical conditions
+        // start below).
+        let (alerts, raised) = Alerts::new(spool.clone(), config.ward().clone());
         // Assignments: a file, or storage's API.
         if let Some(path) = &config.storage.assignments_file {
             let assignments = read_assignments(path)?;
@@ -247,6 +250,7 @@ impl Daemon {
             Duration::from_secs(config.storage.assignments_refresh_secs.max(1)),
             Arc::clone(&metrics),
             Duration::from_secs(config.storage.unassigned_alert_secs),
+            alerts.clone(),
             Arc::clone(&stop_tasks),
         ));
         tasks.spawn(background::follow_ledger(
@@ -288,7 +292,6 @@ impl Daemon {
             .clamp(Duration::from_millis(5), Duration::from_millis(50));
         tasks.spawn(Arc::clone(&batcher).run(tick, Arc::clone(&stop_tasks)));
         // Alerts: the outbox sender and the technical conditions.
-        let (alerts, raised) = Alerts::new(spool.clone(), config.ward().clone());
         tasks.spawn(forwarder::run(
             forwarder::Delivery {
                 spool: spool.clone(),

@@ -378,9 +378,33 @@ async fn quarantine(
     refusal: StorageRefusal,
 ) -> Result<(), Error> {
     let header = stored_header(batch.id, &batch.submission)?;
+    let now = Timestamp::now().unix_micros();
+    let alert = wardseal_core::alert::Alert::technical(
+        delivery.alerts.ward().clone(),
+        quarantine_alert(
+            patient,
+            header.hash(),
+            now,
+            format!(
+                "batch {} of {patient} ({} readings) was refused by storage for good ({}: {}); it is quarantined in the spool, later readings keep flowing",
+                header.sequence(),
+                header.count(),
+                refusal.code,
+                refusal.message
+            ),
+        ),
+    );
+    let queued = crate::alerts::outbox_entry(&alert)?;
     delivery
         .spool
-        .quarantine_batch(batch.id, header.hash(), header.previous(), refusal.clone())
+        .quarantine_batch(
+            batch.id,
+            header.hash(),
+            header.previous(),
+            refusal.clone(),
+            now,
+            queued,
+        )
         .await?;
     delivery.metrics.batches_quarantined.inc();
     tracing::warn!(
@@ -395,24 +419,45 @@ async fn quarantine(
         message = %refusal.message,
         "storage refused a batch for good; it is quarantined in the spool and the patient's later batches continue (`wardseal-collector quarantine list`)"
     );
-    delivery
-        .alerts
-        .raise_technical(wardseal_core::alert::TechnicalAlert {
-            code: wardseal_core::alert::AlertCode::BatchQuarantined,
-            subject: header.hash().to_string(),
-            since_us: Timestamp::now().unix_micros(),
-            patient: Some(patient.clone()),
-            device: None,
-            priority: wardseal_core::alert::Priority::Medium,
-            message: format!(
-                "batch {} of {patient} ({} readings) was refused by storage for good ({}: {}); it is quarantined in the spool, later readings keep flowing",
-                header.sequence(),
-                header.count(),
-                refusal.code,
-                refusal.message
-            ),
-        })
-        .await;
+    delivery.alerts.hand_off(vec![alert]);
+    Ok(())
+}
+
+/// The batch-quarantined alert of the batch with header `header_hash`, quarantined at
+/// `since_us` (the subject and time make its id, for raising and resolving alike).
+fn quarantine_alert(
+    patient: &SubjectId,
+    header_hash: wardseal_core::hash::Hash,
+    since_us: i64,
+    message: String,
+) -> wardseal_core::alert::TechnicalAlert {
+    wardseal_core::alert::TechnicalAlert {
+        code: wardseal_core::alert::AlertCode::BatchQuarantined,
+        subject: header_hash.to_string(),
+        since_us,
+        patient: Some(patient.clone()),
+        device: None,
+        priority: wardseal_core::alert::Priority::Medium,
+        message,
+    }
+}
+
+/// Resolves the alerts of quarantined batches that were delivered after a resubmission
+/// or resolved by an administrator (`wardseal-collector quarantine resolve`, maybe from
+/// another process): each once, recorded in the batch's action log.
+async fn resolve_quarantine_alerts(delivery: &Delivery) -> Result<(), Error> {
+    for (id, patient, header_hash, since) in delivery.spool.quarantine_alerts_to_resolve().await? {
+        delivery
+            .alerts
+            .resolve_technical(quarantine_alert(
+                &patient,
+                header_hash,
+                since,
+                format!("quarantined batch {id} of {patient} was delivered or resolved"),
+            ))
+            .await;
+        delivery.spool.quarantine_alert_resolved(id).await?;
+    }
     Ok(())
 }
 
@@ -603,6 +648,9 @@ pub async fn deliver_round(delivery: &Delivery) -> Result<usize, Error> {
             first_error.get_or_insert(error);
         }
     }
+    if let Err(error) = resolve_quarantine_alerts(delivery).await {
+        first_error.get_or_insert(error);
+    }
     match first_error {
         Some(error) if count == 0 => Err(error),
         Some(error) => {
@@ -625,12 +673,17 @@ pub async fn apply_assignments(
 }
 
 /// Raises the technical alert for readings that wait longer than `bound` for an
-/// assignment valid at their measurement time: a warning with the count and the oldest
-/// wait, and `wardseal_collector_readings_unassigned` (0 again once they are bound).
+/// assignment valid at their measurement time: `unassigned_readings` (pushed to storage
+/// like every alert), a warning with the count and the oldest wait, and
+/// `wardseal_collector_readings_unassigned`. `alerted` holds when the alerted wait began;
+/// when no reading waits past the bound any more, the alert is resolved and the gauge is
+/// 0 again.
 pub async fn check_unassigned(
     spool: &Spool,
     metrics: &Metrics,
     bound: Duration,
+    alerts: &crate::alerts::Alerts,
+    alerted: &mut Option<i64>,
 ) -> Result<u64, SpoolError> {
     let (count, oldest) = spool.unbound().await?;
     let waited = oldest.map_or(0, |oldest| {
@@ -645,6 +698,15 @@ pub async fn check_unassigned(
     metrics
         .readings_unassigned
         .set(i64::try_from(late).unwrap_or(i64::MAX));
+    let facts = |since: i64, message: String| wardseal_core::alert::TechnicalAlert {
+        code: wardseal_core::alert::AlertCode::UnassignedReadings,
+        subject: "unassigned".into(),
+        since_us: since,
+        patient: None,
+        device: None,
+        priority: wardseal_core::alert::Priority::Medium,
+        message,
+    };
     if late > 0 {
         tracing::warn!(
             alert = "readings_unassigned",
@@ -652,6 +714,25 @@ pub async fn check_unassigned(
             oldest_waiting = ?Duration::from_micros(u64::try_from(waited).unwrap_or(0)),
             "readings wait for a device assignment valid at their measurement time; enter the assignment (with the right `since`) at storage"
         );
+        if alerted.is_none() {
+            let since = oldest.unwrap_or_else(|| Timestamp::now().unix_micros());
+            *alerted = Some(since);
+            alerts
+                .raise_technical(facts(
+                    since,
+                    format!(
+                        "{count} readings wait for a device assignment valid at their measurement time; enter the assignment (with the right start) at storage"
+                    ),
+                ))
+                .await;
+        }
+    } else if let Some(since) = alerted.take() {
+        alerts
+            .resolve_technical(facts(
+                since,
+                "no reading waits for an assignment any more".into(),
+            ))
+            .await;
     }
     Ok(late)
 }

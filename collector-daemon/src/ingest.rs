@@ -335,11 +335,32 @@ impl Ingest {
                     // Bound to the assignment valid when it was measured, or none yet.
                     let bound = self.replica.patient_at(device, measurement.time());
                     let reading = Reading::new(device.clone(), measurement);
-                    alarms.push(alarm.map(|alarm| (alarm, reading.clone(), bound.clone())));
+                    // A clinical alert goes into the outbox in the reading's own
+                    // transaction: durable with it, and no second commit before the 202.
+                    let clinical = match (&alarm, &self.alerts) {
+                        (Some(alarm), Some((alerts, _))) => {
+                            let alert = wardseal_core::alert::Alert::clinical(
+                                alerts.ward().clone(),
+                                bound.clone(),
+                                &reading,
+                                reading.leaf_hash(),
+                                alarm.facts(),
+                                now.unix_micros(),
+                            );
+                            crate::alerts::outbox_entry(&alert)
+                                .ok()
+                                .map(|queued| (alert, queued))
+                        }
+                        _ => None,
+                    };
+                    alarms.push(
+                        alarm.map(|alarm| (alarm, clinical.as_ref().map(|(a, _)| a.clone()))),
+                    );
                     entries.push(Entry {
                         reading,
                         patient: bound,
                         subject,
+                        alert: clinical.map(|(_, queued)| queued),
                     });
                     slots.push(index);
                     results.push(None);
@@ -364,19 +385,9 @@ impl Ingest {
                         let result = match outcome {
                             Outcome::Accepted(leaf) => {
                                 self.metrics.accepted(1);
-                                let flag =
-                                    alarm.as_ref().map(|(alarm, _, _)| AlarmFlag::from(alarm));
-                                if let (Some((alarm, reading, bound)), Some((alerts, _))) =
-                                    (alarm, &self.alerts)
-                                {
-                                    raised.push(wardseal_core::alert::Alert::clinical(
-                                        alerts.ward().clone(),
-                                        bound,
-                                        &reading,
-                                        leaf,
-                                        alarm.facts(),
-                                        now.unix_micros(),
-                                    ));
+                                let flag = alarm.as_ref().map(|(alarm, _)| AlarmFlag::from(alarm));
+                                if let Some((_, Some(alert))) = alarm {
+                                    raised.push(alert);
                                 }
                                 (ReadingResult::Accepted { leaf, alarm: flag }, None)
                             }
@@ -422,10 +433,9 @@ impl Ingest {
                     );
                 }
             }
-            // Before the 202: an accepted alarm reading's alert survives a crash.
-            if let Err(error) = alerts.raise_all(raised).await {
-                tracing::error!(%error, "clinical alerts could not be stored in the outbox");
-            }
+            // Committed with the readings, before the 202: an accepted alarm reading's
+            // alert survives a crash. Now on its way to storage at once.
+            alerts.hand_off(raised);
         }
         if let [(_, Some(rejection))] = results.as_slice() {
             return Response::whole(rejection);

@@ -246,16 +246,25 @@ const WITHHELD: &str =
 impl Spool {
     /// Moves sealed batch `id` (header `header_hash`, naming `previous`) into the
     /// quarantine with storage's `refusal`, in one transaction; its readings stay.
+    /// `now_us` is the time recorded; `alert`, the batch-quarantined alert (naming the
+    /// same time), goes into the alert outbox in the same transaction, so a crash cannot
+    /// keep the one without the other.
     pub(crate) async fn quarantine_batch(
         &self,
         id: i64,
         header_hash: Hash,
         previous: Hash,
         refusal: StorageRefusal,
+        now_us: i64,
+        alert: crate::spool::QueuedAlert,
     ) -> Result<(), SpoolError> {
         self.run(move |connection| {
             let transaction = connection.transaction()?;
-            let now = Timestamp::now().unix_micros();
+            let now = now_us;
+            transaction.execute(
+                "INSERT OR IGNORE INTO alert_outbox (id, alert, raised_us) VALUES (?1, ?2, ?3)",
+                params![alert.id.as_bytes(), alert.alert, now],
+            )?;
             let moved = transaction.execute(
                 "INSERT INTO quarantine (id, patient, sequence, header_hash, previous, submission, readings,
                      status, code, message, quarantined_us, updated_us)
@@ -383,6 +392,54 @@ impl Spool {
         let removed = u64::try_from(removed).unwrap_or(0);
         self.delivered(removed);
         Ok(removed)
+    }
+
+    /// Quarantined batches delivered or resolved whose technical alert is not resolved
+    /// yet: (id, patient, header hash, when quarantined µs).
+    pub(crate) async fn quarantine_alerts_to_resolve(
+        &self,
+    ) -> Result<Vec<(i64, SubjectId, Hash, i64)>, SpoolError> {
+        self.run(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT q.id, q.patient, q.header_hash, q.quarantined_us FROM quarantine q
+                 WHERE q.state IN ('delivered', 'resolved') AND NOT EXISTS
+                     (SELECT 1 FROM quarantine_log l WHERE l.quarantine = q.id AND l.action = 'alert_resolved')
+                 ORDER BY q.id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, patient, header_hash, quarantined) = row?;
+                let patient = SubjectId::new(patient).map_err(|error| SpoolError::Corrupt {
+                    row: id,
+                    reason: format!("a quarantined batch names no valid patient: {error}"),
+                })?;
+                out.push((id, patient, hash_column(id, &header_hash)?, quarantined));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The technical alert of quarantined batch `id` is resolved (queued for storage).
+    pub(crate) async fn quarantine_alert_resolved(&self, id: i64) -> Result<(), SpoolError> {
+        self.run(move |connection| {
+            log_action(
+                connection,
+                id,
+                "alert_resolved",
+                "forwarder",
+                "the batch-quarantined alert is resolved",
+            )
+        })
+        .await
     }
 
     /// Storage refused resubmitted batch `id` for good again.

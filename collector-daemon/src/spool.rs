@@ -99,6 +99,9 @@ pub struct Entry {
     pub patient: Option<SubjectId>,
     /// The SHA-256 of the client certificate, for the decision log.
     pub subject: Hash,
+    /// The clinical alert the reading raised, put in the alert outbox in the same
+    /// transaction when the reading is accepted (not when it is a replay).
+    pub alert: Option<QueuedAlert>,
 }
 
 /// What became of one spooled entry.
@@ -676,6 +679,9 @@ fn commit_group(
             )?;
             let mut insert_decision = transaction
                 .prepare_cached("INSERT INTO decisions (leaf, time_us) VALUES (?1, ?2)")?;
+            let mut insert_alert = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO alert_outbox (id, alert, raised_us) VALUES (?1, ?2, ?3)",
+            )?;
             for leaf in &decisions {
                 insert_decision.execute(params![leaf.as_bytes(), now.unix_micros()])?;
             }
@@ -724,6 +730,13 @@ fn commit_group(
                     };
                     insert_decision
                         .execute(params![record.leaf_hash().as_bytes(), now.unix_micros()])?;
+                    if let Some(alert) = &entry.alert {
+                        insert_alert.execute(params![
+                            alert.id.as_bytes(),
+                            alert.alert,
+                            now.unix_micros()
+                        ])?;
+                    }
                     staged.insert(device, sequence);
                     accepted += 1;
                     results.push(Outcome::Accepted(leaf));
@@ -919,6 +932,7 @@ mod tests {
             reading: reading(sequence),
             patient: Some("P-1".parse().unwrap()),
             subject: Hash::ZERO,
+            alert: None,
         }
     }
 

@@ -3,8 +3,10 @@
 //! which streams it (server-sent events over mutual TLS) to the nurse responsible for the
 //! patient and to no one else; the batch, signed by the patient's card on SoftHSM, is
 //! stored with interpretation LL; the alert escalates when nobody acknowledges it in
-//! time, is acknowledged (who, when, access-log entry); a device that falls silent raises
-//! a technical alert.
+//! time, is acknowledged (who, when, access-log entry) and resolved by the nurse (who,
+//! when, access-log entry); raising it is in the access log too. A device that falls
+//! silent raises a technical alert, which resolves itself when the device is heard again.
+//! Run on SQLite and on PostgreSQL.
 //!
 //! Every wait is a bounded poll; nothing asserts on elapsed time.
 
@@ -18,7 +20,7 @@ mod common;
 use std::time::Duration;
 
 use common::alerts::EventStream;
-use common::storage::{NURSE, PATIENT, StorageSetup, card_section, enroll_card, nurse};
+use common::storage::{Database, NURSE, PATIENT, card_section, enroll_card, nurse, storage_setup};
 use common::{GROUP, Ward, epc, heart_rate, post};
 use wardseal_collector::client::Connection;
 use wardseal_collector::daemon::{Daemon, open_cards};
@@ -44,12 +46,21 @@ fn runtime() -> tokio::runtime::Runtime {
 fn a_critical_reading_is_alerted_to_the_responsible_nurse_only_and_escalates() {
     wardseal_testkit::softhsm::run_isolated_test(
         "a_critical_reading_is_alerted_to_the_responsible_nurse_only_and_escalates",
-        |hsm| runtime().block_on(critical_run(hsm)),
+        |hsm| runtime().block_on(critical_run(hsm, Database::Sqlite)),
     )
     .unwrap();
 }
 
-async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
+#[test]
+fn a_critical_reading_is_alerted_escalated_acknowledged_and_resolved_on_postgres() {
+    wardseal_testkit::softhsm::run_isolated_test(
+        "a_critical_reading_is_alerted_escalated_acknowledged_and_resolved_on_postgres",
+        |hsm| runtime().block_on(critical_run(hsm, Database::Postgres)),
+    )
+    .unwrap();
+}
+
+async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm, database: Database) {
     let storage_port = free_port().unwrap();
     let ward = Ward::linked(
         &[(1, GROUP, true), (2, GROUP, true)],
@@ -65,7 +76,8 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
         std::fs::read_to_string(&ward.config_path).unwrap() + &card_section(PATIENT, &uri),
     )
     .unwrap();
-    let mut setup = StorageSetup::new(&ward.pki, ward.dir.path(), storage_port).await;
+    let (mut setup, _cluster) =
+        storage_setup(database, &ward.pki, ward.dir.path(), storage_port).await;
     setup.escalation = EscalationPolicy {
         high: Duration::from_secs(3),
         ..EscalationPolicy::default()
@@ -240,6 +252,108 @@ async fn critical_run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
         silent.alert.kind,
         wardseal_core::alert::AlertKind::Technical
     );
+
+    // Device 2 is heard again: the collector resolves the silence alert.
+    let (status, json) = post(&from_2, &heart_rate("72", 2, Timestamp::now())).await;
+    assert_eq!(status, 202, "{json}");
+    let heard = stream_1
+        .until(LIMIT, |event| {
+            event.alert.id == silent.alert.id && event.event == AlertState::Resolved
+        })
+        .await;
+    assert_eq!(heard.alert.state, AlertState::Resolved);
+    assert_eq!(heard.alert.resolved_by.as_deref(), Some(common::WARD));
+    assert!(heard.alert.resolved_at_us.is_some());
+
+    // Nurse 2 may not resolve the clinical alert; nurse 1 resolves it, with a reason.
+    let resolve = format!("/v1/alerts/{}/resolve", alert.id);
+    let reply = as_nurse_2
+        .send(hyper::Method::POST, &resolve, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let reply = as_nurse_1
+        .send(
+            hyper::Method::POST,
+            &resolve,
+            br#"{"reason": "pacing started"}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let resolved: Alert = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(resolved.state, AlertState::Resolved);
+    assert_eq!(resolved.resolved_by.as_deref(), Some(NURSE));
+    // The acknowledgement stays on the record.
+    assert_eq!(resolved.acknowledged_by.as_deref(), Some(NURSE));
+    let event = stream_1
+        .until(LIMIT, |event| {
+            event.alert.id == alert.id && event.event == AlertState::Resolved
+        })
+        .await;
+    assert_eq!(event.alert.resolved_by.as_deref(), Some(NURSE));
+    // Resolving again changes nothing.
+    let reply = as_nurse_1
+        .send(hyper::Method::POST, &resolve, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let again: Alert = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(again.resolved_at_us, resolved.resolved_at_us);
+    // A malformed resolution is a clear 400.
+    let reply = as_nurse_1
+        .send(hyper::Method::POST, &resolve, b"{\"why\": 1}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+
+    // The anchored access log holds the raise (by the ward's collector), the
+    // resolutions (allowed and refused) and the collector's own resolution.
+    let log = store.access_log(None, 0).await.unwrap();
+    let raise = format!("raise alert {} (limit_crossed, high)", alert.id);
+    assert_eq!(
+        log.iter()
+            .filter(|entry| entry.who == common::WARD && entry.what == raise && entry.allowed)
+            .count(),
+        1,
+        "{log:?}"
+    );
+    let what = format!("resolve alert {}", alert.id);
+    assert!(
+        log.iter()
+            .any(|entry| entry.who == NURSE && entry.what == what && entry.allowed),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|entry| entry.who == "nurse-2" && entry.what == what && !entry.allowed),
+        "{log:?}"
+    );
+    let cleared = format!("resolve alert {}", silent.alert.id);
+    assert!(
+        log.iter()
+            .any(|entry| entry.who == common::WARD && entry.what == cleared && entry.allowed),
+        "{log:?}"
+    );
+    let listed = wardseal_storage::alerts::list(store, None, Some(AlertState::Resolved))
+        .await
+        .unwrap();
+    assert!(listed.iter().any(|a| a.id == alert.id), "{listed:?}");
 
     // Nurse 2's stream carried none of it (only heartbeats, if anything).
     assert!(

@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::storage::{PATIENT, StorageSetup, card_section, enroll_card, metric, nurse};
+use common::storage::{Database, PATIENT, card_section, enroll_card, metric, nurse, storage_setup};
 use common::{GROUP, Ward, heart_rate, post};
 use wardseal_collector::client::Connection;
 use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::reading::Timestamp;
 use wardseal_storage::proof::{self, ProofDocument};
-use wardseal_testkit::{Postgres, eventually, free_port};
+use wardseal_testkit::{eventually, free_port};
 
 /// How long anything may take to reach storage before the test gives up (a hang
 /// detector, not a speed target: on a loaded 2-core machine a debug build delivering
@@ -30,30 +30,6 @@ const DELIVERY_LIMIT: Duration = Duration::from_secs(600);
 
 fn runtime() -> tokio::runtime::Runtime {
     wardseal_testkit::runtime().unwrap()
-}
-
-/// Storage's database in a run.
-#[derive(Clone, Copy)]
-enum Database {
-    Sqlite,
-    Postgres,
-}
-
-/// The storage setup of a run on `database` (the cluster lives as long as the guard).
-async fn storage_setup(
-    database: Database,
-    pki: &wardseal_testkit::TestPki,
-    dir: &std::path::Path,
-    port: u16,
-) -> (StorageSetup, Option<Postgres>) {
-    match database {
-        Database::Sqlite => (StorageSetup::new(pki, dir, port).await, None),
-        Database::Postgres => {
-            let cluster = Postgres::start().unwrap();
-            let setup = StorageSetup::on_postgres(pki, dir, port, cluster.url()).await;
-            (setup, Some(cluster))
-        }
-    }
 }
 
 #[test]

@@ -293,6 +293,13 @@ pub struct Alert {
     pub acknowledged_at_us: Option<i64>,
     /// When it escalated, µs since the epoch.
     pub escalated_at_us: Option<i64>,
+    /// Who resolved it: a clinician or administrator (subject id), or the ward whose
+    /// collector saw a technical condition clear.
+    #[serde(default)]
+    pub resolved_by: Option<String>,
+    /// When it was resolved, µs since the epoch.
+    #[serde(default)]
+    pub resolved_at_us: Option<i64>,
 }
 
 /// The clinical facts of an alarm, as the rule engine reports them.
@@ -347,6 +354,8 @@ impl Alert {
             acknowledged_by: None,
             acknowledged_at_us: None,
             escalated_at_us: None,
+            resolved_by: None,
+            resolved_at_us: None,
         }
     }
 
@@ -371,7 +380,18 @@ impl Alert {
             acknowledged_by: None,
             acknowledged_at_us: None,
             escalated_at_us: None,
+            resolved_by: None,
+            resolved_at_us: None,
         }
+    }
+
+    /// This technical alert, resolved by `ward`'s collector at `at_us` because its
+    /// condition cleared (the device was heard again, the card is back, …).
+    pub fn resolved_by_ward(mut self, at_us: i64) -> Self {
+        self.state = AlertState::Resolved;
+        self.resolved_by = Some(self.ward.as_str().to_owned());
+        self.resolved_at_us = Some(at_us);
+        self
     }
 
     /// Whether a clinical alert's id is the one its reading and limit derive (storage
@@ -402,7 +422,7 @@ pub fn value_text(value: &Value) -> String {
 /// A change to an alert, as the live stream carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertEvent {
-    /// `raised`, `acknowledged` or `escalated`.
+    /// `raised`, `acknowledged`, `escalated` or `resolved`.
     pub event: AlertState,
     /// The alert after the change.
     pub alert: Alert,

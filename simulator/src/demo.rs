@@ -1,6 +1,7 @@
 //! The demo: a whole ward on loopback with embedded defaults, simulated devices, attacks,
-//! anchoring, a FHIR read by the responsible nurse and a refused one, and one reading's
-//! proof verified end to end. Every expectation that fails is reported and makes the
+//! anchoring, a FHIR read by the responsible nurse and a refused one, one reading's
+//! proof verified end to end, and the clinical step (a critical reading alerted and
+//! acknowledged, a quarantined batch while the patient's data keeps flowing). Every expectation that fails is reported and makes the
 //! demo fail.
 
 use std::io::Write;
@@ -13,6 +14,8 @@ use crate::attacks;
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::ward::{RunningWard, WardFiles};
+
+mod clinical;
 
 /// How long the simulated devices run.
 const RUN_FOR: Duration = Duration::from_secs(4);
@@ -178,7 +181,10 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         .map(|p| p.id.clone())
         .unwrap_or_default();
     let nurse = ward.connect_storage(&files.nurse.files).await?;
-    let path = format!("/v1/patients/{patient}/observations?type=heart_rate");
+    // Heart rate (LOINC 8867-4), newest first; `%7C` is the `|` between system and code.
+    let path = format!(
+        "/fhir/Observation?patient={patient}&code=http://loinc.org%7C8867-4&_sort=-date&_count=20"
+    );
     let reply = request(&nurse, hyper::Method::GET, &path, Vec::new()).await?;
     let bundle = json(&reply);
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
@@ -191,7 +197,7 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
             entries.len()
         ),
     )?;
-    for entry in entries.iter().rev().take(3) {
+    for entry in entries.iter().take(3) {
         let resource = &entry["resource"];
         write_line(
             out,
@@ -219,7 +225,9 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
             "  {} (not assigned) GET {path}: {} {}",
             files.other_nurse.id,
             reply.status,
-            json(&reply)["code"].as_str().unwrap_or("")
+            json(&reply)["issue"][0]["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
         ),
     )?;
     outcome.expect(out, reply.status == 403, "another nurse is refused (403)")?;
@@ -296,6 +304,9 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         }
         None => outcome.expect(out, false, "a reading was accepted to prove")?,
     }
+
+    // 7. Clinical safety: a critical reading alerted and acknowledged, a quarantined batch.
+    clinical::run(ward, out, &mut outcome, 7).await?;
     Ok(outcome)
 }
 
@@ -321,7 +332,7 @@ pub fn instructions(files: &WardFiles) -> String {
     let patient = files.patients.first().map_or("P-0001", |p| p.id.as_str());
     let mut text = format!(
         "\nThe ward stays up until Ctrl-C. Files: {dir}\n\
-         \nFHIR, as the responsible nurse:\n  curl --cacert {ca} --cert {cert} --key {key} \\\n    '{storage}/v1/patients/{patient}/observations?type=heart_rate'\n",
+         \nFHIR, as the responsible nurse:\n  curl --cacert {ca} --cert {cert} --key {key} \\\n    '{storage}/fhir/Observation?patient={patient}&code=http://loinc.org%7C8867-4&_sort=-date&_count=10'\n",
         dir = files.dir.display(),
         ca = files.ca_bundle.display(),
         cert = nurse.certificate.display(),

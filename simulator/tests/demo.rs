@@ -38,6 +38,16 @@ fn the_demo_script_meets_every_expectation() {
             );
         }
         assert!(printed.contains("was anchored in block"), "{printed}");
+        // The clinical step: alerted, acknowledged, quarantined while data flows.
+        for shown in [
+            "a critical reading, its alert acknowledged, and a quarantined batch",
+            "heart rate 25 is accepted (not refused) and flagged LL, high priority",
+            "the responsible nurse acknowledges the alert",
+            "quarantined: batch",
+            "the patient's later readings are stored past the quarantined batch",
+        ] {
+            assert!(printed.contains(shown), "{shown:?} not in:\n{printed}");
+        }
         assert!(!printed.contains("[FAIL]"), "{printed}");
     });
 }

@@ -9,11 +9,15 @@
 //!   for; admin: all).
 //! - `POST /v1/alerts/{id}/acknowledge` (staff responsible for the alert's patient,
 //!   checked and logged in the anchored access log by [`access::authorize`]).
+//! - `POST /v1/alerts/{id}/resolve` (staff responsible for the alert's patient, or an
+//!   administrator; logged in the anchored access log like an acknowledgement). A
+//!   collector resolves its own ward's technical alerts when their condition clears, by
+//!   pushing the alert again in state `resolved` to `POST /v1/alerts`.
 //! - `GET /v1/alerts/stream` (staff, admin): server-sent events of alerts raised,
-//!   acknowledged and escalated, of the patients the caller is responsible for and nothing
-//!   of others. Each client has its own bounded buffer; a client that does not keep up is
-//!   dropped (publishing never waits for a client); a comment line every heartbeat keeps
-//!   idle connections open.
+//!   acknowledged, escalated and resolved, of the patients the caller is responsible for
+//!   and nothing of others. Each client has its own bounded buffer; a client that does
+//!   not keep up is dropped (publishing never waits for a client); a comment line every
+//!   heartbeat keeps idle connections open.
 //! - `GET /v1/events/stream` (staff, patients, admin): the same stream with the readings
 //!   as they are stored, each a FHIR Observation (`event: observation`), for the ward
 //!   screen. Staff see the alerts and readings of the patients they are responsible for,
@@ -22,11 +26,23 @@
 //!   Both streams are fed by the server's [`EventHub`].
 //! - [`run_escalation`]: an alert still raised after its priority's time
 //!   ([`EscalationPolicy`]) becomes escalated (an event on the stream, a log warning).
+//!
+//! Raising an alert is an entry of the anchored access log too (who raised it: the
+//! ward's collector), written once per alert however often it is pushed.
+//!
+//! Latency (seconds matter at the bedside): an alert a collector pushes is on the stream
+//! before storage writes it, since the collector already holds it durably in its outbox
+//! until storage's 2xx, and a failed write is answered 503 and pushed again. The stream
+//! may therefore carry a `raised` event twice (after a failed write or a restart of
+//! storage); clients keep alerts by id. Which staff may see which patient's events is
+//! held in memory and reloaded every second, so fanning an event out asks the database
+//! nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -36,7 +52,9 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
-use wardseal_core::alert::{Alert, AlertEvent, AlertId, AlertState, Interpretation, Priority};
+use wardseal_core::alert::{
+    Alert, AlertEvent, AlertId, AlertKind, AlertState, Interpretation, Priority,
+};
 use wardseal_core::identity::Role;
 use wardseal_net::peer::PeerIdentity;
 use wardseal_net::wire::{json_response, read_body};
@@ -59,6 +77,23 @@ pub struct EscalationPolicy {
 }
 
 impl EscalationPolicy {
+    /// A policy from seconds per priority (the storage CLI's `--escalate-*-secs`); each
+    /// must be at least 1 s.
+    pub fn from_secs(low: u64, medium: u64, high: u64) -> Result<Self, Error> {
+        for (name, secs) in [("low", low), ("medium", medium), ("high", high)] {
+            if secs == 0 {
+                return Err(Error::Setting(format!(
+                    "the {name}-priority escalation time is 0 s: give at least 1 s (--escalate-{name}-secs)"
+                )));
+            }
+        }
+        Ok(Self {
+            low: Duration::from_secs(low),
+            medium: Duration::from_secs(medium),
+            high: Duration::from_secs(high),
+        })
+    }
+
     fn after(&self, priority: Priority) -> Duration {
         match priority {
             Priority::Low => self.low,
@@ -90,6 +125,42 @@ pub struct AlertHub {
     pub heartbeat: Duration,
     /// Events buffered per client before it counts as too slow and is dropped.
     pub client_buffer: usize,
+    /// Ids of alerts published as raised lately (so a repeated push, or the batch's
+    /// re-check after the push, is not a new event).
+    recent: Mutex<RecentIds>,
+    /// Who is responsible for whom now: patient → staff (`None` until first loaded).
+    responsible: RwLock<Option<Arc<Responsibility>>>,
+    /// Whether the task reloading [`AlertHub::responsible`] runs.
+    reloading: AtomicBool,
+}
+
+/// Patient → the staff assigned to them now (admitted patients only).
+type Responsibility = HashMap<String, HashSet<String>>;
+
+/// How many alert ids [`AlertHub`] remembers as published.
+const RECENT_IDS: usize = 65_536;
+
+/// A bounded set of ids, oldest forgotten first.
+#[derive(Debug, Default)]
+struct RecentIds {
+    set: HashSet<AlertId>,
+    order: VecDeque<AlertId>,
+}
+
+impl RecentIds {
+    /// Remembers `id`; whether it was new.
+    fn insert(&mut self, id: AlertId) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        while self.order.len() > RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 impl AlertHub {
@@ -101,13 +172,40 @@ impl AlertHub {
             policy,
             heartbeat: Duration::from_secs(15),
             client_buffer: 256,
+            recent: Mutex::new(RecentIds::default()),
+            responsible: RwLock::new(None),
+            reloading: AtomicBool::new(false),
         }
     }
 
-    /// Publishes `event` to the connected clients (never waits for one).
+    /// Publishes `event` to the connected clients (never waits for one). A `raised` event
+    /// for an alert already published as raised is not published again.
     pub fn publish(&self, event: AlertState, alert: Alert) {
+        if event == AlertState::Raised && !self.first_sight(&alert.id) {
+            return;
+        }
         self.hub
             .publish(StoredEvent::Alert(Arc::new(AlertEvent { event, alert })));
+    }
+}
+
+impl AlertHub {
+    /// Whether `id` is published as raised for the first time (remembered from now on).
+    fn first_sight(&self, id: &AlertId) -> bool {
+        self.recent
+            .lock()
+            .map_or(true, |mut recent| recent.insert(*id))
+    }
+
+    /// Whether `staff` is responsible for `patient`, from memory; `None` before the first
+    /// load.
+    fn responsible_for(&self, staff: &str, patient: &str) -> Option<bool> {
+        let snapshot = self.responsible.read().ok()?.clone()?;
+        Some(
+            snapshot
+                .get(patient)
+                .is_some_and(|staff_of| staff_of.contains(staff)),
+        )
     }
 }
 
@@ -166,9 +264,24 @@ impl hyper::body::Body for Body {
 /// The largest alert body accepted.
 const ALERT_BODY_LIMIT: usize = 64 * 1024;
 
-/// How long a staff member's responsibility for a patient is remembered by their stream
-/// (assignments change rarely; the database is not asked once per event).
+/// How often who-is-responsible-for-whom is reloaded for the streams (assignments change
+/// rarely; the database is not asked once per event).
+const RESPONSIBILITY_RELOAD: Duration = Duration::from_secs(1);
+
+/// Before the first reload, how long a stream remembers one answer about a patient.
 const RESPONSIBILITY_CACHE: Duration = Duration::from_secs(2);
+
+/// The largest body of a resolution.
+const RESOLUTION_BODY_LIMIT: usize = 4 * 1024;
+
+/// What a clinician or administrator may say when resolving an alert.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolution {
+    /// Why (free text, kept with the alert).
+    #[serde(default)]
+    reason: Option<String>,
+}
 
 impl Storage {
     /// Answers one request: the alert routes here, every other through
@@ -191,6 +304,9 @@ impl Storage {
             }
             (Method::POST, ["v1", "alerts", id, "acknowledge"]) => {
                 self.acknowledge(id, &peer).await
+            }
+            (Method::POST, ["v1", "alerts", id, "resolve"]) => {
+                self.resolve(id, request, &peer).await
             }
             _ => return self.handle(request, peer).await.map(Body::from),
         };
@@ -218,15 +334,21 @@ impl Storage {
                 "a clinical alert's id must be derived from its reading and limit".into(),
             ));
         }
-        // The life cycle is storage's: a collector only raises.
+        if alert.state == AlertState::Resolved {
+            return self.resolved_by_collector(alert, &ward).await;
+        }
+        // The rest of the life cycle is storage's: a collector raises, and resolves only
+        // technical conditions it saw clear.
         alert.state = AlertState::Raised;
         alert.acknowledged_by = None;
         alert.acknowledged_at_us = None;
         alert.escalated_at_us = None;
+        alert.resolved_by = None;
+        alert.resolved_at_us = None;
+        // On the stream first: the collector holds the alert until this answers 2xx.
+        self.alerts.publish(AlertState::Raised, alert.clone());
         let new = upsert(&self.store, &alert).await?;
-        if new {
-            self.alerts.publish(AlertState::Raised, alert.clone());
-        }
+        log_raise(&self.store, &alert).await?;
         let status = if new {
             StatusCode::CREATED
         } else {
@@ -235,6 +357,53 @@ impl Storage {
         Ok(json_response(
             status,
             &serde_json::json!({"id": alert.id, "newly_stored": new}),
+        )
+        .map(Body::from))
+    }
+
+    /// A collector's resolution of one of its ward's technical alerts (the condition
+    /// cleared): stored if the raise never arrived, then resolved, logged and published.
+    async fn resolved_by_collector(
+        &self,
+        alert: Alert,
+        ward: &str,
+    ) -> Result<Response<Body>, Error> {
+        if alert.kind != AlertKind::Technical {
+            return Err(Error::BadRequest(
+                "a collector resolves only technical alerts; a clinician resolves clinical ones"
+                    .into(),
+            ));
+        }
+        let at = alert.resolved_at_us.unwrap_or_else(now_micros);
+        let raised = Alert {
+            state: AlertState::Raised,
+            resolved_by: None,
+            resolved_at_us: None,
+            ..alert.clone()
+        };
+        // A stream sees it raised before it sees it resolved (once).
+        self.alerts.publish(AlertState::Raised, raised.clone());
+        let new = upsert(&self.store, &raised).await?;
+        log_raise(&self.store, &raised).await?;
+        let resolved = settle(
+            self,
+            &alert.id,
+            Settled {
+                who: ward,
+                role: "collector",
+                at,
+                reason: "the condition cleared",
+                access_reason: "condition_cleared",
+            },
+        )
+        .await?;
+        Ok(json_response(
+            if new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &serde_json::json!({"id": alert.id, "newly_stored": new, "state": resolved.state}),
         )
         .map(Body::from))
     }
@@ -317,6 +486,76 @@ impl Storage {
         Ok(alert)
     }
 
+    async fn resolve(
+        &self,
+        id: &str,
+        request: Request<Incoming>,
+        peer: &PeerIdentity,
+    ) -> Result<Response<Body>, Error> {
+        require(peer, &[Role::Staff, Role::Admin])?;
+        let id = AlertId::from_hex(id)
+            .ok_or_else(|| Error::BadRequest("an alert id is 64 hex digits".into()))?;
+        let body = read_body(request.into_body(), RESOLUTION_BODY_LIMIT).await?;
+        let resolution: Resolution = if body.is_empty() {
+            Resolution::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|error| {
+                Error::BadRequest(format!(
+                    "a resolution is {{\"reason\": \"…\"}} or nothing: {error}"
+                ))
+            })?
+        };
+        let alert = load(&self.store, &id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("alert {id}")))?;
+        let who = match (subject(peer), peer.role()) {
+            (Ok(who), _) => who,
+            // An administrator's certificate may name no subject: its serial names it.
+            (Err(_), Role::Admin) => format!("admin certificate {}", hex::encode(&peer.serial)),
+            (Err(error), _) => return Err(error),
+        };
+        let what = format!("resolve alert {id}");
+        let access_reason = match (peer.role(), &alert.patient) {
+            (Role::Admin, patient) => {
+                let patient = patient.as_ref().map_or("", |p| p.as_str());
+                self.store
+                    .log_access(&who, Role::Admin.name(), patient, &what, true, "admin")
+                    .await?;
+                "admin"
+            }
+            (_, Some(patient)) => {
+                // Checks responsibility and writes the access-log entry (allowed or refused).
+                access::authorize(self, peer, patient.as_str(), &what).await?;
+                "responsible"
+            }
+            (_, None) => {
+                return Err(Error::BadRequest(
+                    "this alert concerns no patient: an administrator resolves it".into(),
+                ));
+            }
+        };
+        let reason = resolution
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|reason| !reason.is_empty())
+            .unwrap_or("resolved by a clinician");
+        let role = peer.role().name();
+        let alert = settle(
+            self,
+            &id,
+            Settled {
+                who: &who,
+                role,
+                at: now_micros(),
+                reason,
+                access_reason,
+            },
+        )
+        .await?;
+        Ok(json_response(StatusCode::OK, &alert).map(Body::from))
+    }
+
     fn stream(self: Arc<Self>, peer: &PeerIdentity, content: StreamContent) -> Response<Body> {
         let roles: &[Role] = match content {
             StreamContent::Alerts => &[Role::Staff, Role::Admin],
@@ -333,6 +572,9 @@ impl Storage {
                 Err(error) => return to_wire(&error).into_response().map(Body::from),
             },
         };
+        if !self.alerts.reloading.swap(true, Ordering::SeqCst) {
+            tokio::spawn(reload_responsibility(Arc::downgrade(&self)));
+        }
         let events = self.events.subscribe();
         let (frames, body) = mpsc::channel(self.alerts.client_buffer.max(1));
         // The first frame opens the stream at once (a client sees it is connected).
@@ -372,8 +614,9 @@ enum Viewer {
     Patient(String),
 }
 
-/// Whether `viewer` may see what concerns `patient`; for staff, asked of the store at
-/// most every [`RESPONSIBILITY_CACHE`] per patient.
+/// Whether `viewer` may see what concerns `patient`; for staff, from the hub's
+/// responsibility map (or, before its first load, asked of the store at most every
+/// [`RESPONSIBILITY_CACHE`] per patient).
 async fn may_see(
     storage: &Storage,
     viewer: &Viewer,
@@ -384,6 +627,12 @@ async fn may_see(
         Viewer::Admin => true,
         Viewer::Patient(own) => own == patient,
         Viewer::Staff(staff) => {
+            // Held in memory, reloaded every second: fanning out asks the database nothing.
+            if let Some(yes) = storage.alerts.responsible_for(staff, patient) {
+                return yes;
+            }
+            // Not loaded yet (the first stream just opened): ask, at most every
+            // RESPONSIBILITY_CACHE per patient.
             let cached = responsible
                 .get(patient)
                 .filter(|(_, at)| at.elapsed() < RESPONSIBILITY_CACHE)
@@ -534,6 +783,143 @@ async fn feed(
     }
 }
 
+/// Reloads who is responsible for whom every [`RESPONSIBILITY_RELOAD`], for as long as
+/// the server runs (the first stream starts it).
+async fn reload_responsibility(storage: Weak<Storage>) {
+    let mut failing = false;
+    loop {
+        let Some(storage) = storage.upgrade() else {
+            return;
+        };
+        match responsibility(&storage.store).await {
+            Ok(map) => {
+                failing = false;
+                if let Ok(mut slot) = storage.alerts.responsible.write() {
+                    *slot = Some(Arc::new(map));
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "reloading staff assignments for the alert streams failed; retrying");
+                }
+                failing = true;
+            }
+        }
+        drop(storage);
+        tokio::time::sleep(RESPONSIBILITY_RELOAD).await;
+    }
+}
+
+/// Patient → staff assigned to them now, of admitted patients.
+async fn responsibility(store: &Store) -> Result<Responsibility, Error> {
+    let rows = sqlx::query(
+        "SELECT s.patient, s.staff FROM staff_assignments s JOIN admissions a ON a.patient = s.patient \
+         WHERE s.until IS NULL AND a.discharged_at IS NULL",
+    )
+    .fetch_all(store.pool())
+    .await
+    .map_err(|error| Error::database("read the staff assignments", error))?;
+    let mut map: Responsibility = HashMap::new();
+    for row in rows {
+        let read = |error| Error::database("read a staff assignment", error);
+        let patient: String = row.try_get(0).map_err(read)?;
+        let staff: String = row.try_get(1).map_err(read)?;
+        map.entry(patient).or_default().insert(staff);
+    }
+    Ok(map)
+}
+
+/// Who ends an alert's life cycle, and why.
+struct Settled<'a> {
+    /// Subject id (a clinician, an administrator, or the ward of the collector).
+    who: &'a str,
+    /// Their role's name.
+    role: &'a str,
+    /// When (µs since the epoch).
+    at: i64,
+    /// The reason kept with the alert.
+    reason: &'a str,
+    /// The reason in the access log (the resolution by a clinician or administrator was
+    /// logged by the caller, with its allow/refuse decision).
+    access_reason: &'a str,
+}
+
+/// Resolves alert `id` unless it is resolved already; a collector's resolution is logged
+/// here, a person's by the caller. Publishes the change; returns the alert as it is now.
+async fn settle(storage: &Storage, id: &AlertId, settled: Settled<'_>) -> Result<Alert, Error> {
+    let changed = sqlx::query(
+        "UPDATE alerts SET state = 'resolved', resolved_by = $1, resolved_at = $2, resolution = $3 \
+         WHERE id = $4 AND state <> 'resolved'",
+    )
+    .bind(settled.who.to_owned())
+    .bind(settled.at)
+    .bind(settled.reason.to_owned())
+    .bind(id.0.as_bytes().to_vec())
+    .execute(storage.store.pool())
+    .await
+    .map_err(|error| Error::database("resolve the alert", error))?
+    .rows_affected();
+    let alert = load(&storage.store, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("alert {id}")))?;
+    if changed > 0 {
+        if settled.role == Role::Collector.name() {
+            let patient = alert.patient.as_ref().map_or("", |p| p.as_str());
+            storage
+                .store
+                .log_access(
+                    settled.who,
+                    settled.role,
+                    patient,
+                    &format!("resolve alert {id}"),
+                    true,
+                    settled.access_reason,
+                )
+                .await?;
+        }
+        tracing::info!(%id, by = settled.who, reason = settled.reason, "alert resolved");
+        storage.alerts.publish(AlertState::Resolved, alert.clone());
+    }
+    Ok(alert)
+}
+
+/// Writes the raise of `alert` to the anchored access log (who: the ward's collector),
+/// once per alert however often it is pushed.
+pub async fn log_raise(store: &Store, alert: &Alert) -> Result<(), Error> {
+    let logged: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT raise_logged_at FROM alerts WHERE id = $1")
+            .bind(alert.id.0.as_bytes().to_vec())
+            .fetch_optional(store.pool())
+            .await
+            .map_err(|error| Error::database("read the alert", error))?;
+    if !matches!(logged, Some(None)) {
+        return Ok(());
+    }
+    let patient = alert.patient.as_ref().map_or("", |p| p.as_str());
+    store
+        .log_access(
+            alert.ward.as_str(),
+            Role::Collector.name(),
+            patient,
+            &format!(
+                "raise alert {} ({}, {})",
+                alert.id,
+                alert.code.name(),
+                alert.priority.name()
+            ),
+            true,
+            "raised",
+        )
+        .await?;
+    sqlx::query("UPDATE alerts SET raise_logged_at = $1 WHERE id = $2")
+        .bind(now_micros())
+        .bind(alert.id.0.as_bytes().to_vec())
+        .execute(store.pool())
+        .await
+        .map_err(|error| Error::database("record the alert's log entry", error))?;
+    Ok(())
+}
+
 fn require(peer: &PeerIdentity, roles: &[Role]) -> Result<(), Error> {
     peer.require_any_role(roles)
         .map(drop)
@@ -612,6 +998,7 @@ pub async fn record_batch(store: &Store, alerts: &[Alert]) -> Result<Vec<Alert>,
         if upsert(store, alert).await? {
             new.push(alert.clone());
         }
+        log_raise(store, alert).await?;
     }
     Ok(new)
 }
@@ -633,8 +1020,7 @@ pub async fn interpretation(
 }
 
 /// The columns [`from_row`] reads, in its order.
-pub(crate) const COLUMNS: &str =
-    "body, patient, state, acknowledged_by, acknowledged_at, escalated_at";
+pub(crate) const COLUMNS: &str = "body, patient, state, acknowledged_by, acknowledged_at, escalated_at, resolved_by, resolved_at";
 
 /// An alert from a row of [`COLUMNS`].
 pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
@@ -651,6 +1037,8 @@ pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Alert, Error> {
     alert.acknowledged_by = row.try_get(3).map_err(read)?;
     alert.acknowledged_at_us = row.try_get(4).map_err(read)?;
     alert.escalated_at_us = row.try_get(5).map_err(read)?;
+    alert.resolved_by = row.try_get(6).map_err(read)?;
+    alert.resolved_at_us = row.try_get(7).map_err(read)?;
     Ok(alert)
 }
 

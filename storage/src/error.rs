@@ -38,6 +38,9 @@ pub enum Error {
         /// The ledger's error.
         source: wardseal_contracts::Error,
     },
+    /// A server setting is unusable (the message names the flag to change).
+    #[error("{0}")]
+    Setting(String),
     /// The database URL names no database storage can use.
     #[error("database URL {0:?} is neither sqlite://PATH nor postgres://…")]
     DatabaseUrl(String),

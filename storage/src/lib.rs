@@ -25,7 +25,7 @@
 //!   hospitals) registered on chain with the patient's on-chain grant; [`visits`] records
 //!   the visits they make (`POST /v1/visits`).
 //! - [`alerts`] keeps the durable alert record (clinical alerts from the collector and
-//!   from each batch's rule re-check, acknowledgement, escalation) and serves the live
+//!   from each batch's rule re-check, acknowledgement, escalation, resolution) and serves the live
 //!   alert stream (server-sent events) through [`api::Storage::respond`].
 //! - [`subscriptions`] serves FHIR subscriptions (R4 Backport IG, topic-based): topics
 //!   for new observations and alerts raised or acknowledged, rest-hook and websocket

@@ -71,6 +71,27 @@ enum Command {
         /// Seconds between anchors of the access log and of the batch log.
         #[arg(long, default_value_t = 60)]
         anchor_every: u64,
+        /// Seconds a high-priority alert may stay unacknowledged before it escalates.
+        #[arg(
+            long,
+            env = "WARDSEAL_STORAGE_ESCALATE_HIGH_SECS",
+            default_value_t = 120
+        )]
+        escalate_high_secs: u64,
+        /// Seconds a medium-priority alert may stay unacknowledged before it escalates.
+        #[arg(
+            long,
+            env = "WARDSEAL_STORAGE_ESCALATE_MEDIUM_SECS",
+            default_value_t = 600
+        )]
+        escalate_medium_secs: u64,
+        /// Seconds a low-priority alert may stay unacknowledged before it escalates.
+        #[arg(
+            long,
+            env = "WARDSEAL_STORAGE_ESCALATE_LOW_SECS",
+            default_value_t = 1800
+        )]
+        escalate_low_secs: u64,
     },
     /// Admit a patient.
     Admit {
@@ -220,6 +241,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             rpc,
             ledger_key_file,
             anchor_every,
+            escalate_high_secs,
+            escalate_medium_secs,
+            escalate_low_secs,
         } => {
             let mut tls = ServerTlsSettings::new(certificate, key, ca_bundle);
             tls.crls = crl;
@@ -229,6 +253,11 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let ledger = location.open(LedgerAccount::Key(key), &suite)?;
             let mut config = ServerConfig::new(cli.database, listen, tls);
             config.anchor_interval = Some(Duration::from_secs(anchor_every.max(1)));
+            config.escalation = wardseal_storage::alerts::EscalationPolicy::from_secs(
+                escalate_low_secs,
+                escalate_medium_secs,
+                escalate_high_secs,
+            )?;
             // Before listening: a SIGHUP must never find the default action (exit).
             let mut hangup = signal(SignalKind::hangup()).context("watch for SIGHUP")?;
             let server = Server::start(&config, ledger).await?;

@@ -168,7 +168,17 @@ async fn administer_then_serve() {
         "the key was printed: {stderr}"
     );
     key_mode(0o600);
+    // An escalation time of 0 s is refused, naming the flag.
+    let refused = serve()
+        .args(["--escalate-high-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--escalate-high-secs"), "{stderr}");
+    // High-priority alerts escalate after 1 s on this server.
     let child = serve()
+        .args(["--escalate-high-secs", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -238,6 +248,74 @@ async fn administer_then_serve() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "wrong_role");
+
+    // A high-priority technical alert the collector raises escalates after the 1 s given
+    // on the command line (the escalation task looks every second).
+    let alert = wardseal_core::alert::Alert::technical(
+        SubjectId::new("ward-7").unwrap(),
+        wardseal_core::alert::TechnicalAlert {
+            code: wardseal_core::alert::AlertCode::SpoolFilling,
+            subject: "spool".into(),
+            since_us: wardseal_storage::store::now_micros(),
+            patient: None,
+            device: None,
+            priority: wardseal_core::alert::Priority::High,
+            message: "the spool is filling".into(),
+        },
+    );
+    let (status, body) = request(
+        &pki,
+        address,
+        &collector,
+        "POST",
+        "/v1/alerts",
+        Some(serde_json::to_vec(&alert).unwrap()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut escalated = false;
+    for _ in 0..200 {
+        let (status, body) = request(
+            &pki,
+            address,
+            &admin_certificate,
+            "GET",
+            "/v1/alerts?state=escalated",
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body
+            .as_array()
+            .is_some_and(|alerts| alerts.iter().any(|a| a["id"] == alert.id.to_string()))
+        {
+            escalated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        escalated,
+        "the high-priority alert did not escalate within 20 s"
+    );
+    // An administrator resolves it (it concerns no patient), logged.
+    let (status, body) = request(
+        &pki,
+        address,
+        &admin_certificate,
+        "POST",
+        &format!("/v1/alerts/{}/resolve", alert.id),
+        Some(br#"{"reason": "disk replaced"}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "resolved");
+    assert!(
+        body["resolved_by"]
+            .as_str()
+            .is_some_and(|who| who.starts_with("admin certificate ")),
+        "{body}"
+    );
 
     // SIGHUP reloads the CRL: the collector revoked on disk is still served until the
     // signal (the CRL is read at start and on SIGHUP only), refused after it.

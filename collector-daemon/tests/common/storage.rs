@@ -18,7 +18,7 @@ use wardseal_storage::alerts::EscalationPolicy;
 use wardseal_storage::api::Storage;
 use wardseal_storage::{Server, ServerConfig};
 use wardseal_testkit::softhsm::{SoftHsm, TokenSpec};
-use wardseal_testkit::{CertificateFiles, TestPki};
+use wardseal_testkit::{CertificateFiles, Postgres, TestPki};
 
 use super::{WARD, epc};
 
@@ -50,6 +50,30 @@ pub(crate) async fn enroll_on_token(pki: &TestPki, hsm: &SoftHsm, patient: &str)
 /// The collector configuration lines holding `patient`'s card.
 pub(crate) fn card_section(patient: &str, uri: &str) -> String {
     format!("[[cards]]\npatient = \"{patient}\"\npkcs11_uri = \"{uri}\"\n")
+}
+
+/// Storage's database in a run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Database {
+    Sqlite,
+    Postgres,
+}
+
+/// The storage setup of a run on `database` (the cluster lives as long as the guard).
+pub(crate) async fn storage_setup(
+    database: Database,
+    pki: &TestPki,
+    dir: &Path,
+    port: u16,
+) -> (StorageSetup, Option<Postgres>) {
+    match database {
+        Database::Sqlite => (StorageSetup::new(pki, dir, port).await, None),
+        Database::Postgres => {
+            let cluster = Postgres::start().unwrap();
+            let setup = StorageSetup::on_postgres(pki, dir, port, cluster.url()).await;
+            (setup, Some(cluster))
+        }
+    }
 }
 
 /// A running storage server.
