@@ -202,6 +202,23 @@ async fn capability(ward: &Ward) {
         .iter()
         .find(|resource| resource["type"] == "Observation")
         .unwrap();
+    // The subscription topics are advertised on the Subscription entry (Backport IG).
+    let subscription = resources
+        .iter()
+        .find(|resource| resource["type"] == "Subscription")
+        .expect("Subscription in the CapabilityStatement");
+    let mut topics: Vec<&str> = subscription["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|extension| extension["valueCanonical"].as_str())
+        .filter_map(|canonical| canonical.rsplit('/').next())
+        .collect();
+    topics.sort_unstable();
+    assert_eq!(
+        topics,
+        ["alert-acknowledged", "alert-raised", "observation-created"]
+    );
     let mut names: Vec<&str> = observation["searchParam"]
         .as_array()
         .unwrap()

@@ -88,9 +88,14 @@ pub fn statement() -> serde_json::Value {
                 "description": "Mutual TLS with a certificate of the hospital CA (CRLs \
                                 checked per request). Staff read the patients assigned to them \
                                 or who consented on chain to their account; a patient's card \
-                                certificate reads that patient's own records.",
+                                certificate reads that patient's own records; an authority reads with the \
+                                patient's on-chain grant to its organisation.",
             },
-            "resource": RESOURCES.iter().map(|definition| resource(definition)).collect::<Vec<_>>(),
+            "resource": RESOURCES
+                .iter()
+                .map(|definition| resource(definition))
+                .chain([crate::subscriptions::topic::capability_resource()])
+                .collect::<Vec<_>>(),
         }],
     })
 }
