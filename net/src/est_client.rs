@@ -373,6 +373,14 @@ fn pem_block(der: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        // The answer comes from the network: any bytes give certificates or an error.
+        #[test]
+        fn any_answer_is_read_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = certs_only("cacerts", &bytes);
+        }
+    }
+
     #[test]
     fn garbage_is_not_a_certs_only_message() {
         assert!(certs_only("cacerts", b"\x30\x03\x02\x01\x01").is_err());

@@ -181,7 +181,10 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
         .map(|p| p.id.clone())
         .unwrap_or_default();
     let nurse = ward.connect_storage(&files.nurse.files).await?;
-    let path = format!("/v1/patients/{patient}/observations?type=heart_rate");
+    // Heart rate (LOINC 8867-4), newest first; `%7C` is the `|` between system and code.
+    let path = format!(
+        "/fhir/Observation?patient={patient}&code=http://loinc.org%7C8867-4&_sort=-date&_count=20"
+    );
     let reply = request(&nurse, hyper::Method::GET, &path, Vec::new()).await?;
     let bundle = json(&reply);
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
@@ -194,7 +197,7 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
             entries.len()
         ),
     )?;
-    for entry in entries.iter().rev().take(3) {
+    for entry in entries.iter().take(3) {
         let resource = &entry["resource"];
         write_line(
             out,
@@ -222,7 +225,9 @@ pub async fn run(ward: &RunningWard, out: &mut dyn Write) -> Result<Outcome, Err
             "  {} (not assigned) GET {path}: {} {}",
             files.other_nurse.id,
             reply.status,
-            json(&reply)["code"].as_str().unwrap_or("")
+            json(&reply)["issue"][0]["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
         ),
     )?;
     outcome.expect(out, reply.status == 403, "another nurse is refused (403)")?;
@@ -327,7 +332,7 @@ pub fn instructions(files: &WardFiles) -> String {
     let patient = files.patients.first().map_or("P-0001", |p| p.id.as_str());
     let mut text = format!(
         "\nThe ward stays up until Ctrl-C. Files: {dir}\n\
-         \nFHIR, as the responsible nurse:\n  curl --cacert {ca} --cert {cert} --key {key} \\\n    '{storage}/v1/patients/{patient}/observations?type=heart_rate'\n",
+         \nFHIR, as the responsible nurse:\n  curl --cacert {ca} --cert {cert} --key {key} \\\n    '{storage}/fhir/Observation?patient={patient}&code=http://loinc.org%7C8867-4&_sort=-date&_count=10'\n",
         dir = files.dir.display(),
         ca = files.ca_bundle.display(),
         cert = nurse.certificate.display(),

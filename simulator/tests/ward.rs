@@ -74,7 +74,7 @@ async fn reading_reaches_the_nurse(cards: CardBackend) {
     );
 
     let nurse = ward.connect_storage(&files.nurse.files).await.unwrap();
-    let path = format!("/v1/patients/{patient}/observations");
+    let path = format!("/fhir/Observation?patient={patient}");
     let deadline = Instant::now() + DELIVERY_LIMIT;
     let bundle: serde_json::Value = loop {
         let reply = nurse

@@ -8,7 +8,8 @@
 //! acted for and its kind, so a later unbinding or revocation does not rewrite history.
 //! `GET /v1/patients/{patient}/visits` lists a patient's visits to the patient
 //! themselves, to responsible staff and to consented authorities (each read logged as
-//! any other). The FHIR API shows each visit as `Encounter/visit-<n>`.
+//! any other). The FHIR API shows each visit as `Encounter/visit-<n>`, and `POST
+//! /fhir/Encounter` records one ([`crate::fhir::visit`]).
 
 use std::str::FromStr;
 
@@ -105,6 +106,74 @@ pub struct VisitRequest {
     pub reason: Option<String>,
 }
 
+/// The code system of `Encounter.class` (HL7 v3 ActCode).
+pub const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+impl VisitRequest {
+    /// The visit a FHIR R4 `Encounter` asks to create (`POST /fhir/Encounter`): `subject`
+    /// a `Patient/<id>` reference, `class` an ActCode from the five above, `period.start`
+    /// (now when absent) and `period.end`, the first `reasonCode` text. The server assigns
+    /// the id, the organisation and the participant from the certificate, so an `id`, a
+    /// `participant` or a `serviceProvider` in the request is refused rather than ignored;
+    /// `status` must agree with the period (`finished` needs an end, `in-progress` none).
+    pub fn from_encounter(encounter: &serde_json::Value) -> Result<Self, Error> {
+        let bad = |message: &str| Error::BadRequest(format!("Encounter: {message}"));
+        if encounter["resourceType"] != "Encounter" {
+            return Err(bad("resourceType must be Encounter"));
+        }
+        for assigned in ["id", "participant", "serviceProvider"] {
+            if encounter.get(assigned).is_some() {
+                return Err(bad(&format!(
+                    "`{assigned}` is assigned by the server from the authority's certificate; leave it out"
+                )));
+            }
+        }
+        let patient = encounter["subject"]["reference"]
+            .as_str()
+            .and_then(|reference| reference.strip_prefix("Patient/"))
+            .ok_or_else(|| bad("subject.reference must be Patient/<id>"))?;
+        let class = &encounter["class"];
+        if let Some(system) = class.get("system")
+            && system != ACT_CODE_SYSTEM
+        {
+            return Err(bad(&format!("class.system must be {ACT_CODE_SYSTEM}")));
+        }
+        let class = class["code"]
+            .as_str()
+            .ok_or_else(|| bad("class.code is missing"))?;
+        let text = |value: &serde_json::Value, what: &str| -> Result<Option<String>, Error> {
+            match value {
+                serde_json::Value::Null => Ok(None),
+                serde_json::Value::String(text) => Ok(Some(text.clone())),
+                _ => Err(bad(&format!("{what} must be a string"))),
+            }
+        };
+        let start = text(&encounter["period"]["start"], "period.start")?;
+        let end = text(&encounter["period"]["end"], "period.end")?;
+        match (encounter["status"].as_str(), &end) {
+            (Some("finished"), Some(_)) | (Some("in-progress") | None, None) => {}
+            (Some("finished"), None) => return Err(bad("a finished visit needs period.end")),
+            (Some("in-progress"), Some(_)) => {
+                return Err(bad("an in-progress visit has no period.end"));
+            }
+            (None, Some(_)) => {}
+            (Some(other), _) => {
+                return Err(bad(&format!(
+                    "status {other:?}: a visit is in-progress or finished"
+                )));
+            }
+        }
+        let reason = text(&encounter["reasonCode"][0]["text"], "reasonCode[0].text")?;
+        Ok(Self {
+            patient: patient.to_owned(),
+            class: class.to_owned(),
+            start,
+            end,
+            reason,
+        })
+    }
+}
+
 fn rfc3339(field: &str, text: &str) -> Result<i64, Error> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -174,6 +243,19 @@ pub async fn record(
         .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
     let request: VisitRequest = serde_json::from_slice(body)
         .map_err(|error| Error::BadRequest(format!("not a visit: {error}")))?;
+    record_request(storage, peer, &request).await
+}
+
+/// Records the visit `request` asks for (from `POST /v1/visits` or a FHIR Encounter) for
+/// an authority certificate with the patient's consent (the decision logged either way);
+/// a refusal stores nothing.
+pub async fn record_request(
+    storage: &Storage,
+    peer: &PeerIdentity,
+    request: &VisitRequest,
+) -> Result<VisitRecord, Error> {
+    peer.require_role(Role::Authority)
+        .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
     let CheckedVisit {
         patient,
         class,
@@ -253,6 +335,43 @@ mod tests {
             end: end.map(Into::into),
             reason: None,
         }
+    }
+
+    #[test]
+    fn a_fhir_encounter_becomes_a_visit_request() {
+        let encounter = serde_json::json!({
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": ACT_CODE_SYSTEM, "code": "AMB"},
+            "subject": {"reference": "Patient/patient-1"},
+            "period": {"start": "2026-12-08T09:30:00Z", "end": "2026-12-08T09:40:00Z"},
+            "reasonCode": [{"text": "blood draw"}]
+        });
+        let request = VisitRequest::from_encounter(&encounter).unwrap();
+        assert_eq!(
+            request,
+            VisitRequest {
+                patient: "patient-1".into(),
+                class: "AMB".into(),
+                start: Some("2026-12-08T09:30:00Z".into()),
+                end: Some("2026-12-08T09:40:00Z".into()),
+                reason: Some("blood draw".into()),
+            }
+        );
+        request.check().unwrap();
+        let refused = |change: &dyn Fn(&mut serde_json::Value)| {
+            let mut changed = encounter.clone();
+            change(&mut changed);
+            VisitRequest::from_encounter(&changed).unwrap_err()
+        };
+        refused(&|e| e["resourceType"] = "Patient".into());
+        refused(&|e| e["id"] = "visit-9".into());
+        refused(&|e| e["participant"] = serde_json::json!([]));
+        refused(&|e| e["subject"]["reference"] = "Group/ward-7".into());
+        refused(&|e| e["class"]["system"] = "http://example.org".into());
+        refused(&|e| e["status"] = "planned".into());
+        refused(&|e| e["period"]["end"] = serde_json::Value::Null);
+        refused(&|e| e["period"]["start"] = 12.into());
     }
 
     #[test]

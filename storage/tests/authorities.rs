@@ -6,6 +6,7 @@
 
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "scenario helpers outside #[test] functions fail the test by panicking"
 )]
 
@@ -346,5 +347,94 @@ async fn scenario(world: &World) {
             .anchored(*root.as_bytes())
             .await
             .unwrap()
+    );
+
+    fhir(world, &lab).await;
+}
+
+/// The visits in the FHIR API: `Encounter/visit-<n>` for the laboratory and the patient,
+/// and fhir-kit-client creating one as the laboratory (schema-validated, in node).
+async fn fhir(world: &World, lab: &CertificateFiles) {
+    world
+        .patient_ledger
+        .grant_authority_access("lab-7")
+        .await
+        .unwrap();
+    let (status, encounter) = world
+        .request(lab, "GET", "/fhir/Encounter/visit-1", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{encounter}");
+    assert_eq!(encounter["resourceType"], "Encounter");
+    assert_eq!(encounter["status"], "finished");
+    assert_eq!(encounter["class"]["code"], "VR");
+    assert_eq!(encounter["subject"]["reference"], "Patient/patient-1");
+    assert_eq!(encounter["serviceProvider"]["identifier"]["value"], "lab-7");
+    assert_eq!(encounter["reasonCode"][0]["text"], "results review");
+    let (status, bundle) = world
+        .request(&world.patient, "GET", "/fhir/Encounter", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let ids: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"visit-1"), "{bundle}");
+    assert!(ids.iter().any(|id| id.starts_with("adm-")), "{bundle}");
+    let (status, body) = world
+        .request(lab, "GET", "/fhir/Encounter/visit-99", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir-js");
+    assert!(
+        dir.join("node_modules/fhir-kit-client").is_dir(),
+        "the FHIR client test's npm packages are missing: run `npm ci` in {} (node is needed)",
+        dir.display()
+    );
+    let base = format!("https://127.0.0.1:{}/fhir", world.address.port());
+    let (ca, lab) = (world.pki.ca_bundle().to_owned(), lab.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(dir.join("authority.mjs"))
+            .env("FHIR_BASE", &base)
+            .env("FHIR_CA", &ca)
+            .env("FHIR_CERT", &lab.certificate)
+            .env("FHIR_KEY", &lab.key)
+            .env("FHIR_PATIENT", "patient-1")
+            .env("FHIR_STRANGER", "patient-2")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|error| panic!("node is needed for the FHIR client test: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the FHIR client test failed:\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(report["created"], "visit-2", "{report}");
+    assert_eq!(report["visits"], 2, "{report}");
+    assert_eq!(
+        report["validated"],
+        serde_json::json!([
+            "Bundle",
+            "CapabilityStatement",
+            "Encounter",
+            "OperationOutcome"
+        ]),
+        "{report}"
+    );
+    let stored = world.storage.store.visit(2).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.class.as_str(), stored.organisation.as_str()),
+        ("AMB", "lab-7")
     );
 }

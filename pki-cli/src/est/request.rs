@@ -108,6 +108,22 @@ fn named_devices(der: &[u8]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        // The body comes from the network: any bytes are a request or a refusal.
+        #[test]
+        fn any_body_is_read_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/pkcs10"),
+            );
+            let _ = EnrollmentRequest::from_body(&headers, &bytes);
+            let _ = named_devices(&bytes);
+            let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes);
+            let _ = EnrollmentRequest::from_body(&headers, encoded.as_bytes());
+        }
+    }
+
     #[test]
     fn device_names_are_epcs_in_any_form() {
         assert_eq!(

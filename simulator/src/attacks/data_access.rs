@@ -19,7 +19,7 @@ impl Attacker<'_> {
             .ward
             .connect_storage(&files.other_nurse.files)
             .await?;
-        let path = format!("/v1/patients/{}/observations", self.base.patient.as_str());
+        let path = format!("/fhir/Observation?patient={}", self.base.patient.as_str());
         let reply = send(&connection, Method::GET, &path, Vec::new()).await?;
         if String::from_utf8_lossy(&reply.body).contains("Observation") {
             findings

@@ -31,10 +31,17 @@ pub(super) async fn send(
         })
 }
 
+/// The machine code of a refusal: the JSON error body's `code`, or a FHIR
+/// OperationOutcome's first issue's wardseal code.
 pub(super) fn error_code(reply: &Reply) -> Option<String> {
     serde_json::from_slice::<serde_json::Value>(&reply.body)
         .ok()
-        .and_then(|json| json["code"].as_str().map(str::to_owned))
+        .and_then(|json| {
+            json["code"]
+                .as_str()
+                .or_else(|| json["issue"][0]["details"]["coding"][0]["code"].as_str())
+                .map(str::to_owned)
+        })
 }
 
 pub(super) fn answer(server: Server, reply: &Reply) -> Observed {

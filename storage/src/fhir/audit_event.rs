@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
-use wardseal_core::identity::Role;
 
 use super::Context;
 use super::bundle::Bundle;
@@ -109,7 +108,7 @@ pub fn render(entry: &AccessEntry) -> serde_json::Value {
 
 /// `GET /fhir/AuditEvent?patient=…`: newest first.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let patient = super::observation::searched_patient(context, &parameters)?;
     let count = parameters.count()?.max(1);
@@ -170,7 +169,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 
 /// `GET /fhir/AuditEvent/{entry}`.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let not_found = || Error::NotFound(format!("AuditEvent/{id}"));
     let number: i64 = id.parse().map_err(|_| not_found())?;
     let entry = context

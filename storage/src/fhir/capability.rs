@@ -36,10 +36,18 @@ fn resource(definition: &ResourceDefinition) -> serde_json::Value {
             entry
         })
         .collect();
+    let mut interactions = vec![
+        serde_json::json!({"code": "read"}),
+        serde_json::json!({"code": "search-type"}),
+    ];
+    // Authorities record visits (`fhir::visit::create`).
+    if definition.kind == super::encounter::DEFINITION.kind {
+        interactions.push(serde_json::json!({"code": "create"}));
+    }
     let mut entry = serde_json::json!({
         "type": definition.kind,
         "documentation": definition.documentation,
-        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "interaction": interactions,
         "searchParam": parameters,
     });
     if !definition.operations.is_empty() {

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 use wardseal_core::hash::Hash;
-use wardseal_core::identity::Role;
 
 use super::Context;
 use super::bundle::Bundle;
@@ -131,7 +130,7 @@ async fn grants(context: &Context<'_>, patient: &str) -> Result<Vec<Grant>, Erro
 
 /// `GET /fhir/Consent?patient=…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let patient = super::observation::searched_patient(context, &parameters)?;
     access::authorize(
@@ -161,7 +160,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 /// `GET /fhir/Consent/{id}`: a patient's card finds it among its own grants; staff among
 /// the grants of the patients they are responsible for.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     for patient in super::patient::readable_patients(context).await? {
         for grant in grants(context, &patient).await? {
             if grant.id() == id {

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 use wardseal_core::epc::Sgtin96;
-use wardseal_core::identity::Role;
 
 use super::Context;
 use super::bundle::Bundle;
@@ -76,12 +75,14 @@ async fn facts(
     patient: String,
     since: i64,
 ) -> Result<DeviceFacts, Error> {
-    let bytes = epc.to_bytes();
-    let registry = context.storage.chain.devices(&[bytes]).await?;
-    let registry_active = registry
-        .get(&bytes)
-        .and_then(Option::as_ref)
-        .is_some_and(|device| device.active);
+    // The assignment names the pure identity, which has no filter value; the registry
+    // keys a tag's 96 bits, filter included: the device is registered under one of them.
+    let tags: Vec<[u8; 12]> = (0..=7)
+        .filter_map(|filter| epc.clone().with_filter(filter).ok())
+        .map(|tag| tag.to_bytes())
+        .collect();
+    let registry = context.storage.chain.devices(&tags).await?;
+    let registry_active = registry.values().flatten().any(|device| device.active);
     let last_heard = context
         .storage
         .store
@@ -98,7 +99,7 @@ async fn facts(
 
 /// `GET /fhir/Device?patient=…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let patient = super::observation::searched_patient(context, &parameters)?;
     access::authorize(
@@ -132,7 +133,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 /// `GET /fhir/Device/{EPC hex}`: readable by whoever may read the patient it is (or was
 /// last) assigned to.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let not_found = || Error::NotFound(format!("Device/{id}"));
     let epc = Sgtin96::from_hex(id).map_err(|_| not_found())?;
     let (patient, since, _) = context

@@ -4,6 +4,9 @@
 //!
 //! Storage keeps a patient's current (or last) stay: a re-admission replaces the earlier
 //! one, whose Encounter is then gone.
+//!
+//! Visits recorded by authorities are Encounters too, id `visit-<n>` ([`super::visit`]):
+//! a search returns a patient's visits with their admission.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,9 +28,11 @@ pub const PHYSICAL_TYPE_SYSTEM: &str =
 pub const DEFINITION: ResourceDefinition = ResourceDefinition {
     kind: "Encounter",
     documentation: "Admissions: id adm-<admission start, µs since the epoch>, status in-progress \
-                    or finished, location ward / room / bed. Without patient, a search covers the \
-                    patients the caller may read (staff: assigned now; a patient's card: \
-                    themselves).",
+                    or finished, location ward / room / bed. Visits by authorities: id \
+                    visit-<n>, class AMB/VR/HH/FLD/EMER, serviceProvider the organisation; an \
+                    authority creates one (POST, with the patient's on-chain consent). Without \
+                    patient, a search covers the patients the caller may read (staff: assigned \
+                    now; a patient's card: themselves).",
     parameters: &[
         search::PATIENT,
         ParameterDefinition {
@@ -86,7 +91,7 @@ pub fn render(admission: &AdmissionRecord) -> serde_json::Value {
 
 /// `GET /fhir/Encounter?…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let mut statuses: Option<Vec<&str>> = None;
     for value in parameters.all("status") {
@@ -97,7 +102,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
         {
             return Err(search::bad(
                 "status",
-                &format!("{unknown:?}: admissions are in-progress or finished"),
+                &format!("{unknown:?}: admissions and visits are in-progress or finished"),
             ));
         }
         statuses = Some(match statuses {
@@ -118,6 +123,9 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
             "FHIR Encounter search",
         )
         .await?;
+        // Visits before the admission: a reader that takes a patient's place from the
+        // last in-progress Encounter it sees (the ward screen) still gets the bed.
+        entries.extend(super::visit::entries(context, &patient, statuses.as_deref()).await?);
         let Some(admission) = context.storage.store.admission_record(&patient).await? else {
             continue;
         };
@@ -144,9 +152,12 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
     )))
 }
 
-/// `GET /fhir/Encounter/adm-{n}`.
+/// `GET /fhir/Encounter/adm-{n}` (and `visit-{n}`, [`super::visit`]).
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    if id.starts_with("visit-") {
+        return super::visit::read(context, id).await;
+    }
+    context.require(super::READERS)?;
     let not_found = || Error::NotFound(format!("Encounter/{id}"));
     let number: i64 = id
         .strip_prefix("adm-")

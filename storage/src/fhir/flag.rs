@@ -20,7 +20,6 @@ use http_body_util::Full;
 use hyper::Response;
 use wardseal_core::alert::{Alert, AlertId, AlertKind, AlertState, Priority};
 use wardseal_core::epc::Sgtin96;
-use wardseal_core::identity::Role;
 
 use super::Context;
 use super::bundle::Bundle;
@@ -157,7 +156,7 @@ pub fn render(alert: &Alert) -> serde_json::Value {
 
 /// `GET /fhir/Flag?…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let mut wanted: Option<Vec<bool>> = None;
     for value in parameters.all("status") {
@@ -219,7 +218,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 
 /// `GET /fhir/Flag/{alert id}`.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let not_found = || Error::NotFound(format!("Flag/{id}"));
     let alert_id = AlertId::from_hex(id).ok_or_else(not_found)?;
     let alert = crate::alerts::load(&context.storage.store, &alert_id)

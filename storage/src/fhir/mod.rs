@@ -35,6 +35,7 @@ pub mod outcome;
 pub mod patient;
 pub mod provenance;
 pub mod search;
+pub mod visit;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -58,6 +59,11 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 pub const FHIR_VERSION: &str = "4.0.1";
 /// The path every FHIR route starts with.
 pub const BASE_PATH: &str = "/fhir";
+
+/// The roles that may read patient data through FHIR (each read is then checked against
+/// the patient by [`crate::access::authorize`]: staff by assignment or consent, a
+/// patient's card for their own records, an authority by the patient's on-chain grant).
+pub const READERS: &[Role] = &[Role::Staff, Role::Patient, Role::Authority];
 
 /// What every FHIR handler gets: the server, the caller, the query and how to answer.
 #[derive(Debug)]
@@ -180,6 +186,11 @@ async fn dispatch(
         (Method::GET, ["Patient", id]) => patient::read(&context, id).await,
         (Method::GET, ["Encounter"]) => encounter::search(&context).await,
         (Method::GET, ["Encounter", id]) => encounter::read(&context, id).await,
+        (Method::POST, ["Encounter"]) => {
+            let body =
+                wardseal_net::wire::read_body(request.into_body(), crate::api::BODY_LIMIT).await?;
+            visit::create(&context, &body).await
+        }
         (Method::GET, ["Device"]) => device::search(&context).await,
         (Method::GET, ["Device", id]) => device::read(&context, id).await,
         (Method::GET, ["Flag"]) => flag::search(&context).await,
@@ -220,8 +231,8 @@ pub fn base_url<B>(request: &Request<B>) -> String {
         )
 }
 
-/// Refuses a request for anything but JSON: `_format` naming another format is a 415,
-/// an `Accept` header that admits no JSON a 406-like refusal with the same outcome.
+/// Refuses a request for anything but JSON (415): `_format` naming another format, or an
+/// `Accept` header that admits no JSON.
 fn check_format(request: &Request<Incoming>, query: &[(String, String)]) -> Result<(), Error> {
     for (_, format) in query.iter().filter(|(name, _)| name == "_format") {
         if !is_json(format) {

@@ -471,7 +471,7 @@ fn newest_first(parameters: &Parameters) -> Result<bool, Error> {
 
 /// `GET /fhir/Observation?…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let patient = searched_patient(context, &parameters)?;
     let search = reading_search(&parameters, patient)?;
@@ -632,7 +632,7 @@ pub async fn alias(
 
 /// `GET /fhir/Observation/{leaf hash}`.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let leaf = hex::decode(id)
         .ok()
         .filter(|bytes| bytes.len() == 32)

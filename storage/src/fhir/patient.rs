@@ -59,7 +59,7 @@ async fn admitted(context: &Context<'_>, patient: &str) -> Result<bool, Error> {
 
 /// `GET /fhir/Patient?…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let patients = match parameters.one("_id")? {
         Some(id) => vec![id.to_owned()],
@@ -92,7 +92,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 
 /// `GET /fhir/Patient/{id}`.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     access::authorize(
         context.storage,
         context.peer,

@@ -18,7 +18,6 @@ use http_body_util::Full;
 use hyper::Response;
 use wardseal_core::batch::BatchHeader;
 use wardseal_core::hash::Hash;
-use wardseal_core::identity::Role;
 
 use super::Context;
 use super::bundle::Bundle;
@@ -164,7 +163,7 @@ async fn proof(context: &Context<'_>, leaf: &[u8]) -> Result<Option<ProofDocumen
 
 /// `GET /fhir/Provenance?target=Observation/<leaf>` or `?patient=…`.
 pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let parameters = Parameters::parse(&DEFINITION, &context.query, context.lenient)?;
     let store = &context.storage.store;
     let mut entries = Vec::new();
@@ -222,7 +221,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
 
 /// `GET /fhir/Provenance/{header hash}`.
 pub async fn read(context: &Context<'_>, id: &str) -> Result<Response<Full<Bytes>>, Error> {
-    context.require(&[Role::Staff, Role::Patient])?;
+    context.require(super::READERS)?;
     let not_found = || Error::NotFound(format!("Provenance/{id}"));
     let hash = hex::decode(id)
         .ok()

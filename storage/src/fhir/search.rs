@@ -6,7 +6,7 @@
 //! is written from the same lists ([`super::capability`]).
 
 use time::format_description::well_known::Rfc3339;
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use crate::error::{Error, FhirError};
 
@@ -477,7 +477,6 @@ pub fn period(text: &str) -> Option<(i64, i64)> {
                 &text[offset_at..]
             );
             let time = OffsetDateTime::parse(&normalised, &Rfc3339).ok()?;
-            let _: UtcOffset = time.offset();
             let length: i64 = match fraction {
                 None if seconds_given => 1_000_000,
                 None => 60_000_000,

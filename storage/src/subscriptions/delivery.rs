@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::Method;
 use rustls::pki_types::CertificateDer;
-use wardseal_core::identity::Role;
 use wardseal_net::client::{Client, ClientOptions, ClientTlsSettings, Endpoint};
 use wardseal_net::peer::PeerIdentity;
 
@@ -74,20 +73,6 @@ pub(crate) async fn readable(
                 )
                 .await?;
             false
-        } else if peer.role() == Role::Patient {
-            let own = subscription.owner == patient;
-            storage
-                .store
-                .log_access(
-                    &subscription.owner,
-                    &subscription.owner_role,
-                    patient,
-                    &description,
-                    own,
-                    if own { "self" } else { "not_responsible" },
-                )
-                .await?;
-            own
         } else {
             match crate::access::authorize(storage, &peer, patient, &description).await {
                 Ok(()) => true,

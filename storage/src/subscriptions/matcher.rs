@@ -16,12 +16,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 use tokio::sync::broadcast;
 use wardseal_core::alert::{Alert, AlertEvent, AlertId, AlertState};
 use wardseal_core::hash::Hash;
+use wardseal_core::identity::Role;
 use wardseal_core::reading::DataType;
 
 use super::records::{self, BATCH_CURSOR, NewEvent, Subscription};
@@ -29,7 +30,7 @@ use super::render;
 use super::topic::Topic;
 use crate::api::Storage;
 use crate::error::Error;
-use crate::events::StoredEvent;
+use crate::events::{StoredEvent, StoredReadings};
 use crate::store::now_micros;
 
 /// The longest a recorded batch waits for the matcher when no wake-up arrives.
@@ -38,12 +39,20 @@ pub const POLL: Duration = Duration::from_secs(1);
 pub const ALERT_RESCAN: Duration = Duration::from_secs(15 * 60);
 /// Batch-log entries matched per transaction.
 const BATCHES_PER_ROUND: i64 = 256;
+/// The longest the matcher's batch-log position goes unwritten.
+const CURSOR_WRITE: Duration = Duration::from_secs(1);
+/// Announced batches whose readings the matcher keeps at most.
+const RECENT_BATCHES: usize = 4096;
 
 /// Matches until the task is aborted.
 pub(crate) async fn run(storage: Arc<Storage>, mut hub: broadcast::Receiver<StoredEvent>) {
+    let mut memory = Memory::default();
     let rescan_from = now_micros() - micros(ALERT_RESCAN);
     report(rescan_alerts(&storage, rescan_from).await, "rescan alerts");
-    report(match_batches(&storage).await, "match stored batches");
+    report(
+        match_batches(&storage, &mut memory).await,
+        "match stored batches",
+    );
     let mut poll = tokio::time::interval(POLL);
     loop {
         let mut batches = false;
@@ -52,7 +61,7 @@ pub(crate) async fn run(storage: Arc<Storage>, mut hub: broadcast::Receiver<Stor
         tokio::select! {
             _ = poll.tick() => batches = true,
             received = hub.recv() => {
-                sort(received, &mut batches, &mut alerts, &mut missed);
+                sort(received, &mut batches, &mut alerts, &mut missed, &mut memory);
                 // Take whatever else is waiting, so a burst is matched in one round.
                 loop {
                     match hub.try_recv() {
@@ -67,6 +76,7 @@ pub(crate) async fn run(storage: Arc<Storage>, mut hub: broadcast::Receiver<Stor
                             &mut batches,
                             &mut alerts,
                             &mut missed,
+                            &mut memory,
                         ),
                     }
                 }
@@ -78,13 +88,43 @@ pub(crate) async fn run(storage: Arc<Storage>, mut hub: broadcast::Receiver<Stor
             report(rescan_alerts(&storage, from).await, "rescan alerts");
             batches = true;
         }
-        for event in alerts {
-            report(match_alert(&storage, &event).await, "match an alert");
+        // An alert event that could not be recorded is tried again each round.
+        memory.alerts.extend(alerts);
+        let pending = std::mem::take(&mut memory.alerts);
+        for event in pending {
+            if let Err(error) = match_alert(&storage, &event).await {
+                tracing::warn!(%error, "subscriptions: recording an alert event failed; retrying");
+                memory.alerts.push(event);
+            }
+        }
+        if !memory.alerts.is_empty() {
+            batches = true;
         }
         if batches {
-            report(match_batches(&storage).await, "match stored batches");
+            report(
+                match_batches(&storage, &mut memory).await,
+                "match stored batches",
+            );
         }
     }
+}
+
+/// What the matcher keeps between rounds.
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    /// The batch-log position reached. Written to the database with the events of a
+    /// round that records some, and at least every [`CURSOR_WRITE`] otherwise: after a
+    /// crash the batches since the written position are looked at again, and those gave
+    /// no event (a batch that gave events moved the written position in the same
+    /// transaction).
+    cursor: Option<i64>,
+    /// When the position was last written.
+    written: Option<Instant>,
+    /// The readings of batches the hub announced and the matcher has not reached yet
+    /// (saves reading them back from the database).
+    recent: HashMap<Hash, Arc<StoredReadings>>,
+    /// Alert events not recorded yet (the database failed): tried again each round.
+    alerts: Vec<Arc<AlertEvent>>,
 }
 
 fn sort(
@@ -92,9 +132,15 @@ fn sort(
     batches: &mut bool,
     alerts: &mut Vec<Arc<AlertEvent>>,
     missed: &mut bool,
+    memory: &mut Memory,
 ) {
     match received {
-        Ok(StoredEvent::Readings(_)) => *batches = true,
+        Ok(StoredEvent::Readings(stored)) => {
+            *batches = true;
+            if memory.recent.len() < RECENT_BATCHES {
+                memory.recent.insert(stored.header_hash, stored);
+            }
+        }
         Ok(StoredEvent::Alert(event)) => alerts.push(event),
         Err(broadcast::error::RecvError::Lagged(_)) => *missed = true,
         // The hub outlives the matcher; if it is gone, the timer still polls.
@@ -120,8 +166,20 @@ pub(crate) async fn may_read(
     subscription: &Subscription,
     patient: &str,
 ) -> Result<bool, Error> {
-    if subscription.owner_role == wardseal_core::identity::Role::Patient.name() {
+    if subscription.owner_role == Role::Patient.name() {
         return Ok(subscription.owner == patient);
+    }
+    if subscription.owner_role == Role::Authority.name() {
+        let Some(account) = storage.store.patient_account(patient).await? else {
+            return Ok(false);
+        };
+        return Ok(matches!(
+            storage
+                .chain
+                .authority_decision(&subscription.owner, account)
+                .await?,
+            wardseal_contracts::AuthorityDecision::Allowed { .. }
+        ));
     }
     if storage
         .store
@@ -206,10 +264,11 @@ fn wanted_types(subscription: &Subscription) -> Option<HashSet<u16>> {
 }
 
 /// Records the events of every batch stored since the cursor; returns how many.
-pub(crate) async fn match_batches(storage: &Storage) -> Result<usize, Error> {
+pub(crate) async fn match_batches(storage: &Storage, memory: &mut Memory) -> Result<usize, Error> {
     let mut recorded = 0;
     loop {
-        let cursor = records::cursor(&storage.store, BATCH_CURSOR).await?;
+        let written = records::cursor(&storage.store, BATCH_CURSOR).await?;
+        let cursor = memory.cursor.unwrap_or(written).max(written);
         let batches = sqlx::query(
             "SELECT l.entry, l.header_hash, b.patient, l.stored_at FROM batch_log l \
              JOIN batches b ON b.header_hash = l.header_hash \
@@ -221,6 +280,22 @@ pub(crate) async fn match_batches(storage: &Storage) -> Result<usize, Error> {
         .await
         .map_err(|error| Error::database("read the batch log for subscriptions", error))?;
         let Some(last) = batches.last() else {
+            if memory.cursor.is_some_and(|cursor| cursor > written)
+                && memory.written.is_none_or(|at| at.elapsed() >= CURSOR_WRITE)
+            {
+                let mut transaction = storage
+                    .store
+                    .pool()
+                    .begin()
+                    .await
+                    .map_err(|error| Error::database("begin", error))?;
+                records::set_cursor(&mut transaction, BATCH_CURSOR, cursor).await?;
+                transaction
+                    .commit()
+                    .await
+                    .map_err(|error| Error::database("commit the subscription cursor", error))?;
+                memory.written = Some(Instant::now());
+            }
             return Ok(recorded);
         };
         let read = |error| Error::database("read the batch log for subscriptions", error);
@@ -235,6 +310,16 @@ pub(crate) async fn match_batches(storage: &Storage) -> Result<usize, Error> {
         if subscriptions.is_empty() {
             // Nobody listens: skip the whole log at once.
             last = newest.unwrap_or(last).max(last);
+            memory.recent.clear();
+        }
+        // This round's announced batches (the rest stay for a later round).
+        let mut announced: HashMap<Hash, Arc<StoredReadings>> = HashMap::new();
+        for batch in &batches {
+            let header_hash: Vec<u8> = batch.try_get(1).map_err(read)?;
+            let hash = crate::store::hash_from(&header_hash);
+            if let Some(stored) = memory.recent.remove(&hash) {
+                announced.insert(hash, stored);
+            }
         }
         let mut events: HashMap<String, Vec<NewEvent>> = HashMap::new();
         let mut entitled = HashMap::new();
@@ -251,18 +336,54 @@ pub(crate) async fn match_batches(storage: &Storage) -> Result<usize, Error> {
                 }
                 let filters: Vec<Option<HashSet<u16>>> =
                     targets.iter().map(|s| wanted_types(s)).collect();
-                let readings = sqlx::query(
-                    "SELECT leaf_hash, data_type, canonical FROM readings \
-                     WHERE batch_hash = $1 ORDER BY position",
-                )
-                .bind(header_hash)
-                .fetch_all(storage.store.pool())
-                .await
-                .map_err(|error| Error::database("read a batch's readings", error))?;
-                for reading in readings {
-                    let leaf: Vec<u8> = reading.try_get(0).map_err(read)?;
-                    let data_type: i64 = reading.try_get(1).map_err(read)?;
-                    let data_type = u16::try_from(data_type).unwrap_or(u16::MAX);
+                // When every target filters by code, only their data types are read.
+                let union: Option<HashSet<u16>> = if filters.iter().all(Option::is_some) {
+                    Some(filters.iter().flatten().flatten().copied().collect())
+                } else {
+                    None
+                };
+                let only = match &union {
+                    Some(codes) if codes.is_empty() => continue,
+                    Some(codes) => {
+                        let mut list: Vec<String> = codes.iter().map(u16::to_string).collect();
+                        list.sort_unstable();
+                        format!(" AND data_type IN ({})", list.join(", "))
+                    }
+                    None => String::new(),
+                };
+                let hash = crate::store::hash_from(&header_hash);
+                let readings: Vec<(Hash, u16, Vec<u8>)> = match announced.get(&hash) {
+                    Some(stored) => stored
+                        .readings
+                        .iter()
+                        .filter(|row| {
+                            union
+                                .as_ref()
+                                .is_none_or(|codes| codes.contains(&row.data_type))
+                        })
+                        .map(|row| (row.leaf_hash, row.data_type, row.canonical.clone()))
+                        .collect(),
+                    None => sqlx::query(&format!(
+                        "SELECT leaf_hash, data_type, canonical FROM readings \
+                         WHERE batch_hash = $1{only} ORDER BY position"
+                    ))
+                    .bind(header_hash)
+                    .fetch_all(storage.store.pool())
+                    .await
+                    .map_err(|error| Error::database("read a batch's readings", error))?
+                    .iter()
+                    .map(|row| {
+                        let leaf: Vec<u8> = row.try_get(0).map_err(read)?;
+                        let data_type: i64 = row.try_get(1).map_err(read)?;
+                        Ok((
+                            crate::store::hash_from(&leaf),
+                            u16::try_from(data_type).unwrap_or(u16::MAX),
+                            row.try_get(2).map_err(read)?,
+                        ))
+                    })
+                    .collect::<Result<_, Error>>()?,
+                };
+                for (leaf, data_type, canonical) in readings {
                     let wanted: Vec<&Subscription> = targets
                         .iter()
                         .zip(&filters)
@@ -276,8 +397,7 @@ pub(crate) async fn match_batches(storage: &Storage) -> Result<usize, Error> {
                     if wanted.is_empty() {
                         continue;
                     }
-                    let canonical: Vec<u8> = reading.try_get(2).map_err(read)?;
-                    let leaf_hex = hex::encode(&leaf);
+                    let leaf_hex = leaf.to_string();
                     let Some(observation) = render::observation(&patient, &canonical, &leaf_hex)
                     else {
                         tracing::error!(leaf = leaf_hex, "a stored reading does not decode");
@@ -299,6 +419,10 @@ pub(crate) async fn match_batches(storage: &Storage) -> Result<usize, Error> {
                 }
             }
         }
+        if events.is_empty() && memory.written.is_some_and(|at| at.elapsed() < CURSOR_WRITE) {
+            memory.cursor = Some(last);
+            continue;
+        }
         let mut transaction = storage
             .store
             .pool()
@@ -313,6 +437,8 @@ pub(crate) async fn match_batches(storage: &Storage) -> Result<usize, Error> {
             .commit()
             .await
             .map_err(|error| Error::database("commit the subscription events", error))?;
+        memory.cursor = Some(last);
+        memory.written = Some(Instant::now());
         if !events.is_empty() {
             storage.subscriptions.wake();
         }

@@ -58,14 +58,16 @@ use wardseal_core::identity::Role;
 use wardseal_net::peer::PeerIdentity;
 use wardseal_net::wire::{bytes_response, read_body};
 
-use crate::api::{Storage, to_wire};
+use crate::api::Storage;
 use crate::error::{AccessRefusal, Error};
 use crate::store::now_micros;
 use records::Subscription;
 use resource::{ChannelKind, Content, NotificationType, Status};
 
 /// The FHIR media type.
-pub const FHIR_JSON: &str = "application/fhir+json";
+pub use crate::fhir::FHIR_JSON;
+/// Who may subscribe: whoever may read patient data through `/fhir`.
+pub const SUBSCRIBERS: &[Role] = &[Role::Staff, Role::Patient, Role::Authority];
 /// The largest Subscription body accepted.
 const BODY_LIMIT: usize = 64 * 1024;
 /// The most events one `$events` answer returns.
@@ -184,26 +186,9 @@ pub async fn respond(
     }
 }
 
-/// An error as an `OperationOutcome` with the status [`to_wire`] gives it.
+/// An error as an `OperationOutcome`, as the rest of `/fhir` answers it.
 pub fn outcome(error: &Error) -> Response<Full<Bytes>> {
-    let wire = to_wire(error);
-    let code = match wire.status {
-        StatusCode::BAD_REQUEST => "invalid",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not-found",
-        StatusCode::SERVICE_UNAVAILABLE => "transient",
-        _ => "exception",
-    };
-    let body = json!({
-        "resourceType": "OperationOutcome",
-        "issue": [{
-            "severity": "error",
-            "code": code,
-            "details": {"text": wire.message},
-            "diagnostics": wire.code,
-        }]
-    });
-    fhir_response(wire.status, &body)
+    crate::fhir::outcome::response(error)
 }
 
 /// The guard of `mutex`, also after a panic elsewhere (the maps it guards stay usable).
@@ -304,9 +289,9 @@ async fn route(
     }
 }
 
-/// The subject id of the caller, who must be a clinician or a patient.
+/// The subject id of the caller, who must be one of the [`SUBSCRIBERS`].
 fn owner(peer: &PeerIdentity) -> Result<String, Error> {
-    peer.require_any_role(&[Role::Staff, Role::Patient])
+    peer.require_any_role(SUBSCRIBERS)
         .map_err(|error| Error::Access(AccessRefusal::Role(error)))?;
     peer.identity
         .subject_id()
@@ -330,23 +315,7 @@ async fn owned(storage: &Storage, id: &str, peer: &PeerIdentity) -> Result<Subsc
 
 /// The FHIR base the client reached (`https://host:port/fhir`), for references.
 fn base_url(request: &Request<Incoming>) -> String {
-    let host = request
-        .uri()
-        .authority()
-        .map(|authority| authority.as_str().to_owned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(hyper::header::HOST)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        })
-        .filter(|host| {
-            host.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("https://{host}/fhir")
+    crate::fhir::base_url(request)
 }
 
 fn random_id() -> String {
@@ -385,7 +354,7 @@ async fn create(
             )
             .await?;
         }
-        // Every patient the clinician may read, decided per event.
+        // Every patient the clinician (or authority) may read, decided per event.
         (_, None) => {}
     }
     let now = now_micros();

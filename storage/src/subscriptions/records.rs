@@ -303,6 +303,14 @@ pub(crate) async fn record(
     id: &str,
     events: &[NewEvent],
 ) -> Result<usize, Error> {
+    // A write first: SQLite takes its write lock here (waiting for it as configured),
+    // before this transaction has read anything a concurrent writer could make stale;
+    // PostgreSQL locks the subscription's row, so event numbers are taken one at a time.
+    sqlx::query("UPDATE subscriptions SET events = events WHERE id = $1")
+        .bind(id.to_owned())
+        .execute(&mut **transaction)
+        .await
+        .map_err(|error| Error::database("lock the subscription's events", error))?;
     let mut fresh = Vec::with_capacity(events.len());
     for event in events {
         let seen: Option<i64> = sqlx::query_scalar(

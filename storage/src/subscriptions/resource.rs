@@ -696,6 +696,132 @@ mod tests {
         assert!(Request::parse(br#"{"resourceType":"Patient"}"#).is_err());
     }
 
+    fn stored() -> Subscription {
+        Subscription {
+            id: "abc".into(),
+            owner: "nurse-1".into(),
+            owner_role: "staff".into(),
+            owner_certificate: Vec::new(),
+            base_url: "https://storage:8443/fhir".into(),
+            topic: Topic::ObservationCreated,
+            filters: Filters {
+                patient: Some("patient-7".into()),
+                code: None,
+            },
+            channel: Channel {
+                kind: ChannelKind::RestHook,
+                endpoint: Some("https://127.0.0.1:9443/hook".into()),
+                content: Content::FullResource,
+                heartbeat_secs: Some(60),
+                max_count: 10,
+            },
+            reason: "ward round".into(),
+            end_at: None,
+            status: Status::Active,
+            error: None,
+            created_at: 0,
+            events: 7,
+            delivered: 5,
+            attempts: 0,
+            next_attempt_at: 0,
+        }
+    }
+
+    fn event(number: i64) -> Event {
+        Event {
+            number,
+            at: 1_800_000_000_000_000,
+            patient: "patient-7".into(),
+            focus_type: "Observation".into(),
+            focus_id: format!("leaf{number}"),
+            resource: json!({"resourceType": "Observation", "id": format!("leaf{number}")})
+                .to_string(),
+        }
+    }
+
+    #[test]
+    fn a_notification_is_a_history_bundle_with_the_status_first() {
+        let subscription = stored();
+        let events = [event(6), event(7)];
+        let bundle = notification(
+            &subscription,
+            NotificationType::EventNotification,
+            &events,
+            Content::FullResource,
+            1_800_000_000_000_000,
+        );
+        assert_eq!(bundle["type"], "history");
+        let entries = bundle["entry"].as_array().unwrap();
+        assert_eq!(entries.len(), 3);
+        let status = &entries[0]["resource"];
+        assert_eq!(status["resourceType"], "Parameters");
+        let parameter = |name: &str| -> Vec<Value> {
+            status["parameter"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["name"] == name)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(parameter("type")[0]["valueCode"], "event-notification");
+        assert_eq!(
+            parameter("events-since-subscription-start")[0]["valueString"],
+            "7"
+        );
+        assert_eq!(
+            parameter("subscription")[0]["valueReference"]["reference"],
+            "https://storage:8443/fhir/Subscription/abc"
+        );
+        let numbers: Vec<Value> = parameter("notification-event")
+            .iter()
+            .map(|event| event["part"][0]["valueString"].clone())
+            .collect();
+        assert_eq!(numbers, [json!("6"), json!("7")]);
+        assert_eq!(
+            entries[1]["fullUrl"],
+            "https://storage:8443/fhir/Observation/leaf6"
+        );
+        assert_eq!(entries[1]["resource"]["id"], "leaf6");
+        assert_eq!(entries[1]["request"]["method"], "POST");
+        // id-only drops the resources, empty drops the entries and the focus too.
+        let id_only = notification(
+            &subscription,
+            NotificationType::EventNotification,
+            &events,
+            Content::IdOnly,
+            0,
+        );
+        assert!(id_only["entry"][1].get("resource").is_none());
+        let empty = notification(
+            &subscription,
+            NotificationType::EventNotification,
+            &events,
+            Content::Empty,
+            0,
+        );
+        assert_eq!(empty["entry"].as_array().unwrap().len(), 1);
+        assert!(!empty.to_string().contains("\"focus\""));
+    }
+
+    #[test]
+    fn a_stored_subscription_reads_back_as_a_backport_subscription() {
+        let resource = subscription(&stored(), 0);
+        assert_eq!(resource["criteria"], Topic::ObservationCreated.canonical());
+        assert_eq!(
+            resource["_criteria"]["extension"][0]["valueString"],
+            "Observation?patient=Patient/patient-7"
+        );
+        assert_eq!(
+            resource["channel"]["endpoint"],
+            "https://127.0.0.1:9443/hook"
+        );
+        assert_eq!(resource["status"], "active");
+        let reposted = Request::parse(&serde_json::to_vec(&resource).unwrap()).unwrap();
+        assert_eq!(reposted.filters, stored().filters);
+        assert_eq!(reposted.channel, stored().channel);
+    }
+
     #[test]
     fn uuids_are_version_4() {
         let id = uuid();
