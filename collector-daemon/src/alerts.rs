@@ -386,111 +386,122 @@ async fn watch_cards(
 /// in `raised`), and whatever the outbox holds (left by a crash, a full hand-off or a
 /// failed push) every second, or with backoff (100 ms doubling to 5 s) while storage
 /// does not acknowledge. An alert leaves the outbox only on storage's 2xx.
+///
+/// Each push is a task of its own (at most [`SEND_AT_ONCE`] in flight): an alert never
+/// waits for the answer to an earlier one (storage answers after writing the alert and
+/// its access-log entry) nor for the outbox delete that follows an answer.
 pub async fn send(alerts: Alerts, client: Client, mut raised: Raised, stop: Arc<Notify>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(SEND_AT_ONCE));
+    let in_flight: Arc<Mutex<HashSet<Hash>>> = Arc::default();
+    let (done, mut answers) = mpsc::unbounded_channel::<Option<String>>();
+    let mut pushes = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
-    // The outbox is read at start (alerts of a previous run), then after a failure or
-    // every second.
-    let mut scan = true;
+    // The outbox is read at start (alerts of a previous run), then every second, or with
+    // backoff after a failure.
+    let mut next_scan = tokio::time::Instant::now();
     loop {
-        let batch = if scan {
-            scan = false;
-            match alerts.spool.queued_alerts(SEND_AT_ONCE).await {
-                Ok(queued) => queued,
-                Err(error) => {
-                    tracing::error!(%error, "reading the alert outbox failed");
-                    Vec::new()
-                }
-            }
-        } else {
-            let first = tokio::select! {
-                () = stop.notified() => return,
-                fresh = raised.0.recv() => fresh,
-                () = tokio::time::sleep(Duration::from_secs(1)) => None,
-            };
-            match first {
-                Some(first) => {
-                    let mut batch = vec![first];
-                    while batch.len() < SEND_AT_ONCE {
-                        match raised.0.try_recv() {
-                            Ok(more) => batch.push(more),
-                            Err(_) => break,
-                        }
+        // Finished pushes are reaped as they come (their answers arrive on `answers`).
+        while pushes.try_join_next().is_some() {}
+        let fresh = tokio::select! {
+            () = stop.notified() => return,
+            fresh = raised.0.recv() => fresh,
+            answer = answers.recv() => {
+                match answer.flatten() {
+                    None if failing => {
+                        tracing::info!("alerts reach storage again");
+                        failing = false;
+                        backoff = Duration::from_millis(100);
+                        next_scan = tokio::time::Instant::now();
                     }
-                    batch
+                    None => {}
+                    Some(error) => {
+                        if !failing {
+                            tracing::warn!(
+                                error,
+                                "sending alerts to storage failed; they stay in the outbox, retrying with backoff up to 5 s"
+                            );
+                        }
+                        failing = true;
+                        next_scan = tokio::time::Instant::now() + backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
-                None => {
-                    scan = true;
-                    continue;
+                continue;
+            }
+            () = tokio::time::sleep_until(next_scan) => None,
+        };
+        let batch = match fresh {
+            Some(first) => {
+                let mut batch = vec![first];
+                while batch.len() < SEND_AT_ONCE {
+                    match raised.0.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            }
+            None => {
+                next_scan = tokio::time::Instant::now()
+                    + if failing {
+                        backoff
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                match alerts.spool.queued_alerts(SEND_AT_ONCE).await {
+                    Ok(queued) => queued,
+                    Err(error) => {
+                        tracing::error!(%error, "reading the alert outbox failed");
+                        Vec::new()
+                    }
                 }
             }
         };
-        if batch.is_empty() {
-            continue;
-        }
-        let full = batch.len() == SEND_AT_ONCE;
-        match push(&alerts, &client, batch).await {
-            None => {
-                if failing {
-                    tracing::info!("alerts reach storage again");
-                }
-                failing = false;
-                backoff = Duration::from_millis(100);
-                // A full page may have more behind it.
-                scan = full;
+        for queued in batch {
+            if let Ok(mut flying) = in_flight.lock()
+                && !flying.insert(queued.id)
+            {
+                continue;
             }
-            Some(error) => {
-                if !failing {
-                    tracing::warn!(
-                        error,
-                        "sending alerts to storage failed; they stay in the outbox, retrying with backoff up to 5 s"
-                    );
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                return;
+            };
+            let alerts = alerts.clone();
+            let client = client.clone();
+            let in_flight = Arc::clone(&in_flight);
+            let done = done.clone();
+            pushes.spawn(async move {
+                let id = queued.id;
+                let answer = push(&alerts, &client, queued).await;
+                if let Ok(mut flying) = in_flight.lock() {
+                    flying.remove(&id);
                 }
-                failing = true;
-                scan = true;
-                tokio::select! {
-                    () = stop.notified() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+                drop(permit);
+                let _ = done.send(answer);
+            });
         }
     }
 }
 
-/// Pushes `batch` to storage at once; removes each acknowledged alert from the outbox.
-/// Returns the first failure.
-async fn push(alerts: &Alerts, client: &Client, batch: Vec<QueuedAlert>) -> Option<String> {
-    let mut sending = tokio::task::JoinSet::new();
-    for queued in batch {
-        let client = client.clone();
-        sending.spawn(async move {
-            let reply = client
-                .send(Method::POST, "/v1/alerts", Bytes::from(queued.alert))
-                .await;
-            (queued.id, reply)
-        });
-    }
-    let mut failure = None;
-    while let Some(joined) = sending.join_next().await {
-        let Ok((id, reply)) = joined else { continue };
-        match reply {
-            Ok(reply) if (200..300).contains(&reply.status) => {
-                if let Err(error) = alerts.spool.forget_alert(id).await {
-                    tracing::error!(%error, "removing a delivered alert from the outbox failed");
-                }
+/// Pushes one alert to storage; removes it from the outbox once storage acknowledged it.
+/// Returns the failure, if any.
+async fn push(alerts: &Alerts, client: &Client, queued: QueuedAlert) -> Option<String> {
+    let reply = client
+        .send(Method::POST, "/v1/alerts", Bytes::from(queued.alert))
+        .await;
+    match reply {
+        Ok(reply) if (200..300).contains(&reply.status) => {
+            if let Err(error) = alerts.spool.forget_alert(queued.id).await {
+                tracing::error!(%error, "removing a delivered alert from the outbox failed");
             }
-            Ok(reply) => {
-                failure.get_or_insert(format!(
-                    "storage answered {}: {}",
-                    reply.status,
-                    String::from_utf8_lossy(&reply.body)
-                ));
-            }
-            Err(error) => {
-                failure.get_or_insert(error.to_string());
-            }
+            None
         }
+        Ok(reply) => Some(format!(
+            "storage answered {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        )),
+        Err(error) => Some(error.to_string()),
     }
-    failure
 }
