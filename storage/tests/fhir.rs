@@ -206,7 +206,7 @@ async fn capability(ward: &Ward) {
     let subscription = resources
         .iter()
         .find(|resource| resource["type"] == "Subscription")
-        .expect("Subscription in the CapabilityStatement");
+        .unwrap();
     let mut topics: Vec<&str> = subscription["extension"]
         .as_array()
         .unwrap()
