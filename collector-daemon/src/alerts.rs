@@ -387,7 +387,7 @@ async fn watch_cards(
 /// failed push) every second, or with backoff (100 ms doubling to 5 s) while storage
 /// does not acknowledge. An alert leaves the outbox only on storage's 2xx.
 ///
-/// Each push is a task of its own (at most [`SEND_AT_ONCE`] in flight): an alert never
+/// Each push is a task of its own (at most 64 in flight): an alert never
 /// waits for the answer to an earlier one (storage answers after writing the alert and
 /// its access-log entry) nor for the outbox delete that follows an answer.
 pub async fn send(alerts: Alerts, client: Client, mut raised: Raised, stop: Arc<Notify>) {
