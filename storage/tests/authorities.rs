@@ -75,8 +75,10 @@ async fn visit(
 }
 
 /// The organisations patient-1's account has granted access, as storage's replica sees them.
+/// The organisations the patient has granted, as the chain replica says; checked against
+/// the FHIR Consent mirror the patient's own card reads.
 async fn grants(world: &World) -> Vec<String> {
-    world
+    let on_chain: Vec<String> = world
         .storage
         .chain
         .authority_grants(world.patient_account.0.0)
@@ -84,7 +86,33 @@ async fn grants(world: &World) -> Vec<String> {
         .unwrap()
         .into_iter()
         .map(|organisation| organisation.id)
-        .collect()
+        .collect();
+    let (status, bundle) = world
+        .request(
+            &world.patient,
+            "GET",
+            "/fhir/Consent?patient=patient-1",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let mirrored: Vec<String> = bundle["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|entry| {
+            entry["resource"]["identifier"][0]["system"] == "urn:wardseal:authority-grant"
+        })
+        .map(|entry| {
+            let actor = &entry["resource"]["provision"]["actor"][0]["reference"];
+            assert_eq!(actor["type"], "Organization");
+            actor["identifier"]["value"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(mirrored, on_chain, "the Consent mirror follows the chain");
+    on_chain
 }
 
 fn visit_body(patient: &str) -> serde_json::Value {

@@ -1,10 +1,13 @@
-//! `Consent`: a mirror of the grants a patient holds on chain (the Consent contract) for
-//! the staff and authority accounts storage knows (`POST /v1/admin/staff-accounts`).
-//! The chain keeps the current state only, so a Consent exists while the grant stands
-//! (status `active`) and is gone once revoked; storage asks the chain on every read.
+//! `Consent`: a mirror of the grants a patient holds on chain: those of the Consent
+//! contract to the staff accounts storage knows (`POST /v1/admin/staff-accounts`), and
+//! those of the AuthorityRegistry to authority organisations (laboratories, insurers,
+//! pharmacies, other hospitals). The chain keeps the current state only, so a Consent
+//! exists while the grant stands (status `active`) and is gone once revoked; storage asks
+//! the chain on every read.
 //!
-//! Id: the first 16 bytes of SHA-256(patient ‖ 0x00 ‖ authority account) in hex — stable,
-//! short enough for a FHIR id, and naming no account.
+//! Id: the first 16 bytes of SHA-256(patient ‖ 0x00 ‖ staff account) or SHA-256(patient ‖
+//! 0x01 ‖ organisation id) in hex — stable, short enough for a FHIR id, and naming no
+//! account.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,53 +23,95 @@ use crate::error::Error;
 
 /// The identifier system of on-chain grants: `0x<patient account>:0x<authority account>`.
 pub const GRANT_SYSTEM: &str = "urn:wardseal:consent-grant";
+/// The identifier system of grants to authority organisations:
+/// `0x<patient account>:<organisation id>`.
+pub const AUTHORITY_GRANT_SYSTEM: &str = "urn:wardseal:authority-grant";
+/// The identifier system of authority organisations (their registry id).
+pub const ORGANISATION_SYSTEM: &str = "urn:wardseal:authority";
 
 /// What `/fhir/Consent` takes.
 pub const DEFINITION: ResourceDefinition = ResourceDefinition {
     kind: "Consent",
-    documentation: "The patient's on-chain grants (Consent contract) to the staff and authority \
-                    accounts storage knows; active while granted, gone once revoked (the chain \
-                    is asked on every read).",
+    documentation: "The patient's on-chain grants: to the staff accounts storage knows \
+                    (Consent contract) and to authority organisations (AuthorityRegistry); \
+                    active while granted, gone once revoked (the chain is asked on every read).",
     parameters: &[search::PATIENT],
     operations: &[],
 };
 
-/// One grant: `patient` (account `patient_account`) to `authority` (`authority_account`).
+/// Whom a grant lets read.
+#[derive(Debug, Clone)]
+pub enum Recipient {
+    /// A staff member's account (Consent contract).
+    Account {
+        /// The staff member (subject id).
+        subject: String,
+        /// Their account.
+        account: [u8; 20],
+    },
+    /// An authority organisation (AuthorityRegistry), by its registry id.
+    Organisation(String),
+}
+
+/// One standing grant of `patient` (account `patient_account`).
 #[derive(Debug, Clone)]
 pub struct Grant {
     /// The patient.
     pub patient: String,
     /// The patient's account.
     pub patient_account: [u8; 20],
-    /// The staff member or authority (subject id).
-    pub authority: String,
-    /// Their account.
-    pub authority_account: [u8; 20],
+    /// Whom it lets read.
+    pub recipient: Recipient,
 }
 
 impl Grant {
     /// The Consent id of this grant.
     pub fn id(&self) -> String {
         let mut bytes = self.patient.as_bytes().to_vec();
-        bytes.push(0);
-        bytes.extend_from_slice(&self.authority_account);
+        match &self.recipient {
+            Recipient::Account { account, .. } => {
+                bytes.push(0);
+                bytes.extend_from_slice(account);
+            }
+            Recipient::Organisation(id) => {
+                bytes.push(1);
+                bytes.extend_from_slice(id.as_bytes());
+            }
+        }
         hex::encode(&Hash::sha256(&bytes).as_bytes()[..16])
     }
 }
 
 /// A standing grant as a Consent.
 pub fn render(grant: &Grant) -> serde_json::Value {
+    let patient_account = hex::encode(grant.patient_account);
+    let (identifier, actor) = match &grant.recipient {
+        Recipient::Account { subject, account } => (
+            serde_json::json!({
+                "system": GRANT_SYSTEM,
+                "value": format!("0x{patient_account}:0x{}", hex::encode(account)),
+            }),
+            serde_json::json!({
+                "identifier": {"system": SUBJECT_SYSTEM, "value": subject},
+                "display": subject,
+            }),
+        ),
+        Recipient::Organisation(id) => (
+            serde_json::json!({
+                "system": AUTHORITY_GRANT_SYSTEM,
+                "value": format!("0x{patient_account}:{id}"),
+            }),
+            serde_json::json!({
+                "type": "Organization",
+                "identifier": {"system": ORGANISATION_SYSTEM, "value": id},
+                "display": id,
+            }),
+        ),
+    };
     serde_json::json!({
         "resourceType": "Consent",
         "id": grant.id(),
-        "identifier": [{
-            "system": GRANT_SYSTEM,
-            "value": format!(
-                "0x{}:0x{}",
-                hex::encode(grant.patient_account),
-                hex::encode(grant.authority_account)
-            ),
-        }],
+        "identifier": [identifier],
         "status": "active",
         "scope": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/consentscope",
@@ -91,10 +136,7 @@ pub fn render(grant: &Grant) -> serde_json::Value {
                     "code": "IRCP",
                     "display": "information recipient",
                 }]},
-                "reference": {
-                    "identifier": {"system": SUBJECT_SYSTEM, "value": grant.authority},
-                    "display": grant.authority,
-                },
+                "reference": actor,
             }],
         },
     })
@@ -120,10 +162,24 @@ async fn grants(context: &Context<'_>, patient: &str) -> Result<Vec<Grant>, Erro
             grants.push(Grant {
                 patient: patient.to_owned(),
                 patient_account,
-                authority,
-                authority_account,
+                recipient: Recipient::Account {
+                    subject: authority,
+                    account: authority_account,
+                },
             });
         }
+    }
+    for organisation in context
+        .storage
+        .chain
+        .authority_grants(patient_account)
+        .await?
+    {
+        grants.push(Grant {
+            patient: patient.to_owned(),
+            patient_account,
+            recipient: Recipient::Organisation(organisation.id),
+        });
     }
     Ok(grants)
 }
