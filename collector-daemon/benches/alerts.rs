@@ -22,6 +22,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod figures;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use common::alerts::{EventStream, set_alarm_rule};
 use common::storage::{PATIENT, StorageSetup, card_section, enroll_on_token, nurse};
 use common::{GROUP, Ward, heart_rate};
+use figures::{bench, environment, percentile};
 use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_core::hash::Hash;
 use wardseal_core::reading::Timestamp;
@@ -51,32 +53,6 @@ fn main() {
         runtime.block_on(run(hsm));
     })
     .unwrap();
-}
-
-fn environment(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-/// One figure: for people, and for `scripts/bench-report` (`BENCH name value unit`).
-fn bench(name: &str, value: f64, unit: &str) {
-    println!("BENCH {name} {value:.1} {unit}");
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 async fn run(hsm: &wardseal_testkit::softhsm::SoftHsm) {

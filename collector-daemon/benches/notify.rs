@@ -22,6 +22,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod figures;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::storage::{PATIENT, StorageSetup, card_section, enroll_on_token, nurse};
 use common::{GROUP, RULE, Ward, heart_rate};
+use figures::{bench, environment, percentile};
 use serde_json::{Value, json};
 use wardseal_collector::daemon::{Daemon, open_cards};
 use wardseal_contracts::{Range, TypeRule, WideDecimal};
@@ -57,27 +59,6 @@ fn main() {
         runtime.block_on(run(hsm));
     })
     .unwrap();
-}
-
-fn environment(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn spo2(value: &str, sequence: u64, time: Timestamp) -> String {
@@ -323,9 +304,13 @@ async fn run(hsm: &wardseal_testkit::softhsm::SoftHsm) {
     println!(
         "notification_latency_p50_ms={p50:.1} notification_latency_p99_ms={p99:.1} (target p99 ≤ {TARGET_P99_MS:.0})"
     );
-    println!("BENCH notification_latency_p50_ms {p50:.1} ms");
-    println!("BENCH notification_latency_p99_ms {p99:.1} ms");
-    println!("BENCH notification_background_readings_per_s {background_rate:.0} readings/s");
+    bench("notification_latency_p50_ms", p50, "ms");
+    bench("notification_latency_p99_ms", p99, "ms");
+    bench(
+        "notification_background_readings_per_s",
+        background_rate,
+        "readings/s",
+    );
     let _ = stop_hook.send(());
     daemon.shutdown().await;
     storage.stop().await;
