@@ -210,7 +210,13 @@ pub async fn authorize_authority(
     outcome.map_err(|refusal| Error::Access(AccessRefusal::Authority(refusal)))
 }
 
-async fn consented(storage: &Storage, staff: &str, patient: &str) -> Result<bool, Error> {
+/// Whether `patient` has granted `staff`'s recorded account consent on chain (the
+/// Consent contract).
+pub(crate) async fn consented(
+    storage: &Storage,
+    staff: &str,
+    patient: &str,
+) -> Result<bool, Error> {
     let Some(authority) = storage.store.staff_account(staff).await? else {
         return Ok(false);
     };

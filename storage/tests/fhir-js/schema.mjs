@@ -37,7 +37,10 @@ export function validate(resource, where) {
   }
   validated.add(resource.resourceType);
   if (resource.resourceType === 'Bundle') {
-    for (const entry of resource.entry ?? []) validated.add(entry.resource.resourceType);
+    // An id-only notification's entries carry no resource.
+    for (const entry of resource.entry ?? []) {
+      if (entry.resource) validated.add(entry.resource.resourceType);
+    }
   }
   return resource;
 }
