@@ -65,28 +65,9 @@ impl Store {
     ) -> Result<AccessEntry, Error> {
         // In this process, writers queue here rather than on the database lock.
         let _guard = self.access_lock.lock().await;
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|error| Error::database("begin a transaction", error))?;
-        let lock = if self.postgres {
-            "LOCK TABLE access_log IN SHARE ROW EXCLUSIVE MODE"
-        } else {
-            // A write first makes SQLite take its write lock now, before the read of the
-            // last number (a deferred transaction would read, then fail to upgrade).
-            "UPDATE access_log SET entry = entry WHERE entry < 0"
-        };
-        sqlx::query(lock)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|error| Error::database("lock the access log", error))?;
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(entry) FROM access_log")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|error| Error::database("number the access-log entry", error))?;
+        let (mut transaction, number) = self.begin_numbered("access_log", "entry").await?;
         let entry = AccessEntry {
-            entry: last.unwrap_or(0) + 1,
+            entry: number,
             at: now_micros(),
             who: who.to_owned(),
             role: role.to_owned(),

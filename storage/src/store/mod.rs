@@ -130,6 +130,39 @@ impl Store {
 
 /// Column `index` of `row`. A value the column cannot give (wrong type, NULL where the
 /// schema forbids it) is an error, never a default that would pass for data.
+impl Store {
+    /// Begins a transaction that appends to `table`, numbered by its `column`, and returns
+    /// it with the next number: the table is locked first (PostgreSQL: `SHARE ROW
+    /// EXCLUSIVE`; SQLite: a no-op write takes the write lock now, since a deferred
+    /// transaction would read the last number, then fail to upgrade), so no two writers
+    /// take one number.
+    pub(crate) async fn begin_numbered(
+        &self,
+        table: &'static str,
+        column: &'static str,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Any>, i64), Error> {
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(|error| Error::database("begin a transaction", error))?;
+        let lock = if self.postgres {
+            format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        } else {
+            format!("UPDATE {table} SET {column} = {column} WHERE {column} < 0")
+        };
+        sqlx::query(&lock)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| Error::database("lock the table to number a row", error))?;
+        let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX({column}) FROM {table}"))
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(|error| Error::database("read the last number", error))?;
+        Ok((transaction, last.unwrap_or(0) + 1))
+    }
+}
+
 fn column<'r, T>(row: &'r sqlx::any::AnyRow, index: usize) -> Result<T, Error>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,

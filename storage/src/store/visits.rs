@@ -75,28 +75,9 @@ fn record(row: &sqlx::any::AnyRow) -> Result<VisitRecord, Error> {
 impl Store {
     /// Records a visit and returns it with its number.
     pub async fn record_visit(&self, visit: &NewVisit) -> Result<VisitRecord, Error> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|error| Error::database("begin a transaction", error))?;
-        let lock = if self.postgres {
-            "LOCK TABLE visits IN SHARE ROW EXCLUSIVE MODE"
-        } else {
-            // A write first makes SQLite take its write lock before the read of the last
-            // number (a deferred transaction would read, then fail to upgrade).
-            "UPDATE visits SET visit = visit WHERE visit < 0"
-        };
-        sqlx::query(lock)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|error| Error::database("lock the visits", error))?;
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(visit) FROM visits")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|error| Error::database("number the visit", error))?;
+        let (mut transaction, number) = self.begin_numbered("visits", "visit").await?;
         let stored = VisitRecord {
-            visit: last.unwrap_or(0) + 1,
+            visit: number,
             patient: visit.patient.clone(),
             organisation: visit.organisation.clone(),
             subject: visit.subject.clone(),
