@@ -15,7 +15,6 @@ use hyper::Response;
 use wardseal_core::hash::Hash;
 
 use super::Context;
-use super::bundle::Bundle;
 use super::patient::SUBJECT_SYSTEM;
 use super::search::{self, Parameters, ResourceDefinition};
 use crate::access;
@@ -206,11 +205,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
             )
         })
         .collect();
-    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-    Ok(context.ok(&Bundle::searchset(entries).total(total).link(
-        "self",
-        context.url(&format!("Consent?{}", parameters.query_with(&[]))),
-    )))
+    Ok(context.whole_searchset("Consent", &parameters, entries))
 }
 
 /// `GET /fhir/Consent/{id}`: a patient's card finds it among its own grants; staff among

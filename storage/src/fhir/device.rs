@@ -10,7 +10,6 @@ use hyper::Response;
 use wardseal_core::epc::Sgtin96;
 
 use super::Context;
-use super::bundle::Bundle;
 use super::search::{self, Parameters, ResourceDefinition};
 use crate::access;
 use crate::error::Error;
@@ -123,11 +122,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
             render(&facts),
         ));
     }
-    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-    Ok(context.ok(&Bundle::searchset(entries).total(total).link(
-        "self",
-        context.url(&format!("Device?{}", parameters.query_with(&[]))),
-    )))
+    Ok(context.whole_searchset("Device", &parameters, entries))
 }
 
 /// `GET /fhir/Device/{EPC hex}`: readable by whoever may read the patient it is (or was

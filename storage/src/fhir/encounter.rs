@@ -14,7 +14,6 @@ use hyper::Response;
 use wardseal_core::identity::Role;
 
 use super::Context;
-use super::bundle::Bundle;
 use super::search::{self, ParameterDefinition, ParameterType, Parameters, ResourceDefinition};
 use crate::access;
 use crate::error::Error;
@@ -145,11 +144,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
             render(&admission),
         ));
     }
-    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-    Ok(context.ok(&Bundle::searchset(entries).total(total).link(
-        "self",
-        context.url(&format!("Encounter?{}", parameters.query_with(&[]))),
-    )))
+    Ok(context.whole_searchset("Encounter", &parameters, entries))
 }
 
 /// `GET /fhir/Encounter/adm-{n}` (and `visit-{n}`, [`super::visit`]).

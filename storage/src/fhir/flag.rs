@@ -22,7 +22,6 @@ use wardseal_core::alert::{Alert, AlertId, AlertKind, AlertState, Priority};
 use wardseal_core::epc::Sgtin96;
 
 use super::Context;
-use super::bundle::Bundle;
 use super::search::{self, ParameterDefinition, ParameterType, Parameters, ResourceDefinition};
 use crate::access;
 use crate::error::Error;
@@ -209,11 +208,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
             }
         }
     }
-    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-    Ok(context.ok(&Bundle::searchset(entries).total(total).link(
-        "self",
-        context.url(&format!("Flag?{}", parameters.query_with(&[]))),
-    )))
+    Ok(context.whole_searchset("Flag", &parameters, entries))
 }
 
 /// `GET /fhir/Flag/{alert id}`.

@@ -122,6 +122,21 @@ impl Context<'_> {
     pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
+
+    /// A search of `kind` answered in one page: every match, their total, and the
+    /// search's canonical `self` link.
+    pub fn whole_searchset<R: Serialize>(
+        &self,
+        kind: &str,
+        parameters: &search::Parameters,
+        entries: Vec<(String, R)>,
+    ) -> Response<Full<Bytes>> {
+        let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        self.ok(&bundle::Bundle::searchset(entries).total(total).link(
+            "self",
+            self.url(&format!("{kind}?{}", parameters.query_with(&[]))),
+        ))
+    }
 }
 
 /// Answers one request under `/fhir`; every failure becomes an `OperationOutcome`.

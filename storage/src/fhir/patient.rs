@@ -9,7 +9,6 @@ use hyper::Response;
 use wardseal_core::identity::Role;
 
 use super::Context;
-use super::bundle::Bundle;
 use super::search::{ParameterDefinition, ParameterType, Parameters, ResourceDefinition};
 use crate::access;
 use crate::error::Error;
@@ -83,11 +82,7 @@ pub async fn search(context: &Context<'_>) -> Result<Response<Full<Bytes>>, Erro
             render(&patient, admitted),
         ));
     }
-    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-    Ok(context.ok(&Bundle::searchset(entries).total(total).link(
-        "self",
-        context.url(&format!("Patient?{}", parameters.query_with(&[]))),
-    )))
+    Ok(context.whole_searchset("Patient", &parameters, entries))
 }
 
 /// `GET /fhir/Patient/{id}`.
